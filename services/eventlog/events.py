@@ -1,0 +1,121 @@
+"""The facts recorded in the cohortflow event log.
+
+Every class here is stored by its topic (module path and class name), so this
+module must not move. Payloads hold JSON-native values only (str, float, int,
+bool, lists and dicts of those): times are integer microseconds since the Unix
+epoch, UTC. That keeps the stored form stable, language neutral and fast to
+decode in the projector.
+
+Each user event is a one-event "aggregate" whose id is derived from
+(app, kind, event_id): a retried event collides on the primary key of the
+stored events table, so idempotency costs no read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+# Fixed namespace for deterministic ids of log events. Changing it would break idempotency.
+EVENTS_NAMESPACE = uuid.UUID("6f1c1f8e-0a39-4a4e-9a8e-2f1b1c0c7a51")
+
+# A property or trait value as stored: scalars and homogeneous lists of scalars.
+# Timestamps are kept apart (see `time_properties`) so the type survives JSON.
+StoredValue = str | float | bool | list[str] | list[float] | list[bool]
+
+
+_NAMESPACE_BYTES = EVENTS_NAMESPACE.bytes
+# uuid.uuid5, without its per-call overhead (same result; see the unit test).
+_VERSION_MASK = ~(0xF000 << 64) & ~(0xC000 << 48)
+_VERSION_BITS = (0x5000 << 64) | (0x8000 << 48)
+
+
+def event_uuid(app_id: str, kind: str, event_id: str) -> uuid.UUID:
+    """Deterministic log id of a client event: same app, kind and event_id, same id."""
+    name = f"{app_id}\x1f{kind}\x1f{event_id}".encode()
+    digest = hashlib.sha1(_NAMESPACE_BYTES + name, usedforsecurity=False).digest()
+    value = int.from_bytes(digest[:16], "big")
+    return uuid.UUID(int=(value & _VERSION_MASK) | _VERSION_BITS)
+
+
+def us_to_datetime(us: int) -> datetime:
+    return datetime.fromtimestamp(us / 1_000_000, tz=UTC)
+
+
+def datetime_to_us(moment: datetime) -> int:
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+@dataclass(frozen=True)
+class LogEvent:
+    """Base of every event in the log (implements eventsourcing's DomainEventProtocol)."""
+
+    originator_id: uuid.UUID
+    originator_version: int
+
+
+@dataclass(frozen=True)
+class EventTracked(LogEvent):
+    """A user did something in an app (from IngestService.Track / TrackBatch)."""
+
+    KIND = "track"
+
+    app_id: str
+    event_id: str
+    user_id: str
+    anonymous_id: str
+    name: str
+    event_time_us: int
+    received_time_us: int
+    properties: dict[str, StoredValue] = field(default_factory=dict)
+    # Timestamp-typed properties, microseconds (or lists of them).
+    time_properties: dict[str, int | list[int]] = field(default_factory=dict)
+    # platform, os, app_version, locale, timezone, country, city (str) and
+    # latitude, longitude (float), each present only when given.
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UserIdentified(LogEvent):
+    """Profile facts about a user (from IngestService.Identify)."""
+
+    KIND = "identify"
+
+    app_id: str
+    event_id: str
+    user_id: str
+    anonymous_id: str
+    event_time_us: int
+    received_time_us: int
+    traits: dict[str, StoredValue] = field(default_factory=dict)
+    time_traits: dict[str, int | list[int]] = field(default_factory=dict)
+    # email, phone, push_token: present only when given.
+    contact: dict[str, str] = field(default_factory=dict)
+    # channel name ("email", "sms", ...) -> granted?
+    consents: dict[str, bool] = field(default_factory=dict)
+    timezone: str = ""
+    # country, city (str), latitude, longitude (float): present only when given.
+    location: dict[str, Any] = field(default_factory=dict)
+
+
+# Reserved event names ("$" prefix) with a meaning to the projector.
+APP_INSTALLED = "$app_installed"
+APP_OPENED = "$app_opened"
+SESSION_STARTED = "$session_started"
+APP_UNINSTALLED = "$app_uninstalled"
+UNSUBSCRIBED_ALL = "$unsubscribed_all"
+ACCOUNT_CLOSED = "$account_closed"
+SYSTEM_EVENT_NAMES = frozenset(
+    {
+        APP_INSTALLED,
+        APP_OPENED,
+        SESSION_STARTED,
+        APP_UNINSTALLED,
+        UNSUBSCRIBED_ALL,
+        ACCOUNT_CLOSED,
+    }
+)

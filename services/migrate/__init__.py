@@ -1,0 +1,26 @@
+"""Create the database schema once, before services start (they run with CREATE_TABLE=n).
+
+Serialised with a PostgreSQL advisory lock, so concurrent migrations (several
+replicas starting, parallel tests) never race on catalog updates.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+from services.common.database import ensure_database
+from services.eventlog.store import open_event_log
+
+# Arbitrary but fixed key of the advisory lock that serialises migrations.
+_MIGRATION_LOCK = 0x636F686F7274  # "cohort"
+
+
+def migrate(database_url: str) -> None:
+    ensure_database(database_url)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
+        try:
+            log = open_event_log(database_url, create_table=True, pool_size=1)
+            log.close()
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
