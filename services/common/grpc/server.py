@@ -1,0 +1,98 @@
+"""gRPC servers in one shape: servicers + health + reflection + auth and observability."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from services.common.grpc.auth import ApiKeyInterceptor, ApiKeys
+from services.common.grpc.observability import ObservabilityInterceptor
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Registration:
+    """How to add one servicer: `add(servicer, server)` and its full service name."""
+
+    add: Callable[[Any, grpc.aio.Server], None]
+    servicer: Any
+    service_name: str
+
+
+@dataclass
+class Served:
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+    service_names: Sequence[str]
+
+    async def set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", *self.service_names):
+            await self.health.set(name, status)
+
+    async def stop(self, grace: float, drain: float = 0.0) -> None:
+        """Report NOT_SERVING, keep serving for `drain` seconds, then refuse new calls
+        and let in-flight ones finish for up to `grace` seconds.
+
+        gRPC cancels calls that reached the server but were not yet dispatched
+        when `server.stop` begins; the drain period lets those (and any sent
+        before a load balancer saw NOT_SERVING) run normally.
+        """
+        await self.set_serving(False)
+        if drain > 0:
+            await asyncio.sleep(drain)
+        await self.server.stop(grace)
+
+
+async def create_server(
+    address: str,
+    registrations: Sequence[Registration],
+    keys: ApiKeys,
+    *,
+    reuse_port: bool = False,
+) -> Served:
+    """Build and start a server listening on `address` ("host:port", port 0 = any free).
+
+    `reuse_port` lets several worker processes share one port (SO_REUSEPORT).
+    """
+    server = grpc.aio.server(
+        interceptors=[ObservabilityInterceptor(), ApiKeyInterceptor(keys)],
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
+        ],
+    )
+    for registration in registrations:
+        registration.add(registration.servicer, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [r.service_name for r in registrations]
+    reflection.enable_server_reflection(
+        [
+            *names,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ],
+        server,
+    )
+    port = server.add_insecure_port(address)
+    if port == 0:
+        msg = f"cannot listen on {address}"
+        raise OSError(msg)
+    await server.start()
+    served = Served(server=server, port=port, health=health_servicer, service_names=names)
+    await served.set_serving(True)
+    return served

@@ -1,0 +1,59 @@
+"""The one place that builds ingest's concrete parts and wires them together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cohortflow.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+
+from services.common.grpc.auth import ApiKeys
+from services.common.grpc.server import Registration, Served, create_server
+from services.eventlog.store import EventLog, open_event_log
+from services.ingest.appender import Appender
+from services.ingest.config import IngestSettings
+from services.ingest.grpc.servicer import IngestServicer
+
+SERVICE_NAME = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name
+
+
+@dataclass
+class IngestApp:
+    served: Served
+    appender: Appender
+    log: EventLog
+
+    @property
+    def port(self) -> int:
+        return self.served.port
+
+    async def stop(self, grace: float, drain: float = 0.0) -> None:
+        """Stop taking calls, finish in-flight ones, commit what is queued, close."""
+        await self.served.stop(grace, drain)
+        await self.appender.close()
+        self.log.close()
+
+
+async def start_ingest(
+    settings: IngestSettings, keys: ApiKeys, *, log: EventLog | None = None
+) -> IngestApp:
+    event_log = log or open_event_log(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        connect_timeout_s=settings.db_connect_timeout_s,
+    )
+    appender = Appender(
+        event_log,
+        max_events=settings.max_batch_events,
+        max_bytes=settings.max_batch_bytes,
+        max_inflight=settings.max_inflight,
+    )
+    servicer = IngestServicer(
+        appender, settings.limits(), max_events_per_call=settings.max_events_per_call
+    )
+    served = await create_server(
+        settings.listen,
+        [Registration(ingest_pb2_grpc.add_IngestServiceServicer_to_server, servicer, SERVICE_NAME)],
+        keys,
+        reuse_port=settings.reuse_port,
+    )
+    return IngestApp(served=served, appender=appender, log=event_log)

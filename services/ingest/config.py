@@ -1,0 +1,46 @@
+"""Ingest settings, read once from the environment."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from services.common.config import ServiceSettings
+from services.ingest.domain.model import Limits
+
+
+class IngestSettings(ServiceSettings):
+    # host:port the gRPC API listens on.
+    listen: str = Field("127.0.0.1:50051", alias="INGEST_LISTEN")
+    # Worker processes sharing the port (SO_REUSEPORT); 1 serves in this process.
+    workers: int = Field(1, alias="INGEST_WORKERS", ge=1, le=64)
+    # Set by the supervisor for its workers.
+    reuse_port: bool = Field(False, alias="COHORTFLOW_REUSE_PORT")
+    # Prometheus metrics endpoint (0 disables it).
+    metrics_port: int = Field(9101, alias="INGEST_METRICS_PORT")
+    metrics_host: str = Field("127.0.0.1", alias="INGEST_METRICS_HOST")
+    # Micro-batching of concurrent calls: events and stored bytes per transaction,
+    # and transactions in flight at once. Keep bytes well under 4 MB (see notes).
+    max_batch_events: int = Field(2000, alias="INGEST_MAX_BATCH_EVENTS", ge=1, le=10_000)
+    max_batch_bytes: int = Field(2_000_000, alias="INGEST_MAX_BATCH_BYTES", ge=10_000)
+    max_inflight: int = Field(2, alias="INGEST_MAX_INFLIGHT", ge=1, le=16)
+    # Most events one TrackBatch call may carry.
+    max_events_per_call: int = Field(1000, alias="INGEST_MAX_EVENTS_PER_CALL", ge=1, le=1000)
+    # Validation limits.
+    max_properties: int = Field(100, alias="INGEST_MAX_PROPERTIES", ge=1)
+    max_string_length: int = Field(1024, alias="INGEST_MAX_STRING_LENGTH", ge=1)
+    max_event_bytes: int = Field(32 * 1024, alias="INGEST_MAX_EVENT_BYTES", ge=1024)
+    max_future_skew_s: int = Field(24 * 3600, alias="INGEST_MAX_FUTURE_SKEW_S", ge=0)
+    max_event_age_days: int = Field(3650, alias="INGEST_MAX_EVENT_AGE_DAYS", ge=1)
+    # Database connections of this process.
+    db_pool_size: int = Field(4, alias="INGEST_DB_POOL_SIZE", ge=1)
+    # Seconds to wait for a database connection (per attempt; 10 attempts before UNAVAILABLE).
+    db_connect_timeout_s: int = Field(2, alias="INGEST_DB_CONNECT_TIMEOUT_S", ge=1)
+
+    def limits(self) -> Limits:
+        return Limits(
+            max_properties=self.max_properties,
+            max_string_length=self.max_string_length,
+            max_event_bytes=self.max_event_bytes,
+            max_future_skew_us=self.max_future_skew_s * 1_000_000,
+            max_age_us=self.max_event_age_days * 86_400 * 1_000_000,
+        )
