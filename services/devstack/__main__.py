@@ -1,0 +1,58 @@
+"""python -m services.devstack run: the suite on this machine (what `make run` calls)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from services.devstack.stack import DEV_APP_ID, Stack
+
+EXAMPLE = """\
+Try it (another terminal, from the repo):
+  .venv/bin/python - <<'PY'
+  import grpc
+  from cohortflow.ingest.v1 import ingest_pb2 as pb, ingest_pb2_grpc as rpc
+  stub = rpc.IngestServiceStub(grpc.insecure_channel("{ingest}"))
+  print(stub.Track(pb.TrackRequest(event=pb.Event(
+      event_id="hello-1", user_id="alice", name="App Opened")),
+      metadata=[("authorization", "Bearer {key}")]))
+  PY
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] != ["run"]:
+        print("usage: python -m services.devstack run [--var DIR]", file=sys.stderr)
+        return 2
+    var = Path(args[args.index("--var") + 1]) if "--var" in args else Path("var")
+    stack = Stack(var)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        addresses = stack.start()
+    except Exception as error:
+        print(f"cohortflow: could not start: {error}", file=sys.stderr)
+        stack.stop()
+        return 1
+    width = max(len(k) for k in addresses)
+    print("\ncohortflow is running:")
+    for name, address in addresses.items():
+        print(f"  {name:<{width}}  {address}")
+    key = addresses["api key"].split()[0]
+    print("\n" + EXAMPLE.format(ingest=addresses["ingest"], key=key))
+    print(f"Ctrl-C stops everything; data stays in {var}/ (app {DEV_APP_ID!r}).\n", flush=True)
+    dead = stack.watch(stop)
+    if dead:
+        print(f"cohortflow: {dead} exited unexpectedly; stopping the rest", file=sys.stderr)
+    print("stopping...", flush=True)
+    stack.stop()
+    print("stopped.")
+    return 1 if dead else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
