@@ -19,6 +19,7 @@ $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=24"
 	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) protos/generate.py  # the editable install maps the package `cohortflow` to gen/
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 
