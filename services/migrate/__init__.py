@@ -10,6 +10,10 @@ import psycopg
 
 from services.common.database import ensure_database
 from services.eventlog.store import open_event_log
+from services.projector import schema as projector_schema
+
+# Table definitions of every service, in order. Each statement is idempotent.
+SCHEMAS = [projector_schema.STATEMENTS]
 
 # Arbitrary but fixed key of the advisory lock that serialises migrations.
 _MIGRATION_LOCK = 0x636F686F7274  # "cohort"
@@ -22,5 +26,9 @@ def migrate(database_url: str) -> None:
         try:
             log = open_event_log(database_url, create_table=True, pool_size=1)
             log.close()
+            with conn.transaction():
+                for statements in SCHEMAS:
+                    for statement in statements:
+                        conn.execute(statement)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
