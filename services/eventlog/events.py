@@ -119,3 +119,21 @@ SYSTEM_EVENT_NAMES = frozenset(
         ACCOUNT_CLOSED,
     }
 )
+
+
+@dataclass(frozen=True)
+class ClockTicked(LogEvent):
+    """The recorded clock: time passed. Written by the projector's ticker once a tick.
+
+    Inactivity (dormancy, churn, windows sliding past) is derived from these, so
+    replaying the log replays time too. The id is derived from the tick time:
+    several tickers write each tick once.
+    """
+
+    KIND = "tick"
+
+    tick_time_us: int
+
+
+def tick_uuid(tick_time_us: int) -> uuid.UUID:
+    return event_uuid("", ClockTicked.KIND, str(tick_time_us))

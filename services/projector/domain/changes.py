@@ -1,0 +1,53 @@
+"""Changes the projector derives: the records that become the change stream."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+CHANGES_NAMESPACE = uuid.UUID("b5d0a7f2-3c1e-4e8a-9b6f-0d2c4e6a8f10")
+
+LIFECYCLE = "lifecycle"
+RFM = "rfm"
+MEMBERSHIP = "membership"
+
+# Causes.
+EVENT = "event"
+TIME = "time"
+LATE_EVENT = "late_event"
+REDEFINITION = "redefinition"
+RECOMPUTATION = "recomputation"
+
+
+def change_id(app_id: str, user_id: str, sequence: int, kind: str, position: int) -> str:
+    """Deterministic: replaying the same log gives every change the same id."""
+    name = f"{app_id}\x1f{user_id}\x1f{sequence}\x1f{kind}\x1f{position}"
+    return str(uuid.uuid5(CHANGES_NAMESPACE, name))
+
+
+@dataclass(frozen=True)
+class Change:
+    change_id: str
+    kind: str
+    app_id: str
+    user_id: str
+    sequence: int
+    from_value: str
+    to_value: str
+    cause: str
+    effective_us: int
+    position: int
+    recorded_us: int
+    event_ids: tuple[str, ...] = ()
+    event_name: str = ""
+    deadline_us: int | None = None
+    correction: bool = False
+    corrected_since_us: int | None = None
+    # RFM: [recency, frequency, monetary] scores and the raw values.
+    scores: tuple[int, int, int] | None = None
+    recency_days: float = 0.0
+    purchases: int = 0
+    amount: float = 0.0
+    # Membership: the segment and its version.
+    segment_id: str = ""
+    segment_version: int = 0

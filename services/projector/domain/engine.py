@@ -1,0 +1,475 @@
+"""The projector's fold: log events in, user state and changes out. No I/O.
+
+Time is the recorded clock: it advances only with ClockTicked events from the
+log, so replaying the log replays every inactivity transition at the same
+place. Within one tick, event-driven evaluations use the event's own time.
+"""
+
+from __future__ import annotations
+
+import copy
+import heapq
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.eventlog.events import ClockTicked, EventTracked, UserIdentified
+from services.projector.domain import lifecycle, rfm
+from services.projector.domain.changes import (
+    EVENT,
+    LATE_EVENT,
+    LIFECYCLE,
+    RECOMPUTATION,
+    RFM,
+    TIME,
+    Change,
+    change_id,
+)
+from services.projector.domain.policy import DAY_US, AppPolicy
+from services.projector.domain.user import CHURNED, DORMANT, NONE, User, day_of
+
+ANONYMOUS_PREFIX = "anonymous:"
+UserKey = tuple[str, str]
+PolicySource = Callable[[str], AppPolicy]
+
+
+@dataclass
+class AppState:
+    quintiles: rfm.Quintiles = field(default_factory=rfm.Quintiles)
+    # Index of the recompute interval of the last scheduled RFM recomputation.
+    rfm_slot: int = 0
+    purchasers: set[str] = field(default_factory=set)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"quintiles": self.quintiles.to_dict(), "rfm_slot": self.rfm_slot}
+
+
+@dataclass
+class Drained:
+    """What changed since the last drain: the unit the store commits at once."""
+
+    changes: list[Change]
+    users: list[User]
+    deleted_users: list[UserKey]
+    apps: dict[str, AppState]
+    aliases: dict[tuple[str, str], str]
+    now_us: int
+
+
+class Engine:
+    def __init__(self, policies: PolicySource | AppPolicy | None = None, now_us: int = 0) -> None:
+        if policies is None or isinstance(policies, AppPolicy):
+            fixed = policies or AppPolicy()
+            self.policies: PolicySource = lambda _app: fixed
+        else:
+            self.policies = policies
+        self.now_us = now_us
+        self.users: dict[UserKey, User] = {}
+        self.apps: dict[str, AppState] = {}
+        self.aliases: dict[tuple[str, str], str] = {}
+        self._heap: list[tuple[int, str, str]] = []
+        self._changes: list[Change] = []
+        self._dirty: set[UserKey] = set()
+        self._deleted: set[UserKey] = set()
+        self._dirty_apps: set[str] = set()
+        self._dirty_aliases: set[tuple[str, str]] = set()
+
+    # ---- loading -------------------------------------------------------------------------
+
+    def load_user(self, user: User) -> None:
+        self.users[user.key] = user
+        if user.deadline_us is not None:
+            heapq.heappush(self._heap, (user.deadline_us, user.app_id, user.user_id))
+        if user.purchases:
+            self._app(user.app_id).purchasers.add(user.user_id)
+
+    def load_app(self, app_id: str, data: dict[str, Any]) -> None:
+        app = self._app(app_id)
+        app.quintiles = rfm.Quintiles.from_dict(data["quintiles"])
+        app.rfm_slot = data["rfm_slot"]
+
+    def load_alias(self, app_id: str, anonymous_id: str, user_id: str) -> None:
+        self.aliases[(app_id, anonymous_id)] = user_id
+
+    def export_state(self) -> dict[str, Any]:
+        """The whole state, as the store keeps it (a deep copy: for tests and snapshots)."""
+        return copy.deepcopy(
+            {
+                "now_us": self.now_us,
+                "users": [u.to_dict() for _, u in sorted(self.users.items())],
+                "apps": {a: s.to_dict() for a, s in sorted(self.apps.items())},
+                "aliases": [[a, anon, u] for (a, anon), u in sorted(self.aliases.items())],
+            }
+        )
+
+    @classmethod
+    def from_state(
+        cls, state: dict[str, Any], policies: PolicySource | AppPolicy | None = None
+    ) -> Engine:
+        engine = cls(policies, now_us=state["now_us"])
+        for data in state["users"]:
+            engine.load_user(User.from_dict(data))
+        for app_id, data in state["apps"].items():
+            engine.load_app(app_id, data)
+        for app_id, anonymous_id, user_id in state["aliases"]:
+            engine.load_alias(app_id, anonymous_id, user_id)
+        return engine
+
+    # ---- applying the log ----------------------------------------------------------------
+
+    def apply(self, event: object, position: int) -> None:
+        if isinstance(event, EventTracked):
+            self._track(event, position)
+        elif isinstance(event, ClockTicked):
+            self.advance(event.tick_time_us, position)
+        elif isinstance(event, UserIdentified):
+            self._identify(event, position)
+
+    def apply_all(self, items: Iterable[tuple[object, int]]) -> None:
+        for event, position in items:
+            self.apply(event, position)
+
+    def advance(self, to_us: int, position: int) -> None:
+        """Move the recorded clock forward and fire every deadline it passed."""
+        if to_us <= self.now_us:
+            return
+        self.now_us = to_us
+        heap = self._heap
+        while heap and heap[0][0] <= to_us:
+            deadline, app_id, user_id = heapq.heappop(heap)
+            user = self.users.get((app_id, user_id))
+            if user is None or user.deadline_us != deadline:
+                continue  # superseded
+            self._evaluate(user, deadline, position, cause=TIME, deadline_us=deadline)
+        for app_id in sorted(self.apps):
+            app = self.apps[app_id]
+            slot = to_us // (self.policies(app_id).rfm.recompute_minutes * 60_000_000)
+            if slot > app.rfm_slot:
+                app.rfm_slot = slot
+                self._dirty_apps.add(app_id)
+                if app.purchasers:
+                    self._recompute_rfm(app_id, to_us, position)
+
+    def _user_key(self, app_id: str, user_id: str, anonymous_id: str) -> UserKey:
+        if user_id:
+            return (app_id, user_id)
+        mapped = self.aliases.get((app_id, anonymous_id))
+        if mapped is not None:
+            return (app_id, mapped)
+        return (app_id, ANONYMOUS_PREFIX + anonymous_id)
+
+    def _user(self, key: UserKey) -> User:
+        user = self.users.get(key)
+        if user is None:
+            user = self.users[key] = User(app_id=key[0], user_id=key[1])
+        self._dirty.add(key)
+        return user
+
+    def _app(self, app_id: str) -> AppState:
+        app = self.apps.get(app_id)
+        if app is None:
+            app = self.apps[app_id] = AppState()
+        return app
+
+    def _track(self, event: EventTracked, position: int) -> None:
+        key = self._user_key(event.app_id, event.user_id, event.anonymous_id)
+        user = self._user(key)
+        policy = self.policies(event.app_id)
+        lp = policy.lifecycle
+        when = event.event_time_us
+        user.seen(when)
+        user.count_event(event.name)
+        at = max(self.now_us, when)
+        in_time = when >= self.now_us - lp.late_limit_days * DAY_US
+        if in_time:
+            if event.name in lp.churn_events:
+                if user.churn_event_us is None or when > user.churn_event_us:
+                    user.churn_event_us = when
+            else:
+                if user.last_active_us is not None:
+                    before, _ = lifecycle.classify(user, when, lp)
+                    if before in (DORMANT, CHURNED) and (
+                        user.returned_us is None or when > user.returned_us
+                    ):
+                        user.returned_us = when
+                if user.first_active_us is None or when < user.first_active_us:
+                    user.first_active_us = when
+                if user.last_active_us is None or when > user.last_active_us:
+                    user.last_active_us = when
+                user.add_active_day(day_of(when))
+            self._evaluate(user, at, position, cause=EVENT, event=event)
+        if event.name == policy.rfm.purchase_event:
+            self._purchase(user, event, at, position)
+
+    def _identify(self, event: UserIdentified, position: int) -> None:
+        app_id = event.app_id
+        key = self._user_key(app_id, event.user_id, event.anonymous_id)
+        user = self._user(key)
+        user.traits.update(event.traits)
+        user.time_traits.update(event.time_traits)
+        user.contact.update(event.contact)
+        user.consents.update(event.consents)
+        if event.timezone:
+            user.timezone = event.timezone
+        user.location.update(event.location)
+        if event.user_id and event.anonymous_id:
+            alias = (app_id, event.anonymous_id)
+            if self.aliases.get(alias) != event.user_id:
+                self.aliases[alias] = event.user_id
+                self._dirty_aliases.add(alias)
+            anonymous = self.users.pop((app_id, ANONYMOUS_PREFIX + event.anonymous_id), None)
+            if anonymous is not None:
+                self._merge(anonymous, user)
+                at = max(self.now_us, event.event_time_us)
+                self._evaluate(user, at, position, cause=EVENT, event=event)
+                if user.purchases:
+                    self._purchase(user, None, at, position)
+
+    def _merge(self, anonymous: User, user: User) -> None:
+        """Fold an anonymous history into the user it turned out to be."""
+        key = anonymous.key
+        self._dirty.discard(key)
+        self._deleted.add(key)
+        self._app(anonymous.app_id).purchasers.discard(anonymous.user_id)
+        for time in (anonymous.first_seen_us, anonymous.last_seen_us):
+            if time is not None:
+                user.seen(time)
+        if anonymous.first_active_us is not None:
+            if user.first_active_us is None or anonymous.first_active_us < user.first_active_us:
+                user.first_active_us = anonymous.first_active_us
+        if anonymous.last_active_us is not None:
+            if user.last_active_us is None or anonymous.last_active_us > user.last_active_us:
+                user.last_active_us = anonymous.last_active_us
+        for day in anonymous.active_days:
+            user.add_active_day(day)
+        for name, count in anonymous.event_counts.items():
+            user.event_counts[name] = user.event_counts.get(name, 0) + count
+        user.event_count += anonymous.event_count
+        for day, (count, amount) in anonymous.purchases.items():
+            mine = user.purchases.setdefault(day, [0, 0.0])
+            mine[0] += count
+            mine[1] += amount
+        if anonymous.last_purchase_us is not None and (
+            user.last_purchase_us is None or anonymous.last_purchase_us > user.last_purchase_us
+        ):
+            user.last_purchase_us = anonymous.last_purchase_us
+        for name, value in anonymous.traits.items():
+            user.traits.setdefault(name, value)
+
+    # ---- lifecycle -----------------------------------------------------------------------
+
+    def _evaluate(
+        self,
+        user: User,
+        at: int,
+        position: int,
+        *,
+        cause: str,
+        event: EventTracked | UserIdentified | None = None,
+        deadline_us: int | None = None,
+    ) -> None:
+        lp = self.policies(user.app_id).lifecycle
+        state, since = lifecycle.classify(user, at, lp)
+        old_state, old_since = user.state, user.since_us
+        # A late event that happened before the current state began shows that state
+        # began on wrong premises: the change it causes is a correction.
+        late = (
+            event is not None
+            and old_state != NONE
+            and old_since is not None
+            and event.event_time_us < old_since
+        )
+        if since is None:
+            # A continuing state (active, loyal): from now, or, when correcting, from
+            # when the wrong state had begun.
+            since = old_since if late and old_since is not None else at
+        if state != old_state:
+            self._emit(
+                user,
+                LIFECYCLE,
+                old_state,
+                state,
+                LATE_EVENT if late else cause,
+                since,
+                position,
+                event=event,
+                deadline_us=deadline_us,
+                correction=late,
+                corrected_since_us=old_since if late else None,
+            )
+            user.since_us = since
+        elif since != old_since and state in (DORMANT, CHURNED, "new", "reactivated"):
+            if late and state in (DORMANT, CHURNED):
+                # Same state, but it began later than published: set the record straight.
+                self._emit(
+                    user,
+                    LIFECYCLE,
+                    old_state,
+                    state,
+                    LATE_EVENT,
+                    since,
+                    position,
+                    event=event,
+                    correction=True,
+                    corrected_since_us=old_since,
+                )
+            user.since_us = since
+        user.state = state
+        deadline = lifecycle.next_deadline(user, at, lp)
+        if deadline != user.deadline_us:
+            user.deadline_us = deadline
+            if deadline is not None:
+                heapq.heappush(self._heap, (deadline, user.app_id, user.user_id))
+        self._dirty.add(user.key)
+
+    # ---- RFM -----------------------------------------------------------------------------
+
+    def _purchase(self, user: User, event: EventTracked | None, at: int, position: int) -> None:
+        policy = self.policies(user.app_id).rfm
+        if event is not None:
+            raw = event.properties.get(policy.amount_property, 0.0)
+            amount = (
+                float(raw) if isinstance(raw, int | float) and not isinstance(raw, bool) else 0.0
+            )
+            entry = user.purchases.setdefault(day_of(event.event_time_us), [0, 0.0])
+            entry[0] += 1
+            entry[1] += amount
+            if user.last_purchase_us is None or event.event_time_us > user.last_purchase_us:
+                user.last_purchase_us = event.event_time_us
+        app = self._app(user.app_id)
+        app.purchasers.add(user.user_id)
+        known = app.quintiles.purchasers
+        if known == 0 or len(app.purchasers) >= known * 1.25 + 4:
+            self._recompute_rfm(user.app_id, at, position, trigger=user, event=event)
+        else:
+            self._rescore(user, app, at, position, cause=EVENT, event=event)
+
+    def _rescore(
+        self,
+        user: User,
+        app: AppState,
+        at: int,
+        position: int,
+        *,
+        cause: str,
+        event: EventTracked | None = None,
+    ) -> None:
+        policy = self.policies(user.app_id).rfm
+        values = rfm.values_of(user, at, policy)
+        rfm.forget_old_purchases(user, at, policy)
+        if values is None:
+            scores: list[int] = []
+            group = NONE
+            app.purchasers.discard(user.user_id)
+        else:
+            scores = app.quintiles.scores(values)
+            group = rfm.group_of(*scores)
+        if scores != user.rfm_scores:
+            user.rfm_scores = scores
+            self._dirty.add(user.key)
+        if group != user.rfm_group:
+            self._emit(
+                user,
+                RFM,
+                user.rfm_group,
+                group,
+                cause,
+                at,
+                position,
+                event=event,
+                scores=(scores[0], scores[1], scores[2]) if scores else None,
+                recency_days=values.recency_days(at) if values else 0.0,
+                purchases=values.purchases if values else 0,
+                amount=values.amount if values else 0.0,
+            )
+            user.rfm_group = group
+
+    def _recompute_rfm(
+        self,
+        app_id: str,
+        at: int,
+        position: int,
+        *,
+        trigger: User | None = None,
+        event: EventTracked | None = None,
+    ) -> None:
+        app = self._app(app_id)
+        policy = self.policies(app_id).rfm
+        members = sorted(app.purchasers)
+        values = []
+        for user_id in members:
+            v = rfm.values_of(self.users[(app_id, user_id)], at, policy)
+            if v is not None:
+                values.append(v)
+        app.quintiles = rfm.Quintiles.of(values)
+        self._dirty_apps.add(app_id)
+        for user_id in members:
+            user = self.users[(app_id, user_id)]
+            is_trigger = trigger is not None and user is trigger
+            self._rescore(
+                user,
+                app,
+                at,
+                position,
+                cause=EVENT if is_trigger else RECOMPUTATION,
+                event=event if is_trigger else None,
+            )
+
+    # ---- output --------------------------------------------------------------------------
+
+    def _emit(
+        self,
+        user: User,
+        kind: str,
+        from_value: str,
+        to_value: str,
+        cause: str,
+        effective_us: int,
+        position: int,
+        *,
+        event: EventTracked | UserIdentified | None = None,
+        deadline_us: int | None = None,
+        correction: bool = False,
+        corrected_since_us: int | None = None,
+        **extra: Any,
+    ) -> None:
+        user.sequence += 1
+        self._changes.append(
+            Change(
+                change_id=change_id(user.app_id, user.user_id, user.sequence, kind, position),
+                kind=kind,
+                app_id=user.app_id,
+                user_id=user.user_id,
+                sequence=user.sequence,
+                from_value=from_value,
+                to_value=to_value,
+                cause=cause,
+                effective_us=effective_us,
+                position=position,
+                recorded_us=self.now_us,
+                event_ids=(event.event_id,) if event is not None else (),
+                event_name=getattr(event, "name", "") if event is not None else "",
+                deadline_us=deadline_us,
+                correction=correction,
+                corrected_since_us=corrected_since_us,
+                **extra,
+            )
+        )
+        self._dirty.add(user.key)
+
+    def drain(self) -> Drained:
+        """Hand over everything changed since the last drain, and forget it."""
+        drained = Drained(
+            changes=self._changes,
+            users=[self.users[k] for k in sorted(self._dirty) if k in self.users],
+            deleted_users=sorted(self._deleted),
+            apps={a: self.apps[a] for a in sorted(self._dirty_apps)},
+            aliases={a: self.aliases[a] for a in sorted(self._dirty_aliases)},
+            now_us=self.now_us,
+        )
+        self._changes = []
+        self._dirty = set()
+        self._deleted = set()
+        self._dirty_apps = set()
+        self._dirty_aliases = set()
+        return drained

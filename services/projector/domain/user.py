@@ -1,0 +1,112 @@
+"""Everything the projector keeps about one user, and its stored (dict) form."""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.projector.domain.policy import DAY_US
+
+# Active days kept per user: enough for adaptive gaps and the loyalty window.
+KEPT_ACTIVE_DAYS = 64
+# Distinct event names counted per user; more names are counted under "(other)".
+MAX_EVENT_NAMES = 200
+OTHER_EVENTS = "(other)"
+
+NONE = ""
+NEW, ACTIVE, LOYAL, DORMANT, CHURNED, REACTIVATED = (
+    "new",
+    "active",
+    "loyal",
+    "dormant",
+    "churned",
+    "reactivated",
+)
+LIFECYCLE_STATES = (NEW, ACTIVE, LOYAL, DORMANT, CHURNED, REACTIVATED)
+
+
+def day_of(time_us: int) -> int:
+    return time_us // DAY_US
+
+
+@dataclass(slots=True)
+class User:
+    app_id: str
+    user_id: str
+    # Activity (event time, UTC days).
+    first_active_us: int | None = None
+    last_active_us: int | None = None
+    active_days: list[int] = field(default_factory=list)
+    active_day_count: int = 0
+    churn_event_us: int | None = None
+    returned_us: int | None = None
+    # Lifecycle as published.
+    state: str = NONE
+    since_us: int | None = None
+    deadline_us: int | None = None
+    # Purchases by UTC day: day -> [count, amount].
+    purchases: dict[int, list[float]] = field(default_factory=dict)
+    last_purchase_us: int | None = None
+    rfm_group: str = NONE
+    rfm_scores: list[int] = field(default_factory=list)  # [r, f, m] or []
+    # Profile.
+    first_seen_us: int | None = None
+    last_seen_us: int | None = None
+    event_count: int = 0
+    event_counts: dict[str, int] = field(default_factory=dict)
+    traits: dict[str, Any] = field(default_factory=dict)
+    time_traits: dict[str, Any] = field(default_factory=dict)
+    contact: dict[str, str] = field(default_factory=dict)
+    consents: dict[str, bool] = field(default_factory=dict)
+    timezone: str = ""
+    location: dict[str, Any] = field(default_factory=dict)
+    # Changes published for this user so far (all kinds).
+    sequence: int = 0
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.app_id, self.user_id)
+
+    def add_active_day(self, day: int) -> None:
+        days = self.active_days
+        index = bisect.bisect_left(days, day)
+        if index < len(days) and days[index] == day:
+            return
+        if len(days) >= KEPT_ACTIVE_DAYS and index == 0:
+            # Older than everything kept: it only counts.
+            self.active_day_count += 1
+            return
+        days.insert(index, day)
+        self.active_day_count += 1
+        if len(days) > KEPT_ACTIVE_DAYS:
+            del days[0]
+
+    def count_event(self, name: str) -> None:
+        self.event_count += 1
+        counts = self.event_counts
+        if name in counts:
+            counts[name] += 1
+        elif len(counts) < MAX_EVENT_NAMES:
+            counts[name] = 1
+        else:
+            counts[OTHER_EVENTS] = counts.get(OTHER_EVENTS, 0) + 1
+
+    def seen(self, time_us: int) -> None:
+        if self.first_seen_us is None or time_us < self.first_seen_us:
+            self.first_seen_us = time_us
+        if self.last_seen_us is None or time_us > self.last_seen_us:
+            self.last_seen_us = time_us
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            name: getattr(self, name)
+            for name in self.__slots__  # type: ignore[attr-defined]
+            if name != "purchases"
+        } | {"purchases": [[day, c, a] for day, (c, a) in sorted(self.purchases.items())]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> User:
+        data = dict(data)
+        purchases = {int(day): [c, a] for day, c, a in data.pop("purchases", [])}
+        return cls(**data, purchases=purchases)
