@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import psycopg
 
+from services.campaign import schema as campaign_schema
+from services.campaign.adapters.store import create_stores as create_campaign_stores
 from services.common.database import ensure_database
 from services.eventlog.store import open_event_log
 from services.projector import schema as projector_schema
 
 # Table definitions of every service, in order. Each statement is idempotent.
-SCHEMAS = [projector_schema.STATEMENTS]
+SCHEMAS = [projector_schema.STATEMENTS, campaign_schema.STATEMENTS]
 
 # Arbitrary but fixed key of the advisory lock that serialises migrations.
 _MIGRATION_LOCK = 0x636F686F7274  # "cohort"
@@ -26,6 +28,7 @@ def migrate(database_url: str) -> None:
         try:
             log = open_event_log(database_url, create_table=True, pool_size=1)
             log.close()
+            create_campaign_stores(database_url)
             with conn.transaction():
                 for statements in SCHEMAS:
                     for statement in statements:

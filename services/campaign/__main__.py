@@ -1,0 +1,67 @@
+"""python -m services.campaign: read settings, bootstrap, serve until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+import structlog
+from prometheus_client import start_http_server
+
+from services.campaign.config import CampaignSettings
+from services.common.config import ApiKeySettings
+from services.common.grpc.auth import ApiKeys
+from services.common.jetstream import ChangeStreamSettings
+from services.common.logging import configure_logging
+
+
+async def serve(settings: CampaignSettings, keys: ApiKeys) -> None:
+    from services.campaign.bootstrap import start_campaign
+
+    log = structlog.get_logger("campaign")
+    stream = ChangeStreamSettings()
+    app = await start_campaign(settings, keys, stream=stream)
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr=settings.metrics_host)
+    log.info(
+        "serving",
+        listen=settings.listen,
+        port=app.port,
+        metrics_port=settings.metrics_port,
+        stream=stream.stream,
+        consumer=settings.consumer,
+        channels=sorted(app.dispatcher.channels()),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping", drain_s=settings.shutdown_drain_s, grace_s=settings.shutdown_grace_s)
+    await app.stop(settings.shutdown_grace_s, settings.shutdown_drain_s)
+    log.info("stopped")
+
+
+def main() -> int:
+    settings = CampaignSettings()
+    configure_logging(settings.log_level, settings.log_format, service="campaign")
+    try:
+        keys = ApiKeys(ApiKeySettings().pairs())
+        settings.secrets()
+    except (ValueError, OSError) as error:
+        print(f"campaign: bad configuration: {error}", file=sys.stderr)
+        return 2
+    if not len(keys):
+        print(
+            "campaign: no API keys configured; set COHORTFLOW_API_KEYS=app_id:key"
+            " or COHORTFLOW_API_KEYS_FILE",
+            file=sys.stderr,
+        )
+        return 2
+    asyncio.run(serve(settings, keys))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""Conversions: follow the event log and mark exposures whose goal event followed.
+
+The view is an eventsourcing tracking recorder: each batch of log events marks
+its conversions and moves the tracked position in ONE transaction, so a
+restart neither loses nor counts an event twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
+
+import structlog
+from eventsourcing.persistence import InfrastructureFactory, Tracking
+from eventsourcing.postgres import PostgresTrackingRecorder
+from eventsourcing.utils import Environment, get_topic
+
+from services.campaign.adapters.store import store_env
+from services.campaign.domain.conversions import Conversion, Exposure, Tracked, conversions
+from services.campaign.domain.model import ConversionGoal
+from services.campaign.schema import DELIVERIES
+from services.eventlog.events import EventTracked
+from services.eventlog.store import LOG_NAME, EventLog
+
+VIEW_NAME = "campaign_conversions"  # tracking table: campaign_conversions_tracking
+_log = structlog.get_logger("campaign.conversions")
+
+_CANDIDATES = f"""
+SELECT send_id, campaign_id, app_id, user_id,
+       (extract(epoch FROM coalesce(sent_at, due_at)) * 1000000)::bigint
+FROM {DELIVERIES}
+WHERE (app_id, user_id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
+  AND campaign_id = ANY(%s::text[])
+  AND status IN ('sent', 'control') AND converted_at IS NULL
+"""
+_MARK = f"""
+UPDATE {DELIVERIES} d
+SET converted_at = to_timestamp(c.t / 1000000.0), conversion_event_id = c.e
+FROM unnest(%s::text[], %s::bigint[], %s::text[]) AS c(s, t, e)
+WHERE d.send_id = c.s AND d.converted_at IS NULL
+"""
+
+
+class ConversionRecorder(PostgresTrackingRecorder):
+    def exposures(
+        self, keys: Sequence[tuple[str, str]], campaign_ids: Sequence[str]
+    ) -> list[Exposure]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                _CANDIDATES,
+                ([k[0] for k in keys], [k[1] for k in keys], list(campaign_ids)),
+            )
+            return [Exposure(*row.values()) for row in curs.fetchall()]
+
+    def record(self, found: Sequence[Conversion], tracking: Tracking) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            if found:
+                curs.execute(
+                    _MARK,
+                    (
+                        [c.send_id for c in found],
+                        [c.time_us for c in found],
+                        [c.event_id for c in found],
+                    ),
+                )
+            self._insert_tracking(curs, tracking)
+
+
+def open_conversion_recorder(
+    database_url: str, *, create_table: bool = False, pool_size: int = 2
+) -> ConversionRecorder:
+    env = Environment(
+        name=VIEW_NAME, env=store_env(database_url, create_table=create_table, pool_size=pool_size)
+    )
+    return InfrastructureFactory.construct(env).tracking_recorder(ConversionRecorder)  # type: ignore[return-value]
+
+
+GoalsByApp = Callable[[], Mapping[str, Mapping[str, ConversionGoal]]]
+
+
+class ConversionFollower:
+    """Reads the log after its tracked position, in batches, until stopped."""
+
+    def __init__(
+        self,
+        log: EventLog,
+        recorder: ConversionRecorder,
+        goals: GoalsByApp,
+        *,
+        batch: int = 500,
+        poll_s: float = 0.5,
+    ) -> None:
+        self._log = log
+        self._recorder = recorder
+        self._goals = goals
+        self._batch = batch
+        self._poll_s = poll_s
+        self._topics = [get_topic(EventTracked)]
+
+    def close(self) -> None:
+        self._recorder.datastore.close()
+
+    def step(self) -> int:
+        """Process one batch; how many log events it covered (0: caught up)."""
+        position = self._recorder.max_tracking_id(LOG_NAME) or 0
+        notifications = self._log.recorder.select_notifications(
+            position, self._batch, topics=self._topics, inclusive_of_start=False
+        )
+        if not notifications:
+            return 0
+        goals = self._goals()
+        wanted = {(app, g.event_name) for app, by_id in goals.items() for g in by_id.values()}
+        tracked: list[Tracked] = []
+        for notification in notifications:
+            event = self._log.mapper.to_domain_event(notification)
+            if isinstance(event, EventTracked) and (event.app_id, event.name) in wanted:
+                tracked.append(
+                    Tracked(
+                        event.app_id,
+                        event.user_id,
+                        event.event_id,
+                        event.name,
+                        event.event_time_us,
+                        event.properties,
+                    )
+                )
+        found: list[Conversion] = []
+        if tracked:
+            keys = sorted({(t.app_id, t.user_id) for t in tracked})
+            all_goals = {cid: g for by_id in goals.values() for cid, g in by_id.items()}
+            exposures = self._recorder.exposures(keys, list(all_goals))
+            found = conversions(exposures, tracked, all_goals)
+        self._recorder.record(found, Tracking(LOG_NAME, notifications[-1].id))
+        return len(notifications)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                covered = await asyncio.to_thread(self.step)
+            except Exception as error:  # keep following; the position did not move
+                _log.warning("conversion batch failed", error=repr(error))
+                covered = 0
+            if covered < self._batch:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self._poll_s)

@@ -1,0 +1,45 @@
+"""Profiles from the projector's `projector_profiles` read model (a read-only contract)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from psycopg_pool import AsyncConnectionPool
+
+from services.campaign.domain.eligibility import Profile
+from services.projector.schema import PROFILES_TABLE
+
+_SELECT = f"""
+SELECT app_id, user_id, traits, email, phone, push_token, consents, timezone, country, city,
+       lifecycle_state, rfm_group
+FROM {PROFILES_TABLE}
+WHERE (app_id, user_id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
+"""
+
+
+class PostgresProfileReader:
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self._pool = pool
+
+    async def profiles(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Profile]:
+        if not keys:
+            return {}
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(_SELECT, ([k[0] for k in keys], [k[1] for k in keys]))
+            rows = await cursor.fetchall()
+        return {
+            (row[0], row[1]): Profile(
+                user_id=row[1],
+                traits=row[2] or {},
+                email=row[3],
+                phone=row[4],
+                push_token=row[5],
+                consents={str(k): bool(v) for k, v in (row[6] or {}).items()},
+                timezone=row[7],
+                country=row[8],
+                city=row[9],
+                lifecycle_state=row[10],
+                rfm_group=row[11],
+            )
+            for row in rows
+        }

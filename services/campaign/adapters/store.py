@@ -1,0 +1,110 @@
+"""The campaign definitions' event store: an eventsourcing application on PostgreSQL.
+
+Its own events table (`campaigns_events`), so campaign history never mixes
+with the user event log. Commands are synchronous (eventsourcing has no asyncio
+API): callers run them in worker threads.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError
+
+from services.campaign.domain.campaign import AppMessagingPolicy, Campaign
+from services.campaign.domain.model import CampaignDefinition
+from services.eventlog.store import eventlog_env
+
+STORE_NAME = "campaigns"  # events table: campaigns_events
+
+
+class CampaignNotFound(Exception):
+    pass
+
+
+class CampaignStore(Application[uuid.UUID]):
+    name = STORE_NAME
+
+    def create_campaign(
+        self, app_id: str, request_id: str, definition: CampaignDefinition, paused: bool
+    ) -> tuple[Campaign, bool]:
+        """(campaign, created?): a repeated request_id returns the first campaign."""
+        campaign_id = Campaign.create_id(app_id, request_id)
+        try:
+            return self.repository.get(campaign_id), False
+        except AggregateNotFoundError:
+            pass
+        campaign = Campaign(
+            app_id=app_id,
+            request_id=request_id,
+            definition=definition.model_dump(mode="json"),
+            paused=paused,
+        )
+        try:
+            self.save(campaign)
+        except IntegrityError:  # a concurrent retry stored it first
+            return self.repository.get(campaign_id), False
+        return campaign, True
+
+    def campaign(self, app_id: str, campaign_id: str) -> Campaign:
+        """The app's campaign; CampaignNotFound also for another app's campaign."""
+        try:
+            key = uuid.UUID(campaign_id)
+            campaign: Campaign = self.repository.get(key)
+        except (ValueError, AggregateNotFoundError) as error:
+            raise CampaignNotFound(campaign_id) from error
+        if campaign.app_id != app_id:
+            raise CampaignNotFound(campaign_id)
+        return campaign
+
+    def change(self, app_id: str, campaign_id: str, command: str, **kwargs: Any) -> Campaign:
+        """Run a command (update, pause, resume, archive) and save its events."""
+        campaign = self.campaign(app_id, campaign_id)
+        getattr(campaign, command)(**kwargs)
+        self.save(campaign)
+        return campaign
+
+    def definition_at(self, app_id: str, campaign_id: str, version: int) -> dict[str, Any] | None:
+        """The definition as it was at a past version (None if there is no such version)."""
+        self.campaign(app_id, campaign_id)
+        seen = 0
+        for domain_event in self.events.get(uuid.UUID(campaign_id)):
+            definition = getattr(domain_event, "definition", None)
+            if definition is not None:
+                seen += 1
+                if seen == version:
+                    return dict(definition)
+        return None
+
+    def policy(self, app_id: str) -> AppMessagingPolicy | None:
+        try:
+            policy: AppMessagingPolicy = self.repository.get(AppMessagingPolicy.create_id(app_id))
+        except AggregateNotFoundError:
+            return None
+        return policy
+
+    def update_policy(self, app_id: str, policy: dict[str, Any]) -> AppMessagingPolicy:
+        current = self.policy(app_id) or AppMessagingPolicy(app_id=app_id)
+        current.update(policy)
+        self.save(current)
+        return current
+
+
+def store_env(database_url: str, *, create_table: bool = False, pool_size: int = 2) -> dict:
+    env = eventlog_env(database_url, create_table=create_table, pool_size=pool_size)
+    env.pop("APPLICATION_RECORDER_TOPIC", None)  # the library's own recorder
+    return env
+
+
+def open_campaign_store(database_url: str, **kwargs: Any) -> CampaignStore:
+    return CampaignStore(env=store_env(database_url, **kwargs))
+
+
+def create_stores(database_url: str) -> None:
+    """Create the campaign event store and the conversion tracking table (migrate only)."""
+    from services.campaign.adapters.conversions import open_conversion_recorder
+
+    open_campaign_store(database_url, create_table=True, pool_size=1).close()
+    open_conversion_recorder(database_url, create_table=True, pool_size=1).datastore.close()

@@ -1,0 +1,211 @@
+"""The one place that builds the campaign service's concrete parts and wires them.
+
+Tests pass fakes of our own ports (clock, segment members) and may keep the
+background loops off to drive each part step by step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+
+import httpx
+import structlog
+from cohortflow.campaigns.v1 import campaigns_pb2, campaigns_pb2_grpc, inbox_pb2, inbox_pb2_grpc
+from nats.aio.client import Client as NATS
+from psycopg_pool import AsyncConnectionPool
+
+from services.campaign.adapters.broadcasts import BroadcastScheduler
+from services.campaign.adapters.catalog import CampaignCatalog
+from services.campaign.adapters.channels import EmailSender, PushSender, SmsSender, WebhookSender
+from services.campaign.adapters.consumer import ChangeConsumer
+from services.campaign.adapters.conversions import ConversionFollower, open_conversion_recorder
+from services.campaign.adapters.dispatcher import Dispatcher
+from services.campaign.adapters.poison import PoisonLog
+from services.campaign.adapters.profiles import PostgresProfileReader
+from services.campaign.adapters.store import CampaignStore, open_campaign_store
+from services.campaign.adapters.trigger_events import LogTriggerEvents
+from services.campaign.config import CampaignSettings
+from services.campaign.decisions import Decider
+from services.campaign.domain.clock import Clock, SystemClock
+from services.campaign.domain.ports import ChannelSender, SegmentMembers
+from services.campaign.grpc.inbox import InboxServicer
+from services.campaign.grpc.servicer import CampaignServicer
+from services.common.grpc.auth import ApiKeys
+from services.common.grpc.server import Registration, Served, create_server
+from services.common.jetstream import ChangeStreamSettings, connect
+from services.eventlog.store import EventLog, open_event_log
+
+CAMPAIGN_SERVICE = campaigns_pb2.DESCRIPTOR.services_by_name["CampaignService"].full_name
+INBOX_SERVICE = inbox_pb2.DESCRIPTOR.services_by_name["InboxService"].full_name
+_log = structlog.get_logger("campaign")
+
+
+class SegmentsUnavailable(Exception):
+    pass
+
+
+class NoSegmentMembers:
+    """Until the projector serves segment members, broadcast runs wait (and are retried)."""
+
+    async def members(self, app_id: str, segment_id: str) -> list[str]:
+        msg = f"segment members of {app_id}/{segment_id} are not available yet"
+        raise SegmentsUnavailable(msg)
+
+
+@dataclass
+class CampaignApp:
+    served: Served
+    pool: AsyncConnectionPool
+    store: CampaignStore
+    catalog: CampaignCatalog
+    log: EventLog
+    nc: NATS
+    http: httpx.AsyncClient
+    decider: Decider
+    dispatcher: Dispatcher
+    consumer: ChangeConsumer
+    follower: ConversionFollower
+    scheduler: BroadcastScheduler
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def port(self) -> int:
+        return self.served.port
+
+    def start_loops(self) -> None:
+        for loop in (self.consumer, self.dispatcher, self.follower, self.scheduler):
+            self.tasks.append(asyncio.create_task(loop.run(self.stopping)))
+
+    async def stop(self, grace: float, drain: float = 0.0) -> None:
+        """Stop the API, let the loops finish their current batch (acked), close."""
+        await self.served.stop(grace, drain)
+        self.stopping.set()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.consumer.close()
+        with contextlib.suppress(Exception):
+            await self.nc.drain()
+        await self.http.aclose()
+        await self.pool.close()
+        self.follower.close()
+        self.log.close()
+        self.store.close()
+
+
+def build_senders(settings: CampaignSettings, http: httpx.AsyncClient) -> dict[str, ChannelSender]:
+    senders: dict[str, ChannelSender] = {
+        "webhook": WebhookSender(http, settings.secrets(), settings.webhook_secret)
+    }
+    if (smtp := settings.smtp()) is not None:
+        senders["email"] = EmailSender(smtp)
+    if (push := settings.push()) is not None:
+        senders["push"] = PushSender(http, push)
+    if (sms := settings.sms()) is not None:
+        senders["sms"] = SmsSender(http, sms)
+    return senders
+
+
+async def start_campaign(
+    settings: CampaignSettings,
+    keys: ApiKeys,
+    *,
+    stream: ChangeStreamSettings | None = None,
+    clock: Clock | None = None,
+    segment_members: SegmentMembers | None = None,
+    background: bool = True,
+) -> CampaignApp:
+    clock = clock or SystemClock()
+    pool = AsyncConnectionPool(
+        settings.database_url, min_size=2, max_size=settings.db_pool_size, open=False
+    )
+    await pool.open(wait=True, timeout=30)
+    store = open_campaign_store(settings.database_url)
+    catalog = CampaignCatalog(store)
+    await asyncio.to_thread(catalog.refresh)
+    log = open_event_log(settings.database_url, pool_size=2)
+    http = httpx.AsyncClient(timeout=settings.http_timeout_s)
+    dispatcher = Dispatcher(
+        pool,
+        catalog,
+        build_senders(settings, http),
+        clock,
+        batch=settings.dispatch_batch,
+        concurrency=settings.dispatch_concurrency,
+        lease_s=settings.lease_s,
+        max_attempts=settings.max_attempts,
+        retry_base_s=settings.retry_base_s,
+        retry_max_s=settings.retry_max_s,
+        poll_s=settings.dispatch_poll_s,
+    )
+    decider = Decider(
+        pool,
+        catalog,
+        PostgresProfileReader(pool),
+        LogTriggerEvents(log),
+        clock,
+        opt_in_channels=settings.opt_in(),
+        on_decided=dispatcher.wake.set,
+    )
+    nc = await connect(settings.nats_url, "campaign")
+    consumer = ChangeConsumer(
+        nc,
+        stream or ChangeStreamSettings(),
+        settings.consumer,
+        decider.process,
+        PoisonLog(pool, clock).record,
+        batch=settings.fetch_batch,
+        ack_wait_s=settings.ack_wait_s,
+        nak_base_s=settings.nak_base_s,
+        nak_max_s=settings.nak_max_s,
+    )
+    await consumer.start()
+    follower = ConversionFollower(
+        log,
+        open_conversion_recorder(settings.database_url),
+        catalog.goals,
+        poll_s=settings.conversions_poll_s,
+    )
+    scheduler = BroadcastScheduler(
+        pool,
+        catalog,
+        segment_members or NoSegmentMembers(),
+        decider,
+        clock,
+        misfire_s=settings.broadcast_misfire_s,
+        poll_s=settings.broadcast_poll_s,
+    )
+    served = await create_server(
+        settings.listen,
+        [
+            Registration(
+                campaigns_pb2_grpc.add_CampaignServiceServicer_to_server,
+                CampaignServicer(store, catalog, pool),
+                CAMPAIGN_SERVICE,
+            ),
+            Registration(
+                inbox_pb2_grpc.add_InboxServiceServicer_to_server,
+                InboxServicer(pool, clock),
+                INBOX_SERVICE,
+            ),
+        ],
+        keys,
+    )
+    app = CampaignApp(
+        served=served,
+        pool=pool,
+        store=store,
+        catalog=catalog,
+        log=log,
+        nc=nc,
+        http=http,
+        decider=decider,
+        dispatcher=dispatcher,
+        consumer=consumer,
+        follower=follower,
+        scheduler=scheduler,
+    )
+    if background:
+        app.start_loops()
+    return app

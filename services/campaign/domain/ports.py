@@ -1,0 +1,70 @@
+"""Interfaces the campaign service needs from elsewhere; adapters implement them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from services.campaign.domain.eligibility import Profile
+
+
+class ProfileReader(Protocol):
+    async def profiles(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Profile]:
+        """Profiles by (app_id, user_id); users without one are left out."""
+        ...
+
+
+class SegmentMembers(Protocol):
+    async def members(self, app_id: str, segment_id: str) -> list[str]:
+        """User ids in the segment now (for broadcasts)."""
+        ...
+
+
+@dataclass(frozen=True)
+class TriggerEvent:
+    event_id: str
+    name: str
+    time_us: int
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+class TriggerEvents(Protocol):
+    async def events(self, app_id: str, event_ids: Sequence[str]) -> dict[str, TriggerEvent]:
+        """The app's tracked events by client event id (missing ones left out)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message for a provider: everything decided and rendered already."""
+
+    send_id: str
+    app_id: str
+    campaign_id: str
+    user_id: str
+    channel: str
+    address: str
+    title: str
+    body: str
+    data: dict[str, str]
+    variant: str
+    change_id: str
+    sender: str = ""
+
+
+@dataclass(frozen=True)
+class SendResult:
+    ok: bool
+    # Worth trying again later (timeouts, 429, 5xx); False: the provider said no.
+    retryable: bool = False
+    error: str = ""
+    provider_id: str = ""
+    # Seconds the provider asked us to wait (Retry-After), if any.
+    retry_after_s: float | None = None
+
+
+class ChannelSender(Protocol):
+    async def send(self, message: Outgoing) -> SendResult:
+        """Deliver one message; `message.send_id` is the idempotency key."""
+        ...
