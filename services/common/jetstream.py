@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import nats
+import structlog
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError
@@ -82,7 +83,19 @@ async def ensure_change_stream(js: JetStreamContext, settings: ChangeStreamSetti
 
 
 async def connect(url: str, name: str) -> nats.NATS:
-    """A NATS connection that keeps reconnecting forever (outages are waited out)."""
+    """A NATS connection that keeps reconnecting forever (outages are waited out),
+    reporting trouble as log lines rather than tracebacks."""
+    log = structlog.get_logger("nats").bind(connection=name)
+
+    async def on_error(error: Exception) -> None:
+        log.warning("nats error", error=str(error) or type(error).__name__)
+
+    async def on_disconnected() -> None:
+        log.warning("nats disconnected")
+
+    async def on_reconnected() -> None:
+        log.info("nats reconnected")
+
     return await nats.connect(
         url,
         name=name,
@@ -90,4 +103,7 @@ async def connect(url: str, name: str) -> nats.NATS:
         reconnect_time_wait=0.5,
         connect_timeout=5,
         allow_reconnect=True,
+        error_cb=on_error,
+        disconnected_cb=on_disconnected,
+        reconnected_cb=on_reconnected,
     )

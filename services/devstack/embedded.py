@@ -25,6 +25,8 @@ def free_port(preferred: int = 0, host: str = "127.0.0.1") -> int:
     """`preferred` if nothing listens there, else a port the kernel picks."""
     for candidate in (preferred, 0) if preferred else (0,):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            # As servers do: connections of an earlier run in TIME_WAIT do not block the port.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind((host, candidate))
             except OSError:

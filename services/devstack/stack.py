@@ -39,6 +39,9 @@ class ServiceSpec:
 
 SERVICES = [
     ServiceSpec("ingest", "services.ingest", "INGEST_LISTEN", 50051, "INGEST_METRICS_PORT", 9101),
+    ServiceSpec(
+        "projector", "services.projector", "PROJECTOR_LISTEN", 50052, "PROJECTOR_METRICS_PORT", 9102
+    ),
 ]
 
 

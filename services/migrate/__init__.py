@@ -11,8 +11,10 @@ import psycopg
 from services.campaign import schema as campaign_schema
 from services.campaign.adapters.store import create_stores as create_campaign_stores
 from services.common.database import ensure_database
+from services.common.jetstream import ChangeSubjects
 from services.eventlog.store import open_event_log
 from services.projector import schema as projector_schema
+from services.projector.adapters.store import open_store
 
 # Table definitions of every service, in order. Each statement is idempotent.
 SCHEMAS = [projector_schema.STATEMENTS, campaign_schema.STATEMENTS]
@@ -33,5 +35,9 @@ def migrate(database_url: str) -> None:
                 for statements in SCHEMAS:
                     for statement in statements:
                         conn.execute(statement)
+            store = open_store(
+                database_url, ChangeSubjects("unused"), create_table=True, pool_size=1
+            )
+            store.datastore.close()
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))

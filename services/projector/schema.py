@@ -7,6 +7,12 @@ consent, time zone and traits): its columns below are a contract.
 from __future__ import annotations
 
 PROFILES_TABLE = "projector_profiles"
+CHANGES_TABLE = "projector_changes"
+OUTBOX_TABLE = "projector_outbox"
+APPS_TABLE = "projector_apps"
+ALIASES_TABLE = "projector_aliases"
+META_TABLE = "projector_meta"
+TRACKING_TABLE = "projector_tracking"
 
 STATEMENTS = [
     f"""
@@ -45,4 +51,58 @@ STATEMENTS = [
     """,
     f"CREATE INDEX IF NOT EXISTS {PROFILES_TABLE}_lifecycle"
     f" ON {PROFILES_TABLE} (app_id, lifecycle_state)",
+    # Every change the projector made, per user in order: timelines and as-of queries.
+    f"""
+    CREATE TABLE IF NOT EXISTS {CHANGES_TABLE} (
+        app_id text NOT NULL,
+        user_id text NOT NULL,
+        sequence bigint NOT NULL,
+        change_id text NOT NULL,
+        kind text NOT NULL,
+        from_value text NOT NULL,
+        to_value text NOT NULL,
+        cause text NOT NULL,
+        event_ids text[] NOT NULL DEFAULT '{{}}',
+        event_name text NOT NULL DEFAULT '',
+        effective_time timestamptz NOT NULL,
+        recorded_time timestamptz NOT NULL,
+        position bigint NOT NULL,
+        correction boolean NOT NULL DEFAULT false,
+        corrected_since timestamptz,
+        details jsonb NOT NULL DEFAULT '{{}}',
+        PRIMARY KEY (app_id, user_id, sequence)
+    )
+    """,
+    f"CREATE INDEX IF NOT EXISTS {CHANGES_TABLE}_asof"
+    f" ON {CHANGES_TABLE} (app_id, kind, user_id, effective_time)",
+    # Changes waiting to be published on JetStream, in commit order.
+    f"""
+    CREATE TABLE IF NOT EXISTS {OUTBOX_TABLE} (
+        id bigserial PRIMARY KEY,
+        subject text NOT NULL,
+        msg_id text NOT NULL,
+        msg_type text NOT NULL,
+        payload bytea NOT NULL
+    )
+    """,
+    f"""
+    CREATE TABLE IF NOT EXISTS {APPS_TABLE} (
+        app_id text PRIMARY KEY,
+        state jsonb NOT NULL
+    )
+    """,
+    f"""
+    CREATE TABLE IF NOT EXISTS {ALIASES_TABLE} (
+        app_id text NOT NULL,
+        anonymous_id text NOT NULL,
+        user_id text NOT NULL,
+        PRIMARY KEY (app_id, anonymous_id)
+    )
+    """,
+    f"""
+    CREATE TABLE IF NOT EXISTS {META_TABLE} (
+        name text PRIMARY KEY,
+        value bigint NOT NULL
+    )
+    """,
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import NoReturn, Protocol
 
 import grpc
@@ -47,6 +48,26 @@ def invalid_argument(
     if len(bad_request.field_violations) > 1:
         message += f" (and {len(bad_request.field_violations) - 1} more)"
     return _status(code_pb2.INVALID_ARGUMENT, message, reason, [bad_request])
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    """A bad request field, for edges that have no domain violation type of their own."""
+
+    field: str
+    description: str
+
+
+def not_found(message: str) -> grpc.Status:
+    return _status(code_pb2.NOT_FOUND, message, "NOT_FOUND")
+
+
+def failed_precondition(message: str, reason: str = "FAILED_PRECONDITION") -> grpc.Status:
+    return _status(code_pb2.FAILED_PRECONDITION, message, reason)
+
+
+def already_exists(message: str) -> grpc.Status:
+    return _status(code_pb2.ALREADY_EXISTS, message, "ALREADY_EXISTS")
 
 
 def unauthenticated(message: str) -> grpc.Status:

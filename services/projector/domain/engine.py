@@ -33,6 +33,14 @@ UserKey = tuple[str, str]
 PolicySource = Callable[[str], AppPolicy]
 
 
+def _earliest(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _latest(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
 @dataclass
 class AppState:
     quintiles: rfm.Quintiles = field(default_factory=rfm.Quintiles)
@@ -234,25 +242,18 @@ class Engine:
         for time in (anonymous.first_seen_us, anonymous.last_seen_us):
             if time is not None:
                 user.seen(time)
-        if anonymous.first_active_us is not None:
-            if user.first_active_us is None or anonymous.first_active_us < user.first_active_us:
-                user.first_active_us = anonymous.first_active_us
-        if anonymous.last_active_us is not None:
-            if user.last_active_us is None or anonymous.last_active_us > user.last_active_us:
-                user.last_active_us = anonymous.last_active_us
+        user.first_active_us = _earliest(user.first_active_us, anonymous.first_active_us)
+        user.last_active_us = _latest(user.last_active_us, anonymous.last_active_us)
         for day in anonymous.active_days:
             user.add_active_day(day)
         for name, count in anonymous.event_counts.items():
             user.event_counts[name] = user.event_counts.get(name, 0) + count
         user.event_count += anonymous.event_count
-        for day, (count, amount) in anonymous.purchases.items():
-            mine = user.purchases.setdefault(day, [0, 0.0])
-            mine[0] += count
+        for day, (bought, amount) in anonymous.purchases.items():
+            mine = user.purchases.setdefault(day, [0.0, 0.0])
+            mine[0] += bought
             mine[1] += amount
-        if anonymous.last_purchase_us is not None and (
-            user.last_purchase_us is None or anonymous.last_purchase_us > user.last_purchase_us
-        ):
-            user.last_purchase_us = anonymous.last_purchase_us
+        user.last_purchase_us = _latest(user.last_purchase_us, anonymous.last_purchase_us)
         for name, value in anonymous.traits.items():
             user.traits.setdefault(name, value)
 
@@ -331,7 +332,7 @@ class Engine:
             amount = (
                 float(raw) if isinstance(raw, int | float) and not isinstance(raw, bool) else 0.0
             )
-            entry = user.purchases.setdefault(day_of(event.event_time_us), [0, 0.0])
+            entry = user.purchases.setdefault(day_of(event.event_time_us), [0.0, 0.0])
             entry[0] += 1
             entry[1] += amount
             if user.last_purchase_us is None or event.event_time_us > user.last_purchase_us:

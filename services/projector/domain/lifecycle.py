@@ -8,6 +8,7 @@ them when the recorded clock passes them.
 from __future__ import annotations
 
 import bisect
+import itertools
 import statistics
 
 from services.projector.domain.policy import DAY_US, LifecyclePolicy
@@ -30,7 +31,7 @@ def usual_gap_days(user: User, policy: LifecyclePolicy) -> float | None:
     if len(days) - 1 < policy.adaptive_min_gaps:
         return None
     recent = days[-(policy.adaptive_recent_gaps + 1) :]
-    gaps = [b - a for a, b in zip(recent, recent[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(recent)]
     return float(statistics.median(gaps))
 
 

@@ -1,0 +1,119 @@
+"""Changes as cohortflow.changes.v1 protobuf messages, with their subject and type."""
+
+from __future__ import annotations
+
+from cohortflow.changes.v1 import changes_pb2
+from cohortflow.types.v1 import types_pb2
+from google.protobuf import timestamp_pb2
+
+from services.common.jetstream import ChangeSubjects
+from services.projector.domain import changes as kinds
+from services.projector.domain.changes import Change
+
+LIFECYCLE_STATES = {
+    "": types_pb2.LIFECYCLE_STATE_UNSPECIFIED,
+    "new": types_pb2.LIFECYCLE_STATE_NEW,
+    "active": types_pb2.LIFECYCLE_STATE_ACTIVE,
+    "loyal": types_pb2.LIFECYCLE_STATE_LOYAL,
+    "dormant": types_pb2.LIFECYCLE_STATE_DORMANT,
+    "churned": types_pb2.LIFECYCLE_STATE_CHURNED,
+    "reactivated": types_pb2.LIFECYCLE_STATE_REACTIVATED,
+}
+RFM_GROUPS = {
+    "": types_pb2.RFM_GROUP_UNSPECIFIED,
+    "champions": types_pb2.RFM_GROUP_CHAMPIONS,
+    "loyal": types_pb2.RFM_GROUP_LOYAL,
+    "potential_loyalists": types_pb2.RFM_GROUP_POTENTIAL_LOYALISTS,
+    "new_customers": types_pb2.RFM_GROUP_NEW_CUSTOMERS,
+    "promising": types_pb2.RFM_GROUP_PROMISING,
+    "need_attention": types_pb2.RFM_GROUP_NEED_ATTENTION,
+    "about_to_sleep": types_pb2.RFM_GROUP_ABOUT_TO_SLEEP,
+    "at_risk": types_pb2.RFM_GROUP_AT_RISK,
+    "cant_lose_them": types_pb2.RFM_GROUP_CANT_LOSE_THEM,
+    "hibernating": types_pb2.RFM_GROUP_HIBERNATING,
+    "lost": types_pb2.RFM_GROUP_LOST,
+}
+CAUSES = {
+    kinds.EVENT: changes_pb2.Cause.KIND_EVENT,
+    kinds.TIME: changes_pb2.Cause.KIND_TIME,
+    kinds.LATE_EVENT: changes_pb2.Cause.KIND_LATE_EVENT,
+    kinds.REDEFINITION: changes_pb2.Cause.KIND_REDEFINITION,
+    kinds.RECOMPUTATION: changes_pb2.Cause.KIND_RECOMPUTATION,
+}
+DIRECTIONS = {
+    "entered": changes_pb2.MembershipChanged.DIRECTION_ENTERED,
+    "exited": changes_pb2.MembershipChanged.DIRECTION_EXITED,
+}
+
+
+def timestamp(us: int) -> timestamp_pb2.Timestamp:
+    seconds, micros = divmod(us, 1_000_000)
+    return timestamp_pb2.Timestamp(seconds=seconds, nanos=micros * 1000)
+
+
+def scores_pb(change: Change) -> types_pb2.RfmScores | None:
+    if change.scores is None:
+        return None
+    r, f, m = change.scores
+    return types_pb2.RfmScores(
+        recency=r,
+        frequency=f,
+        monetary=m,
+        recency_days=change.recency_days,
+        purchases=change.purchases,
+        monetary_value=change.amount,
+    )
+
+
+def header(change: Change) -> changes_pb2.ChangeHeader:
+    cause = changes_pb2.Cause(
+        kind=CAUSES[change.cause],
+        event_ids=list(change.event_ids),
+        event_name=change.event_name,
+    )
+    if change.deadline_us is not None:
+        cause.deadline_time.CopyFrom(timestamp(change.deadline_us))
+    return changes_pb2.ChangeHeader(
+        change_id=change.change_id,
+        app_id=change.app_id,
+        user_id=change.user_id,
+        user_sequence=change.sequence,
+        cause=cause,
+        effective_time=timestamp(change.effective_us),
+        position=change.position,
+        recorded_time=timestamp(change.recorded_us),
+        correction=change.correction,
+    )
+
+
+def encode(change: Change, subjects: ChangeSubjects) -> tuple[str, str, bytes]:
+    """(subject, message type, serialized message) of a change."""
+    message: (
+        changes_pb2.LifecycleChanged | changes_pb2.RfmGroupChanged | changes_pb2.MembershipChanged
+    )
+    if change.kind == kinds.LIFECYCLE:
+        message = changes_pb2.LifecycleChanged(
+            header=header(change),
+            from_state=LIFECYCLE_STATES[change.from_value],
+            to_state=LIFECYCLE_STATES[change.to_value],
+        )
+        if change.corrected_since_us is not None:
+            message.corrected_since_time.CopyFrom(timestamp(change.corrected_since_us))
+        subject = subjects.lifecycle(change.app_id)
+    elif change.kind == kinds.RFM:
+        message = changes_pb2.RfmGroupChanged(
+            header=header(change),
+            from_group=RFM_GROUPS[change.from_value],
+            to_group=RFM_GROUPS[change.to_value],
+            scores=scores_pb(change),
+        )
+        subject = subjects.rfm(change.app_id)
+    else:
+        message = changes_pb2.MembershipChanged(
+            header=header(change),
+            segment_id=change.segment_id,
+            segment_version=change.segment_version,
+            direction=DIRECTIONS[change.to_value],
+        )
+        subject = subjects.segment(change.app_id, change.segment_id)
+    return subject, message.DESCRIPTOR.full_name, message.SerializeToString()

@@ -1,0 +1,58 @@
+"""Reads behind ProfileService: profiles, lifecycle counts (now and as of), timelines."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from services.projector import schema
+from services.projector.adapters.store import ProjectorStore
+
+
+class ProfileQueries:
+    def __init__(self, store: ProjectorStore) -> None:
+        self._store = store
+
+    def position(self) -> int:
+        return self._store.position()
+
+    def profile(self, app_id: str, user_id: str) -> dict[str, Any] | None:
+        with self._store.cursor() as curs:
+            curs.execute(
+                f"SELECT * FROM {schema.PROFILES_TABLE} WHERE app_id = %s AND user_id = %s",
+                (app_id, user_id),
+            )
+            return curs.fetchone()
+
+    def lifecycle_counts(self, app_id: str, as_of: datetime | None) -> dict[str, int]:
+        with self._store.cursor() as curs:
+            if as_of is None:
+                curs.execute(
+                    f"SELECT lifecycle_state AS state, count(*) AS n FROM {schema.PROFILES_TABLE}"
+                    " WHERE app_id = %s AND lifecycle_state <> '' GROUP BY 1",
+                    (app_id,),
+                )
+            else:
+                curs.execute(
+                    "SELECT to_value AS state, count(*) AS n FROM ("
+                    " SELECT DISTINCT ON (user_id) to_value"
+                    f" FROM {schema.CHANGES_TABLE}"
+                    " WHERE app_id = %s AND kind = 'lifecycle' AND effective_time <= %s"
+                    " ORDER BY user_id, effective_time DESC, sequence DESC"
+                    ") latest WHERE to_value <> '' GROUP BY 1",
+                    (app_id, as_of),
+                )
+            return {row["state"]: int(row["n"]) for row in curs.fetchall()}
+
+    def timeline(
+        self, app_id: str, user_id: str, after_sequence: int, limit: int
+    ) -> list[dict[str, Any]]:
+        with self._store.cursor() as curs:
+            curs.execute(
+                f"SELECT * FROM {schema.CHANGES_TABLE}"
+                " WHERE app_id = %s AND user_id = %s AND sequence > %s"
+                " AND kind IN ('lifecycle', 'rfm')"
+                " ORDER BY sequence LIMIT %s",
+                (app_id, user_id, after_sequence, limit),
+            )
+            return list(curs.fetchall())

@@ -1,0 +1,169 @@
+"""The one place that builds the projector's concrete parts and wires them together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from dataclasses import dataclass, field
+
+import structlog
+from cohortflow.profiles.v1 import profiles_pb2, profiles_pb2_grpc
+
+from services.common.grpc.auth import ApiKeys
+from services.common.grpc.server import Registration, Served, create_server
+from services.common.jetstream import (
+    ChangeStreamSettings,
+    ChangeSubjects,
+    connect,
+    ensure_change_stream,
+)
+from services.eventlog.store import EventLog, open_event_log
+from services.projector.adapters.follower import LogFollower
+from services.projector.adapters.queries import ProfileQueries
+from services.projector.adapters.relay import OutboxRelay
+from services.projector.adapters.store import ProjectorStore, open_store
+from services.projector.adapters.ticker import Ticker
+from services.projector.config import Policies, ProjectorSettings
+from services.projector.grpc.servicer import ProfileServicer
+from services.projector.runner import Projection, monitor
+
+PROFILE_SERVICE = profiles_pb2.DESCRIPTOR.services_by_name["ProfileService"].full_name
+_log = structlog.get_logger("projector")
+
+
+@dataclass
+class ProjectorApp:
+    served: Served
+    projection: Projection
+    log: EventLog
+    store: ProjectorStore
+    stop_threads: threading.Event
+    stop_relay: asyncio.Event
+    threads: list[threading.Thread]
+    relay_task: asyncio.Task[None]
+    relay: OutboxRelay | None = None
+    nats_closers: list = field(default_factory=list)
+
+    @property
+    def port(self) -> int:
+        return self.served.port
+
+    async def stop(self, grace: float, drain: float = 0.0) -> None:
+        await self.served.stop(grace, drain)
+        self.stop_threads.set()
+        for thread in self.threads:
+            await asyncio.to_thread(thread.join, 30)
+        # One last relay round, so what was committed goes out before we leave.
+        self.stop_relay.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.relay_task, timeout=10)
+        for close in self.nats_closers:
+            with contextlib.suppress(Exception):
+                await close()
+        self.log.close()
+        self.store.datastore.close()
+
+
+async def _relay_forever(
+    app: ProjectorApp, settings: ProjectorSettings, streams: ChangeStreamSettings
+) -> None:
+    """Connect to NATS (waiting it out if it is down), make the stream, run the relay."""
+    backoff = 0.5
+    while not app.stop_relay.is_set():
+        try:
+            nc = await connect(settings.nats_url, "cohortflow-projector")
+        except Exception as error:
+            _log.warning("NATS unreachable; changes wait in the outbox", error=repr(error))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(app.stop_relay.wait(), timeout=backoff)
+            backoff = min(backoff * 2, 10.0)
+            continue
+        app.nats_closers.append(nc.drain)
+        js = nc.jetstream(publish_async_max_pending=4000)
+        try:
+            await ensure_change_stream(js, streams)
+        except Exception as error:
+            _log.warning("cannot create the change stream yet", error=repr(error))
+            await nc.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(app.stop_relay.wait(), timeout=backoff)
+            backoff = min(backoff * 2, 10.0)
+            continue
+        relay = OutboxRelay(
+            app.store,
+            js,
+            batch=settings.relay_batch,
+            ack_timeout_s=settings.relay_ack_timeout_s,
+        )
+        app.relay = relay
+        await relay.run(app.stop_relay)
+        # Stopping: publish what is left, once, if NATS is there.
+        with contextlib.suppress(Exception):
+            while await asyncio.wait_for(relay.publish_once(), timeout=5):
+                pass
+        return
+
+
+async def start_projector(
+    settings: ProjectorSettings,
+    keys: ApiKeys,
+    *,
+    streams: ChangeStreamSettings | None = None,
+    policies: Policies | None = None,
+) -> ProjectorApp:
+    streams = streams or ChangeStreamSettings()
+    policies = policies or settings.load_policies()
+    subjects = ChangeSubjects(streams.subject_prefix)
+    log = open_event_log(settings.database_url, pool_size=3)
+    store = open_store(settings.database_url, subjects, pool_size=settings.db_pool_size)
+    follower = LogFollower(
+        log, settings.database_url, batch_size=settings.batch_size, wait_s=settings.watchdog_s
+    )
+    loop = asyncio.get_running_loop()
+    stop_threads = threading.Event()
+    stop_relay = asyncio.Event()
+    holder: dict[str, ProjectorApp] = {}
+
+    def on_commit() -> None:
+        app = holder.get("app")
+        if app is not None and app.relay is not None:
+            loop.call_soon_threadsafe(app.relay.nudge)
+
+    projection = Projection(log, store, follower, policies, on_commit)
+    threads = [
+        threading.Thread(target=projection.run, args=(stop_threads,), name="projection"),
+        threading.Thread(
+            target=monitor, args=(log, store, projection, stop_threads), name="monitor", daemon=True
+        ),
+    ]
+    if settings.tick_interval_s > 0:
+        ticker = Ticker(log, settings.tick_interval_s)
+        threads.append(threading.Thread(target=ticker.run, args=(stop_threads,), name="ticker"))
+    servicer = ProfileServicer(
+        ProfileQueries(store), lambda: projection.position, read_wait_s=settings.read_wait_s
+    )
+    served = await create_server(
+        settings.listen,
+        [
+            Registration(
+                profiles_pb2_grpc.add_ProfileServiceServicer_to_server, servicer, PROFILE_SERVICE
+            )
+        ],
+        keys,
+    )
+    app = ProjectorApp(
+        served=served,
+        projection=projection,
+        log=log,
+        store=store,
+        stop_threads=stop_threads,
+        stop_relay=stop_relay,
+        threads=threads,
+        relay_task=loop.create_task(asyncio.sleep(0)),
+    )
+    holder["app"] = app
+    app.relay_task = loop.create_task(_relay_forever(app, settings, streams))
+    for thread in threads:
+        thread.start()
+    return app

@@ -1,0 +1,234 @@
+"""ProfileService: profiles, lifecycle summaries and timelines from the read models."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+from cohortflow.profiles.v1 import profiles_pb2, profiles_pb2_grpc
+from cohortflow.types.v1 import types_pb2
+from google.protobuf import timestamp_pb2
+
+from services.common.grpc.auth import current_app_id
+from services.common.grpc.errors import (
+    FieldViolation,
+    abort,
+    invalid_argument,
+    not_found,
+    unavailable,
+)
+from services.common.grpc.paging import BadPageToken, decode_token, encode_token, page_size
+from services.projector.adapters.encode import LIFECYCLE_STATES, RFM_GROUPS
+from services.projector.adapters.queries import ProfileQueries
+
+_CAUSE_NAMES = {"event", "time", "late_event", "redefinition", "recomputation"}
+
+
+def _ts(moment: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if moment is None:
+        return None
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(moment)
+    return ts
+
+
+def _scores(data: dict[str, Any] | None) -> types_pb2.RfmScores | None:
+    if not data or "recency" not in data:
+        return None
+    return types_pb2.RfmScores(
+        recency=data["recency"], frequency=data["frequency"], monetary=data["monetary"]
+    )
+
+
+def _value(value: Any) -> types_pb2.Value:
+    if isinstance(value, bool):
+        return types_pb2.Value(bool_value=value)
+    if isinstance(value, int | float):
+        return types_pb2.Value(number_value=float(value))
+    if isinstance(value, list):
+        return types_pb2.Value(list_value=types_pb2.ValueList(values=[_value(v) for v in value]))
+    return types_pb2.Value(string_value=str(value))
+
+
+def _time_value(value: Any) -> types_pb2.Value:
+    if isinstance(value, list):
+        return types_pb2.Value(
+            list_value=types_pb2.ValueList(values=[_time_value(v) for v in value])
+        )
+    ts = timestamp_pb2.Timestamp()
+    ts.FromMicroseconds(int(value))
+    return types_pb2.Value(timestamp_value=ts)
+
+
+def profile_pb(row: dict[str, Any], position: int) -> profiles_pb2.Profile:
+    traits = {k: _value(v) for k, v in row["traits"].items()}
+    traits.update({k: _time_value(v) for k, v in row["time_traits"].items()})
+    profile = profiles_pb2.Profile(
+        user_id=row["user_id"],
+        traits=traits,
+        email=row["email"],
+        phone=row["phone"],
+        push_token=row["push_token"],
+        consents=row["consents"],
+        timezone=row["timezone"],
+        country=row["country"],
+        city=row["city"],
+        lifecycle_state=LIFECYCLE_STATES.get(
+            row["lifecycle_state"], types_pb2.LIFECYCLE_STATE_UNSPECIFIED
+        ),
+        lifecycle_since_time=_ts(row["lifecycle_since"]),
+        usual_interval_days=row["usual_interval_days"],
+        rfm_group=RFM_GROUPS.get(row["rfm_group"], types_pb2.RFM_GROUP_UNSPECIFIED),
+        rfm_scores=_scores(row["rfm_scores"]),
+        first_seen_time=_ts(row["first_seen"]),
+        last_seen_time=_ts(row["last_seen"]),
+        event_count=row["event_count"],
+        event_counts=row["event_counts"],
+        active_days=row["active_days"],
+        position=position,
+    )
+    if row["latitude"] is not None and row["longitude"] is not None:
+        profile.location.CopyFrom(
+            types_pb2.LatLng(latitude=row["latitude"], longitude=row["longitude"])
+        )
+    return profile
+
+
+def timeline_entry(row: dict[str, Any]) -> profiles_pb2.TimelineEntry:
+    entry = profiles_pb2.TimelineEntry(
+        user_sequence=row["sequence"],
+        change_id=row["change_id"],
+        cause_kind=row["cause"],
+        cause_event_ids=row["event_ids"],
+        cause_event_name=row["event_name"],
+        effective_time=_ts(row["effective_time"]),
+        recorded_time=_ts(row["recorded_time"]),
+        position=row["position"],
+        correction=row["correction"],
+    )
+    if row["kind"] == "lifecycle":
+        entry.lifecycle.CopyFrom(
+            profiles_pb2.LifecycleTransition(
+                from_state=LIFECYCLE_STATES[row["from_value"]],
+                to_state=LIFECYCLE_STATES[row["to_value"]],
+            )
+        )
+    else:
+        details = row["details"] or {}
+        scores = details.get("scores")
+        entry.rfm.CopyFrom(
+            profiles_pb2.RfmTransition(
+                from_group=RFM_GROUPS[row["from_value"]],
+                to_group=RFM_GROUPS[row["to_value"]],
+                scores=types_pb2.RfmScores(
+                    recency=scores[0],
+                    frequency=scores[1],
+                    monetary=scores[2],
+                    recency_days=details.get("recency_days", 0.0),
+                    purchases=details.get("purchases", 0),
+                    monetary_value=details.get("amount", 0.0),
+                )
+                if scores
+                else None,
+            )
+        )
+    return entry
+
+
+class ProfileServicer(profiles_pb2_grpc.ProfileServiceServicer):
+    def __init__(
+        self,
+        queries: ProfileQueries,
+        committed_position: Callable[[], int],
+        *,
+        read_wait_s: float = 10.0,
+    ) -> None:
+        self._queries = queries
+        self._committed = committed_position
+        self._read_wait_s = read_wait_s
+
+    async def _caught_up(self, context: grpc.aio.ServicerContext, min_position: int) -> int:
+        """Wait until the projector committed `min_position`; the position now reached."""
+        if min_position < 0:
+            await abort(
+                context,
+                invalid_argument([FieldViolation("min_position", "must not be negative")]),
+            )
+        deadline = time.monotonic() + self._read_wait_s
+        remaining = context.time_remaining()
+        if remaining is not None:
+            deadline = min(deadline, time.monotonic() + remaining - 0.05)
+        position = self._committed()
+        while position < min_position:
+            if time.monotonic() >= deadline:
+                await abort(
+                    context,
+                    unavailable(
+                        f"the projector has reached position {position}, not yet {min_position};"
+                        " retry"
+                    ),
+                )
+            await asyncio.sleep(0.01)
+            position = self._committed()
+        return position
+
+    async def GetProfile(
+        self, request: profiles_pb2.GetProfileRequest, context: grpc.aio.ServicerContext
+    ) -> profiles_pb2.GetProfileResponse:
+        if not request.user_id:
+            await abort(context, invalid_argument([FieldViolation("user_id", "is required")]))
+        position = await self._caught_up(context, request.min_position)
+        row = await asyncio.to_thread(self._queries.profile, current_app_id(), request.user_id)
+        if row is None:
+            await abort(context, not_found(f"no user {request.user_id!r} in this app"))
+        return profiles_pb2.GetProfileResponse(profile=profile_pb(row, position))
+
+    async def GetLifecycleSummary(
+        self,
+        request: profiles_pb2.GetLifecycleSummaryRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> profiles_pb2.GetLifecycleSummaryResponse:
+        position = await self._caught_up(context, request.min_position)
+        as_of = request.as_of_time.ToDatetime(UTC) if request.HasField("as_of_time") else None
+        counts = await asyncio.to_thread(self._queries.lifecycle_counts, current_app_id(), as_of)
+        response = profiles_pb2.GetLifecycleSummaryResponse(
+            counts=[
+                profiles_pb2.StateCount(state=LIFECYCLE_STATES[state], users=counts.get(state, 0))
+                for state in ("new", "active", "loyal", "dormant", "churned", "reactivated")
+            ],
+            total_users=sum(counts.values()),
+            position=position,
+        )
+        if as_of is not None:
+            response.as_of_time.CopyFrom(request.as_of_time)
+        return response
+
+    async def ListUserTimeline(
+        self, request: profiles_pb2.ListUserTimelineRequest, context: grpc.aio.ServicerContext
+    ) -> profiles_pb2.ListUserTimelineResponse:
+        if not request.user_id:
+            await abort(context, invalid_argument([FieldViolation("user_id", "is required")]))
+        if request.page_size < 0:
+            await abort(
+                context, invalid_argument([FieldViolation("page_size", "must not be negative")])
+            )
+        try:
+            cursor = decode_token(request.page_token, {"after"})
+        except BadPageToken as error:
+            await abort(context, invalid_argument([FieldViolation("page_token", str(error))]))
+        await self._caught_up(context, request.min_position)
+        size = page_size(request.page_size)
+        after = int(cursor["after"]) if cursor else 0
+        rows = await asyncio.to_thread(
+            self._queries.timeline, current_app_id(), request.user_id, after, size + 1
+        )
+        more = len(rows) > size
+        rows = rows[:size]
+        return profiles_pb2.ListUserTimelineResponse(
+            entries=[timeline_entry(row) for row in rows],
+            next_page_token=encode_token({"after": rows[-1]["sequence"]}) if more else "",
+        )
