@@ -1,30 +1,21 @@
-"""Opaque page tokens (an offset, base64-wrapped) and page sizes."""
+"""Offset cursors in the shared opaque page tokens (services.common.grpc.paging)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
+from services.common.grpc.paging import BadPageToken, decode_token, encode_token, page_size
 
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 500
-
-
-def page_size(requested: int) -> int:
-    return DEFAULT_PAGE_SIZE if requested <= 0 else min(requested, MAX_PAGE_SIZE)
+__all__ = ["decode", "encode", "page_size"]
 
 
 def encode(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"o{offset}".encode()).decode()
+    return encode_token({"offset": offset})
 
 
 def decode(token: str) -> int | None:
     """The offset in a token ("" is 0); None for a token we did not issue."""
-    if not token:
-        return 0
     try:
-        text = base64.urlsafe_b64decode(token.encode()).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+        cursor = decode_token(token, {"offset"})
+    except BadPageToken:
         return None
-    if not text.startswith("o") or not text[1:].isdigit():
-        return None
-    return int(text[1:])
+    offset = 0 if cursor is None else cursor["offset"]
+    return offset if isinstance(offset, int) and offset >= 0 else None

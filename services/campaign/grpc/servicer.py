@@ -21,9 +21,8 @@ from services.campaign.domain.model import CampaignDefinition, CampaignState
 from services.campaign.domain.stats import rate, uplift
 from services.campaign.domain.validation import Violation, check_definition, check_policy
 from services.campaign.grpc import convert, paging
-from services.campaign.grpc.errors import aborted, failed_precondition, not_found
 from services.common.grpc.auth import current_app_id
-from services.common.grpc.errors import abort, invalid_argument
+from services.common.grpc.errors import abort, failed_precondition, invalid_argument, not_found
 from services.eventlog.events import datetime_to_us
 
 CONFIDENCE_LEVEL = 0.95
@@ -74,9 +73,9 @@ class CampaignServicer(rpc.CampaignServiceServicer):
         except CampaignNotFound as error:
             await abort(context, not_found(f"campaign {error}"))
         except VersionConflict as error:
-            await abort(context, aborted(str(error)))
+            await abort(context, failed_precondition(str(error), "VERSION_CONFLICT"))
         except CampaignError as error:
-            await abort(context, failed_precondition(str(error)))
+            await abort(context, failed_precondition(str(error), "CAMPAIGN_STATE"))
 
     async def _definition(
         self, context: grpc.aio.ServicerContext, message: pb.Campaign
