@@ -181,7 +181,7 @@ async def start_campaign(
         [
             Registration(
                 campaigns_pb2_grpc.add_CampaignServiceServicer_to_server,
-                CampaignServicer(store, catalog, pool),
+                CampaignServicer(store, catalog, pool, clock),
                 CAMPAIGN_SERVICE,
             ),
             Registration(

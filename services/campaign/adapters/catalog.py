@@ -51,7 +51,7 @@ def view_of(campaign: Campaign) -> CampaignView:
             str(campaign.id), campaign.app_id, campaign.definition_version, definition
         ),
         state=campaign.state,
-        created_us=datetime_to_us(campaign.created_on),
+        created_us=campaign.created_us,
         updated_us=datetime_to_us(campaign.modified_on),
         needs_event=any(uses_event(v.template) for v in definition.variants),
     )

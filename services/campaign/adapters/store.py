@@ -28,7 +28,12 @@ class CampaignStore(Application[uuid.UUID]):
     name = STORE_NAME
 
     def create_campaign(
-        self, app_id: str, request_id: str, definition: CampaignDefinition, paused: bool
+        self,
+        app_id: str,
+        request_id: str,
+        definition: CampaignDefinition,
+        paused: bool,
+        now_us: int,
     ) -> tuple[Campaign, bool]:
         """(campaign, created?): a repeated request_id returns the first campaign."""
         campaign_id = Campaign.create_id(app_id, request_id)
@@ -41,6 +46,7 @@ class CampaignStore(Application[uuid.UUID]):
             request_id=request_id,
             definition=definition.model_dump(mode="json"),
             paused=paused,
+            created_us=now_us,
         )
         try:
             self.save(campaign)

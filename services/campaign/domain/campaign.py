@@ -32,10 +32,18 @@ class Campaign(Aggregate):
 
     @event("Created")
     def __init__(
-        self, app_id: str, request_id: str, definition: dict[str, Any], paused: bool
+        self,
+        app_id: str,
+        request_id: str,
+        definition: dict[str, Any],
+        paused: bool,
+        created_us: int,
     ) -> None:
         self.app_id = app_id
         self.request_id = request_id
+        # The service clock at creation (a controllable clock in tests): broadcasts
+        # schedule from here.
+        self.created_us = created_us
         self.definition_data = definition
         self.definition_version = 1
         self.state = CampaignState.PAUSED if paused else CampaignState.ACTIVE

@@ -17,6 +17,7 @@ from services.campaign.adapters.catalog import CampaignCatalog
 from services.campaign.adapters.store import CampaignNotFound, CampaignStore
 from services.campaign.domain.assignment import CONTROL, HOLDOUT
 from services.campaign.domain.campaign import Campaign, CampaignError, VersionConflict
+from services.campaign.domain.clock import Clock
 from services.campaign.domain.model import CampaignDefinition, CampaignState
 from services.campaign.domain.stats import rate, uplift
 from services.campaign.domain.validation import Violation, check_definition, check_policy
@@ -51,16 +52,21 @@ def campaign_message(
         definition or campaign.definition,
         campaign.state,
         campaign.definition_version,
-        datetime_to_us(campaign.created_on),
+        campaign.created_us,
         datetime_to_us(campaign.modified_on),
     )
 
 
 class CampaignServicer(rpc.CampaignServiceServicer):
     def __init__(
-        self, store: CampaignStore, catalog: CampaignCatalog, pool: AsyncConnectionPool
+        self,
+        store: CampaignStore,
+        catalog: CampaignCatalog,
+        pool: AsyncConnectionPool,
+        clock: Clock,
     ) -> None:
         self._store = store
+        self._clock = clock
         self._catalog = catalog
         self._pool = pool
 
@@ -93,9 +99,12 @@ class CampaignServicer(rpc.CampaignServiceServicer):
         app_id = current_app_id()
         definition = await self._definition(context, request.campaign)
         request_id = request.request_id or uuid.uuid4().hex
+        now = self._clock.now_us()
         campaign = await self._run(
             context,
-            lambda: self._store.create_campaign(app_id, request_id, definition, request.paused)[0],
+            lambda: self._store.create_campaign(
+                app_id, request_id, definition, request.paused, now
+            )[0],
         )
         return pb.CreateCampaignResponse(campaign=campaign_message(campaign))
 
