@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import sys
 
@@ -46,6 +47,9 @@ async def serve(settings: CampaignSettings, keys: ApiKeys) -> None:
 def main() -> int:
     settings = CampaignSettings()
     configure_logging(settings.log_level, settings.log_format, service="campaign")
+    # Provider calls are logged by us; the HTTP stack's debug lines would drown them.
+    for noisy in ("httpx", "httpcore", "aiosmtpd", "mail.log"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))
     try:
         keys = ApiKeys(ApiKeySettings().pairs())
         settings.secrets()

@@ -189,3 +189,25 @@ def campaign(
 
 def auth(key: str) -> list[tuple[str, str]]:
     return [("authorization", f"Bearer {key}")]
+
+
+def campaign_env(
+    database_url: str, nats_url: str, stream: ChangeStreamSettings, **extra: str
+) -> tuple[dict[str, str], str]:
+    """Environment of a campaign process on free ports; (env, gRPC address)."""
+    from services.devstack.embedded import free_port
+
+    port = free_port()
+    env = {
+        "DATABASE_URL": database_url,
+        "NATS_URL": nats_url,
+        "COHORTFLOW_API_KEYS": "shop:key-shop",
+        "CAMPAIGN_LISTEN": f"127.0.0.1:{port}",
+        "CAMPAIGN_METRICS_PORT": str(free_port()),
+        "CHANGES_STREAM": stream.stream,
+        "CHANGES_SUBJECT_PREFIX": stream.subject_prefix,
+        "CAMPAIGN_DISPATCH_POLL_S": "0.2",
+        "CAMPAIGN_WEBHOOK_SECRETS": "shop:whsec-shop",
+        **extra,
+    }
+    return env, f"127.0.0.1:{port}"

@@ -30,6 +30,11 @@ class HttpRequest:
         return json.loads(self.body)
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 512  # the default (5) resets connections under load
+
+
 @dataclass
 class HttpReceiver:
     """Answers POSTs with `status` (after failing the first `fail_first` with 503)."""
@@ -47,6 +52,8 @@ class HttpReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as providers do
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 request = HttpRequest(self.path, dict(self.headers), self.rfile.read(length))
@@ -68,7 +75,7 @@ class HttpReceiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server = _Server(("127.0.0.1", self.port), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
