@@ -42,6 +42,9 @@ SERVICES = [
     ServiceSpec(
         "projector", "services.projector", "PROJECTOR_LISTEN", 50052, "PROJECTOR_METRICS_PORT", 9102
     ),
+    ServiceSpec(
+        "campaign", "services.campaign", "CAMPAIGN_LISTEN", 50053, "CAMPAIGN_METRICS_PORT", 9103
+    ),
 ]
 
 
