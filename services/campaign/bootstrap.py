@@ -22,6 +22,7 @@ from services.campaign.adapters.channels import EmailSender, PushSender, SmsSend
 from services.campaign.adapters.consumer import ChangeConsumer
 from services.campaign.adapters.conversions import ConversionFollower, open_conversion_recorder
 from services.campaign.adapters.dispatcher import Dispatcher
+from services.campaign.adapters.housekeeping import Housekeeper
 from services.campaign.adapters.poison import PoisonLog
 from services.campaign.adapters.profiles import PostgresProfileReader
 from services.campaign.adapters.store import CampaignStore, open_campaign_store
@@ -68,6 +69,7 @@ class CampaignApp:
     consumer: ChangeConsumer
     follower: ConversionFollower
     scheduler: BroadcastScheduler
+    housekeeper: Housekeeper
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -76,7 +78,8 @@ class CampaignApp:
         return self.served.port
 
     def start_loops(self) -> None:
-        for loop in (self.consumer, self.dispatcher, self.follower, self.scheduler):
+        loops = (self.consumer, self.dispatcher, self.follower, self.scheduler, self.housekeeper)
+        for loop in loops:
             self.tasks.append(asyncio.create_task(loop.run(self.stopping)))
 
     async def stop(self, grace: float, drain: float = 0.0) -> None:
@@ -117,6 +120,7 @@ async def start_campaign(
     background: bool = True,
 ) -> CampaignApp:
     clock = clock or SystemClock()
+    stream = stream or ChangeStreamSettings()
     pool = AsyncConnectionPool(
         settings.database_url, min_size=2, max_size=settings.db_pool_size, open=False
     )
@@ -151,7 +155,7 @@ async def start_campaign(
     nc = await connect(settings.nats_url, "campaign")
     consumer = ChangeConsumer(
         nc,
-        stream or ChangeStreamSettings(),
+        stream,
         settings.consumer,
         decider.process,
         PoisonLog(pool, clock).record,
@@ -205,6 +209,12 @@ async def start_campaign(
         consumer=consumer,
         follower=follower,
         scheduler=scheduler,
+        housekeeper=Housekeeper(
+            pool,
+            clock,
+            # Ids of changes the stream has dropped can never come back (plus a week).
+            retention_days=(stream.max_age_days or 3650) + 7,
+        ),
     )
     if background:
         app.start_loops()

@@ -15,7 +15,7 @@ from services.campaign.adapters.consumer import ChangeConsumer
 from services.campaign.bootstrap import CampaignApp
 from services.campaign.domain.changes import Change
 from services.common.jetstream import ChangeStreamSettings, ChangeSubjects
-from tests.integration.campaign.helpers import create, deliveries
+from tests.integration.campaign.helpers import create, deliver, deliveries
 from tests.support.campaign import campaign, membership, publish
 
 
@@ -165,3 +165,13 @@ async def test_the_durable_consumer_resumes_where_it_left_off(
     info = await consumer_info(nats_server.url, stream, "durable-restart")
     assert info.num_pending == 0 and info.num_ack_pending == 0
     assert len(deliveries(database_url)) == 2
+
+
+async def test_change_ids_are_forgotten_once_the_stream_cannot_redeliver_them(
+    campaign_app: CampaignApp, campaigns, database_url, nats_server, stream, clock
+) -> None:
+    await create(campaigns, campaign())
+    await deliver(campaign_app, nats_server.url, stream, membership("shop", "u1", "new_users"))
+    assert await campaign_app.housekeeper.prune() == 0
+    clock.advance((stream.max_age_days + 8) * 86_400)
+    assert await campaign_app.housekeeper.prune() == 1

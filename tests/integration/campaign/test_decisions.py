@@ -244,3 +244,31 @@ async def test_stats_per_variant_and_control_with_conversions_from_the_log(
     assert (refused.status, refused.reason) == (pb.Delivery.STATUS_SUPPRESSED, "no_consent")
     # Following the log again changes nothing (the position was tracked with the marks).
     assert campaign_app.follower.step() == 0
+
+
+async def test_templates_read_the_triggering_event_from_the_log(
+    campaign_app: CampaignApp, campaigns, inbox, database_url, nats_server, stream, clock
+) -> None:
+    await create(
+        campaigns,
+        campaign(
+            segment_id="cart_abandoners",
+            body="{{ user.first_name }}, your {{ event.properties.plan }} plan is waiting",
+        ),
+    )
+    put_profile(database_url, "shop", "u1", traits={"first_name": "Uma"})
+    added = _purchase("shop", "u1", clock.now, "gold")
+    log = open_event_log(database_url, pool_size=1)
+    try:
+        log.append_new([log.encode(added)])
+    finally:
+        log.close()
+    entered = membership(
+        "shop", "u1", "cart_abandoners", event_ids=[added.event_id], event_name=added.name
+    )
+    await deliver(campaign_app, nats_server.url, stream, entered)
+    await campaign_app.dispatcher.step()
+    reply = await inbox.ListInboxMessages(
+        inbox_pb2.ListInboxMessagesRequest(user_id="u1"), metadata=SHOP
+    )
+    assert [m.body for m in reply.messages] == ["Uma, your gold plan is waiting"]
