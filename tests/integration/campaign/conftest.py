@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import grpc
@@ -74,26 +74,40 @@ def settings_for(database_url: str, nats_url: str, **overrides: Any) -> Campaign
     return CampaignSettings(**values)
 
 
+AppFactory = Callable[..., Awaitable[CampaignApp]]
+
+
 @pytest.fixture
-async def campaign_app(
+async def start_app(
     database_url: str,
     nats_server: NatsForTests,
     stream: ChangeStreamSettings,
     clock: FakeClock,
     segments: FakeSegmentMembers,
-    request: pytest.FixtureRequest,
-) -> AsyncIterator[CampaignApp]:
-    overrides = getattr(request, "param", {})
-    app = await start_campaign(
-        settings_for(database_url, nats_server.url, **overrides),
-        KEYS,
-        stream=stream,
-        clock=clock,
-        segment_members=segments,
-        background=False,
-    )
-    yield app
-    await app.stop(0.5)
+) -> AsyncIterator[AppFactory]:
+    """Start campaign services (loops off, driven by the test) with setting overrides."""
+    started: list[CampaignApp] = []
+
+    async def start(**overrides: Any) -> CampaignApp:
+        app = await start_campaign(
+            settings_for(database_url, nats_server.url, **overrides),
+            KEYS,
+            stream=stream,
+            clock=clock,
+            segment_members=segments,
+            background=False,
+        )
+        started.append(app)
+        return app
+
+    yield start
+    for app in started:
+        await app.stop(0.5)
+
+
+@pytest.fixture
+async def campaign_app(start_app: AppFactory, request: pytest.FixtureRequest) -> CampaignApp:
+    return await start_app(**getattr(request, "param", {}))
 
 
 @pytest.fixture

@@ -122,20 +122,8 @@ def providers(smtp: SmtpReceiver):
 
 
 @pytest.fixture
-async def provider_app(providers, database_url, nats_server, stream, clock, segments):
-    from services.campaign.bootstrap import start_campaign
-    from tests.integration.campaign.conftest import KEYS, settings_for
-
-    app = await start_campaign(
-        settings_for(database_url, nats_server.url, **providers[0]),
-        KEYS,
-        stream=stream,
-        clock=clock,
-        segment_members=segments,
-        background=False,
-    )
-    yield app
-    await app.stop(0.5)
+async def provider_app(start_app, providers) -> CampaignApp:
+    return await start_app(**providers[0])
 
 
 async def test_email_push_and_sms_reach_their_providers_with_the_send_id(
