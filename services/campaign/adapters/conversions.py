@@ -27,12 +27,14 @@ VIEW_NAME = "campaign_conversions"  # tracking table: campaign_conversions_track
 _log = structlog.get_logger("campaign.conversions")
 
 _CANDIDATES = f"""
-SELECT send_id, campaign_id, app_id, user_id,
-       (extract(epoch FROM coalesce(sent_at, due_at)) * 1000000)::bigint
-FROM {DELIVERIES}
-WHERE (app_id, user_id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
-  AND campaign_id = ANY(%s::text[])
-  AND status IN ('sent', 'control') AND converted_at IS NULL
+SELECT d.send_id, d.campaign_id, k.app_id, k.user_id,
+       (extract(epoch FROM coalesce(d.sent_at, d.due_at)) * 1000000)::bigint
+FROM unnest(%s::text[], %s::text[]) AS k(app_id, user_id)
+CROSS JOIN LATERAL (
+    SELECT send_id, campaign_id, sent_at, due_at FROM {DELIVERIES} d
+    WHERE d.app_id = k.app_id AND d.user_id = k.user_id AND d.campaign_id = ANY(%s::text[])
+      AND d.status IN ('sent', 'control') AND d.converted_at IS NULL
+) d
 """
 _MARK = f"""
 UPDATE {DELIVERIES} d

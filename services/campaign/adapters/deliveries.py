@@ -79,12 +79,19 @@ async def cancel_pending(
         return 0
     cursor = await conn.execute(
         f"""
-        UPDATE {DELIVERIES} d SET status = 'cancelled', reason = c.reason
-        FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::text[])
-             AS c(app_id, user_id, condition, seq, reason)
-        WHERE d.app_id = c.app_id AND d.user_id = c.user_id AND d.condition = c.condition
-          AND d.status = 'pending'
-          AND (c.seq = 0 OR d.trigger_sequence = 0 OR d.trigger_sequence < c.seq)
+        UPDATE {DELIVERIES} d SET status = 'cancelled', reason = x.reason
+        FROM (
+            SELECT p.send_id, c.reason
+            FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::text[])
+                 AS c(app_id, user_id, condition, seq, reason)
+            CROSS JOIN LATERAL (
+                SELECT send_id FROM {DELIVERIES} p
+                WHERE p.app_id = c.app_id AND p.user_id = c.user_id
+                  AND p.condition = c.condition AND p.status = 'pending'
+                  AND (c.seq = 0 OR p.trigger_sequence = 0 OR p.trigger_sequence < c.seq)
+            ) p
+        ) x
+        WHERE d.send_id = x.send_id AND d.status = 'pending'
         """,
         tuple(list(column) for column in zip(*items, strict=True)),
     )
@@ -100,13 +107,17 @@ async def history(
     """Recent sends (due after since_us) and last admission per campaign of these users."""
     out: dict[Key, UserHistory] = {k: UserHistory() for k in keys}
     apps, users = [k[0] for k in keys], [k[1] for k in keys]
+    # LATERAL: one index lookup per user, whatever the planner knows of the table.
     cursor = await conn.execute(
         f"""
-        SELECT app_id, user_id, campaign_id, channel,
-               (extract(epoch FROM due_at) * 1000000)::bigint
-        FROM {DELIVERIES}
-        WHERE (app_id, user_id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
-          AND status = ANY(%s) AND due_at > %s
+        SELECT k.app_id, k.user_id, d.campaign_id, d.channel,
+               (extract(epoch FROM d.due_at) * 1000000)::bigint
+        FROM unnest(%s::text[], %s::text[]) AS k(app_id, user_id)
+        CROSS JOIN LATERAL (
+            SELECT campaign_id, channel, due_at FROM {DELIVERIES} d
+            WHERE d.app_id = k.app_id AND d.user_id = k.user_id
+              AND d.status = ANY(%s) AND d.due_at > %s
+        ) d
         """,
         (apps, users, sorted(COUNTED_BY_CAPS), _ts(since_us)),
     )
@@ -115,12 +126,15 @@ async def history(
     if campaign_ids:
         cursor = await conn.execute(
             f"""
-            SELECT app_id, user_id, campaign_id,
-                   (extract(epoch FROM max(decided_at)) * 1000000)::bigint
-            FROM {DELIVERIES}
-            WHERE (app_id, user_id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
-              AND campaign_id = ANY(%s) AND status = ANY(%s)
-            GROUP BY app_id, user_id, campaign_id
+            SELECT k.app_id, k.user_id, d.campaign_id,
+                   (extract(epoch FROM max(d.decided_at)) * 1000000)::bigint
+            FROM unnest(%s::text[], %s::text[]) AS k(app_id, user_id)
+            CROSS JOIN LATERAL (
+                SELECT campaign_id, decided_at FROM {DELIVERIES} d
+                WHERE d.app_id = k.app_id AND d.user_id = k.user_id
+                  AND d.campaign_id = ANY(%s) AND d.status = ANY(%s)
+            ) d
+            GROUP BY k.app_id, k.user_id, d.campaign_id
             """,
             (apps, users, list(campaign_ids), sorted(ADMITTED)),
         )
@@ -129,41 +143,43 @@ async def history(
     return out
 
 
+_INSERT = f"""
+INSERT INTO {DELIVERIES} (send_id, app_id, campaign_id, campaign_version, user_id, change_id,
+    trigger_sequence, channel, grp, status, reason, condition, address, content, decided_at,
+    due_at)
+SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::text[], %s::text[],
+    %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
+    %s::jsonb[], %s::timestamptz[], %s::timestamptz[])
+ON CONFLICT DO NOTHING
+"""
+
+
 async def insert_deliveries(conn: AsyncConnection, rows: Sequence[DeliveryRow]) -> int:
+    """Insert decisions (one statement); a decision already recorded is left as it is."""
     if not rows:
         return 0
-    async with conn.cursor() as cursor:
-        await cursor.executemany(
-            f"""
-            INSERT INTO {DELIVERIES} (send_id, app_id, campaign_id, campaign_version, user_id,
-                change_id, trigger_sequence, channel, grp, status, reason, condition, address,
-                content, decided_at, due_at)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-            ON CONFLICT DO NOTHING
-            """,
-            [
-                (
-                    r.send_id,
-                    r.app_id,
-                    r.campaign_id,
-                    r.campaign_version,
-                    r.user_id,
-                    r.change_id,
-                    r.trigger_sequence,
-                    r.channel,
-                    r.grp,
-                    r.status,
-                    r.reason,
-                    r.condition,
-                    r.address,
-                    Jsonb(r.content) if r.content is not None else None,
-                    _ts(r.decided_us),
-                    _ts(r.due_us),
-                )
-                for r in rows
-            ],
-        )
-        return cursor.rowcount
+    cursor = await conn.execute(
+        _INSERT,
+        (
+            [r.send_id for r in rows],
+            [r.app_id for r in rows],
+            [r.campaign_id for r in rows],
+            [r.campaign_version for r in rows],
+            [r.user_id for r in rows],
+            [r.change_id for r in rows],
+            [r.trigger_sequence for r in rows],
+            [r.channel for r in rows],
+            [r.grp for r in rows],
+            [r.status for r in rows],
+            [r.reason for r in rows],
+            [r.condition for r in rows],
+            [r.address for r in rows],
+            [Jsonb(r.content) if r.content is not None else None for r in rows],
+            [_ts(r.decided_us) for r in rows],
+            [_ts(r.due_us) for r in rows],
+        ),
+    )
+    return cursor.rowcount
 
 
 async def deliver_in_app(conn: AsyncConnection, now_us: int, limit: int) -> int:
