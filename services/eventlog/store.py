@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import IntegrityError, StoredEvent, Transcoder
+from eventsourcing.persistence import IntegrityError, Notification, StoredEvent, Transcoder
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg import Cursor
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
 
 from services.eventlog.transcoder import FastJSONTranscoder
@@ -47,6 +47,21 @@ class LogRecorder(PostgresApplicationRecorder):
             schema=Identifier(self.datastore.schema),
             table=Identifier(self.events_table_name),
         )
+        page = (
+            "SELECT notification_id, originator_id, originator_version, topic, state"
+            " FROM {schema}.{table} WHERE notification_id {op} %s"
+            " ORDER BY notification_id LIMIT %s"
+        )
+        self._select_page = SQL(page).format(
+            schema=Identifier(self.datastore.schema),
+            table=Identifier(self.events_table_name),
+            op=SQL(">"),
+        )
+        self._select_page_inclusive = SQL(page).format(
+            schema=Identifier(self.datastore.schema),
+            table=Identifier(self.events_table_name),
+            op=SQL(">="),
+        )
         self._select_positions = SQL(
             "SELECT originator_id, notification_id FROM {schema}.{table} "
             "WHERE originator_id = ANY(%b::uuid[]) AND originator_version = 1"
@@ -69,6 +84,35 @@ class LogRecorder(PostgresApplicationRecorder):
                 [e.state for e in stored_events],
             ),
         )
+
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> Sequence[Notification]:
+        """The library's query, read as tuples in binary: projections read the log in
+        large pages and the dict rows of the generic version cost a fifth of their time."""
+        if stop is not None or topics:
+            return super().select_notifications(
+                start, limit, stop, topics, inclusive_of_start=inclusive_of_start
+            )
+        statement = self._select_page_inclusive if inclusive_of_start else self._select_page
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(statement, (start or 0, limit), binary=True, prepare=True)
+            return [
+                Notification(
+                    id=row[0],
+                    originator_id=row[1],
+                    originator_version=row[2],
+                    topic=row[3],
+                    state=row[4],
+                )
+                for row in curs.fetchall()
+            ]
 
     def first_positions(self, ids: Sequence[OriginatorId]) -> dict[OriginatorId, int]:
         """Positions of the first event of each given originator that exists."""

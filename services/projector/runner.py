@@ -7,6 +7,7 @@ done again: the commit of state and position is atomic.
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -17,11 +18,55 @@ from eventsourcing.persistence import Tracking
 from services.eventlog.store import LOG_NAME, EventLog
 from services.projector import metrics
 from services.projector.adapters.follower import LogFollower
-from services.projector.adapters.store import ProjectorStore
+from services.projector.adapters.store import PreparedBatch, ProjectorStore
 from services.projector.domain.engine import Engine, PolicySource
-from services.projector.domain.lifecycle import usual_gap_days
 
 _log = structlog.get_logger("projector")
+
+
+class _Committer:
+    """Commits prepared batches in order on its own thread, so the next batch is folded
+    while the previous one is written. At most one batch waits; after a failure it
+    refuses the rest until the fold reloads from the last commit."""
+
+    def __init__(self, store: ProjectorStore, on_commit: Callable[[int], None]) -> None:
+        self._store = store
+        self._on_commit = on_commit
+        self._queue: queue.Queue[tuple[PreparedBatch, int, int, float] | None] = queue.Queue(1)
+        self.failed: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="projection-commit", daemon=True)
+        self._thread.start()
+
+    def submit(self, batch: PreparedBatch, position: int, events: int, started: float) -> None:
+        if self.failed is not None:
+            raise self.failed
+        self._queue.put((batch, position, events, started))
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self.failed is not None:
+                continue
+            batch, position, events, started = item
+            try:
+                self._store.commit(batch, Tracking(LOG_NAME, position))
+            except BaseException as error:
+                self.failed = error
+                continue
+            self._on_commit(position)
+            metrics.EVENTS.inc(events)
+            metrics.BATCH_SIZE.observe(events)
+            metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
+            metrics.POSITION.set(position)
+
+    def close(self) -> None:
+        """Wait for queued commits; raise if one failed."""
+        self._queue.put(None)
+        self._thread.join()
+        if self.failed is not None:
+            raise self.failed
 
 
 class Projection:
@@ -52,6 +97,10 @@ class Projection:
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
 
+    def _committed(self, position: int) -> None:
+        self.position = position
+        self._on_commit()
+
     def _follow(self, stop: threading.Event) -> None:
         engine = Engine(self._policies)
         started = time.perf_counter()
@@ -65,25 +114,18 @@ class Projection:
         )
         self.ready.set()
         mapper = self._log.mapper
-        for batch in self._follower.batches(self.position, stop):
-            started = time.perf_counter()
-            for notification in batch:
-                engine.apply(mapper.to_domain_event(notification), notification.id)
-            drained = engine.drain()
-            gaps = {
-                u.key: usual_gap_days(u, self._policies(u.app_id).lifecycle) or 0.0
-                for u in drained.users
-            }
-            last = batch[-1].id
-            self._store.commit(drained, Tracking(LOG_NAME, last), gaps)
-            self.position = last
-            self._on_commit()
-            metrics.EVENTS.inc(len(batch))
-            metrics.BATCH_SIZE.observe(len(batch))
-            metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
-            metrics.POSITION.set(last)
-            for change in drained.changes:
-                metrics.CHANGES.labels(change.kind).inc()
+        committer = _Committer(self._store, self._committed)
+        try:
+            for batch in self._follower.batches(self.position, stop):
+                started = time.perf_counter()
+                for notification in batch:
+                    engine.apply(mapper.to_domain_event(notification), notification.id)
+                drained = engine.drain()
+                for change in drained.changes:
+                    metrics.CHANGES.labels(change.kind).inc()
+                committer.submit(self._store.prepare(drained), batch[-1].id, len(batch), started)
+        finally:
+            committer.close()
 
 
 def monitor(

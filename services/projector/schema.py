@@ -38,13 +38,12 @@ STATEMENTS = [
         usual_interval_days double precision NOT NULL DEFAULT 0,
         -- "" (none) or an RFM group name like "champions", "at_risk".
         rfm_group text NOT NULL DEFAULT '',
-        rfm_scores jsonb NOT NULL DEFAULT '{{}}',
         first_seen timestamptz,
         last_seen timestamptz,
         event_count bigint NOT NULL DEFAULT 0,
-        event_counts jsonb NOT NULL DEFAULT '{{}}',
         active_days bigint NOT NULL DEFAULT 0,
-        -- The projector's own state of this user (opaque to everyone else).
+        -- The projector's own state of this user (opaque to everyone else; it also
+        -- holds the RFM scores and per-event-name counts ProfileService shows).
         state bytea,
         PRIMARY KEY (app_id, user_id)
     )
@@ -64,17 +63,18 @@ STATEMENTS = [
         cause text NOT NULL,
         event_ids text[] NOT NULL DEFAULT '{{}}',
         event_name text NOT NULL DEFAULT '',
-        effective_time timestamptz NOT NULL,
-        recorded_time timestamptz NOT NULL,
+        -- Times in microseconds since the Unix epoch (UTC).
+        effective_us bigint NOT NULL,
+        recorded_us bigint NOT NULL,
         position bigint NOT NULL,
         correction boolean NOT NULL DEFAULT false,
-        corrected_since timestamptz,
+        corrected_since_us bigint,
         details jsonb NOT NULL DEFAULT '{{}}',
         PRIMARY KEY (app_id, user_id, sequence)
     )
     """,
     f"CREATE INDEX IF NOT EXISTS {CHANGES_TABLE}_asof"
-    f" ON {CHANGES_TABLE} (app_id, kind, user_id, effective_time)",
+    f" ON {CHANGES_TABLE} (app_id, kind, user_id, effective_us)",
     # Changes waiting to be published on JetStream, in commit order.
     f"""
     CREATE TABLE IF NOT EXISTS {OUTBOX_TABLE} (

@@ -9,6 +9,7 @@ import platform
 import statistics
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -81,6 +82,30 @@ def _fmt(value: Any) -> str:
 def render_row(row: Row) -> str:
     figures = ", ".join(f"{k}={_fmt(v)}" for k, v in row.figures.items())
     return f"[{row.benchmark}] {row.case}: {figures}" + (f"  ({row.note})" if row.note else "")
+
+
+@contextlib.contextmanager
+def sibling_database(database_url: str, suffix: str) -> Iterator[str]:
+    """A fresh, migrated database next to `database_url`, dropped afterwards."""
+    import psycopg
+    from psycopg import sql
+
+    from services.common.database import with_database
+    from services.migrate import migrate
+
+    name = f"{database_url.rsplit('/', 1)[-1]}_{suffix}"
+    admin = with_database(database_url, "postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = with_database(database_url, name)
+    try:
+        migrate(url)
+        yield url
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 def percentile(values: list[float], q: float) -> float:

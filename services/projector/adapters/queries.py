@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from services.projector import schema
@@ -24,9 +23,9 @@ class ProfileQueries:
             )
             return curs.fetchone()
 
-    def lifecycle_counts(self, app_id: str, as_of: datetime | None) -> dict[str, int]:
+    def lifecycle_counts(self, app_id: str, as_of_us: int | None) -> dict[str, int]:
         with self._store.cursor() as curs:
-            if as_of is None:
+            if as_of_us is None:
                 curs.execute(
                     f"SELECT lifecycle_state AS state, count(*) AS n FROM {schema.PROFILES_TABLE}"
                     " WHERE app_id = %s AND lifecycle_state <> '' GROUP BY 1",
@@ -37,10 +36,10 @@ class ProfileQueries:
                     "SELECT to_value AS state, count(*) AS n FROM ("
                     " SELECT DISTINCT ON (user_id) to_value"
                     f" FROM {schema.CHANGES_TABLE}"
-                    " WHERE app_id = %s AND kind = 'lifecycle' AND effective_time <= %s"
-                    " ORDER BY user_id, effective_time DESC, sequence DESC"
+                    " WHERE app_id = %s AND kind = 'lifecycle' AND effective_us <= %s"
+                    " ORDER BY user_id, effective_us DESC, sequence DESC"
                     ") latest WHERE to_value <> '' GROUP BY 1",
-                    (app_id, as_of),
+                    (app_id, as_of_us),
                 )
             return {row["state"]: int(row["n"]) for row in curs.fetchall()}
 

@@ -8,9 +8,9 @@ replayed position is refused, so no event is ever applied twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -18,7 +18,7 @@ from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg import Cursor
 from psycopg.rows import DictRow
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Jsonb, set_json_dumps
 
 from services.common.database import conninfo_parts
 from services.common.jetstream import ChangeSubjects
@@ -29,71 +29,126 @@ from services.projector.domain.changes import Change
 from services.projector.domain.engine import Drained, Engine
 from services.projector.domain.user import User
 
+# orjson for jsonb values (details of changes).
+set_json_dumps(orjson.dumps)
 
-def _ts(us: int | None) -> datetime | None:
-    return None if us is None else datetime.fromtimestamp(us / 1_000_000, tz=UTC)
 
-
-_UPSERT_PROFILE = f"""
-INSERT INTO {schema.PROFILES_TABLE} (
-    app_id, user_id, traits, time_traits, email, phone, push_token, consents, timezone,
-    country, city, latitude, longitude, lifecycle_state, lifecycle_since, usual_interval_days,
-    rfm_group, rfm_scores, first_seen, last_seen, event_count, event_counts, active_days, state
-) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
-          %s, %s, %s, %s)
+_HOT_COLUMNS = (
+    "app_id, user_id, lifecycle_state, lifecycle_since, usual_interval_days, rfm_group,"
+    " first_seen, last_seen, event_count, active_days, state"
+)
+# Times travel as microseconds and become timestamps in the database (cheaper than
+# building a datetime per value here).
+_STAGE_PROFILES = (
+    "CREATE TEMPORARY TABLE IF NOT EXISTS profiles_stage ("
+    " app_id text, user_id text, lifecycle_state text, lifecycle_since bigint,"
+    " usual_interval_days double precision, rfm_group text, first_seen bigint,"
+    " last_seen bigint, event_count bigint, active_days bigint, state bytea"
+    ") ON COMMIT DELETE ROWS"
+)
+_STAGE_TYPES = [
+    "text",
+    "text",
+    "text",
+    "int8",
+    "float8",
+    "text",
+    "int8",
+    "int8",
+    "int8",
+    "int8",
+    "bytea",
+]
+_COPY_PROFILES = f"COPY profiles_stage ({_HOT_COLUMNS}) FROM STDIN WITH (FORMAT BINARY)"
+_MERGE_PROFILES = f"""
+INSERT INTO {schema.PROFILES_TABLE} ({_HOT_COLUMNS})
+SELECT app_id, user_id, lifecycle_state, to_timestamp(lifecycle_since / 1e6),
+       usual_interval_days, rfm_group, to_timestamp(first_seen / 1e6),
+       to_timestamp(last_seen / 1e6), event_count, active_days, state
+FROM profiles_stage
 ON CONFLICT (app_id, user_id) DO UPDATE SET
-    traits = EXCLUDED.traits, time_traits = EXCLUDED.time_traits, email = EXCLUDED.email,
-    phone = EXCLUDED.phone, push_token = EXCLUDED.push_token, consents = EXCLUDED.consents,
-    timezone = EXCLUDED.timezone, country = EXCLUDED.country, city = EXCLUDED.city,
-    latitude = EXCLUDED.latitude, longitude = EXCLUDED.longitude,
     lifecycle_state = EXCLUDED.lifecycle_state, lifecycle_since = EXCLUDED.lifecycle_since,
     usual_interval_days = EXCLUDED.usual_interval_days, rfm_group = EXCLUDED.rfm_group,
-    rfm_scores = EXCLUDED.rfm_scores, first_seen = EXCLUDED.first_seen,
-    last_seen = EXCLUDED.last_seen, event_count = EXCLUDED.event_count,
-    event_counts = EXCLUDED.event_counts, active_days = EXCLUDED.active_days,
+    first_seen = EXCLUDED.first_seen, last_seen = EXCLUDED.last_seen,
+    event_count = EXCLUDED.event_count, active_days = EXCLUDED.active_days,
     state = EXCLUDED.state
 """
-
-_INSERT_CHANGE = f"""
-INSERT INTO {schema.CHANGES_TABLE} (
-    app_id, user_id, sequence, change_id, kind, from_value, to_value, cause, event_ids,
-    event_name, effective_time, recorded_time, position, correction, corrected_since, details
-) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+# Traits, contact, consent and location change only with Identify (and merges).
+_UPDATE_PROFILE_FIELDS = f"""
+UPDATE {schema.PROFILES_TABLE} SET
+    traits = %s::jsonb, time_traits = %s::jsonb, email = %s, phone = %s, push_token = %s,
+    consents = %s::jsonb, timezone = %s, country = %s, city = %s, latitude = %s, longitude = %s
+WHERE app_id = %s AND user_id = %s
 """
 
-_INSERT_OUTBOX = (
-    f"INSERT INTO {schema.OUTBOX_TABLE} (subject, msg_id, msg_type, payload)"
-    " VALUES (%s, %s, %s, %s)"
+_COPY_CHANGES = f"""
+COPY {schema.CHANGES_TABLE} (
+    app_id, user_id, sequence, change_id, kind, from_value, to_value, cause, event_ids,
+    event_name, effective_us, recorded_us, position, correction, corrected_since_us, details
+) FROM STDIN WITH (FORMAT BINARY)
+"""
+_CHANGE_TYPES = [
+    "text",
+    "text",
+    "int8",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text[]",
+    "text",
+    "int8",
+    "int8",
+    "int8",
+    "bool",
+    "int8",
+    "jsonb",
+]
+
+_COPY_OUTBOX = (
+    f"COPY {schema.OUTBOX_TABLE} (subject, msg_id, msg_type, payload)"
+    " FROM STDIN WITH (FORMAT BINARY)"
 )
+_OUTBOX_TYPES = ["text", "text", "text", "bytea"]
 
 
-def _profile_row(user: User, usual_gap: float) -> tuple[Any, ...]:
-    location = user.location
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _hot_row(user: User) -> tuple[Any, ...]:
     return (
         user.app_id,
         user.user_id,
-        Jsonb(user.traits),
-        Jsonb(user.time_traits),
+        user.state,
+        user.since_us,
+        user.usual_gap_days,
+        user.rfm_group,
+        user.first_seen_us,
+        user.last_seen_us,
+        user.event_count,
+        user.active_day_count,
+        orjson.dumps(user.pack(), option=orjson.OPT_NON_STR_KEYS),
+    )
+
+
+def _fields_row(user: User) -> tuple[Any, ...]:
+    location = user.location
+    return (
+        _json(user.traits),
+        _json(user.time_traits),
         user.contact.get("email", ""),
         user.contact.get("phone", ""),
         user.contact.get("push_token", ""),
-        Jsonb(user.consents),
+        _json(user.consents),
         user.timezone,
         location.get("country", ""),
         location.get("city", ""),
         location.get("latitude"),
         location.get("longitude"),
-        user.state,
-        _ts(user.since_us),
-        usual_gap,
-        user.rfm_group,
-        Jsonb(dict(zip(("recency", "frequency", "monetary"), user.rfm_scores, strict=False))),
-        _ts(user.first_seen_us),
-        _ts(user.last_seen_us),
-        user.event_count,
-        Jsonb(user.event_counts),
-        user.active_day_count,
-        orjson.dumps(user.to_dict()),
+        user.app_id,
+        user.user_id,
     )
 
 
@@ -111,6 +166,43 @@ def _details(change: Change) -> dict[str, Any]:
     return {}
 
 
+def _change_row(c: Change) -> tuple[Any, ...]:
+    return (
+        c.app_id,
+        c.user_id,
+        c.sequence,
+        c.change_id,
+        c.kind,
+        c.from_value,
+        c.to_value,
+        c.cause,
+        list(c.event_ids),
+        c.event_name,
+        c.effective_us,
+        c.recorded_us,
+        c.position,
+        c.correction,
+        c.corrected_since_us,
+        Jsonb(_details(c)),
+    )
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    """A drained batch turned into plain rows: safe to commit on another thread while
+    the engine goes on folding (nothing here refers to live engine state)."""
+
+    hot: list[tuple[Any, ...]]
+    fields: list[tuple[Any, ...]]
+    deleted: list[tuple[str, str]]
+    changes: list[tuple[Any, ...]]
+    outbox: list[tuple[str, str, str, bytes]]
+    apps: list[tuple[str, str]]
+    aliases: list[tuple[str, str, str]]
+    now_us: int
+    change_count: int
+
+
 class ProjectorStore(PostgresTrackingRecorder):
     """Read models + tracking of the projector. Build with `open_store(url)`."""
 
@@ -125,72 +217,72 @@ class ProjectorStore(PostgresTrackingRecorder):
 
     # ---- writing -------------------------------------------------------------------------
 
-    def commit(self, drained: Drained, tracking: Tracking, usual_gaps: dict[Any, float]) -> int:
+    def prepare(self, drained: Drained) -> PreparedBatch:
+        """Rows of a drained batch (runs on the folding thread)."""
+        outbox = []
+        for change in drained.changes:
+            subject, msg_type, payload = encode(change, self.subjects)
+            outbox.append((subject, change.change_id, msg_type, payload))
+        return PreparedBatch(
+            hot=[_hot_row(u) for u in drained.users],
+            fields=[_fields_row(u) for u in drained.profile_users],
+            deleted=list(drained.deleted_users),
+            changes=[_change_row(c) for c in drained.changes],
+            outbox=outbox,
+            apps=[(a, _json(app.to_dict())) for a, app in drained.apps.items()],
+            aliases=[(a, anon, u) for (a, anon), u in drained.aliases.items()],
+            now_us=drained.now_us,
+            change_count=len(drained.changes),
+        )
+
+    def commit(self, batch: PreparedBatch | Drained, tracking: Tracking) -> int:
         """Write one batch and its position in one transaction. Returns changes written."""
+        if isinstance(batch, Drained):
+            batch = self.prepare(batch)
         with self.datastore.transaction(commit=True) as curs:
-            if drained.users:
-                curs.executemany(
-                    _UPSERT_PROFILE,
-                    [_profile_row(u, usual_gaps.get(u.key, 0.0)) for u in drained.users],
-                )
-            if drained.deleted_users:
+            if batch.hot:
+                curs.execute(_STAGE_PROFILES)
+                with curs.copy(_COPY_PROFILES) as copy:
+                    copy.set_types(_STAGE_TYPES)
+                    for row in batch.hot:
+                        copy.write_row(row)
+                curs.execute(_MERGE_PROFILES)
+            if batch.fields:
+                curs.executemany(_UPDATE_PROFILE_FIELDS, batch.fields)
+            if batch.deleted:
                 curs.executemany(
                     f"DELETE FROM {schema.PROFILES_TABLE} WHERE app_id = %s AND user_id = %s",
-                    drained.deleted_users,
+                    batch.deleted,
                 )
-            if drained.changes:
-                self._write_changes(curs, drained.changes)
-            for app_id, app in drained.apps.items():
-                curs.execute(
-                    f"INSERT INTO {schema.APPS_TABLE} (app_id, state) VALUES (%s, %s)"
+            if batch.changes:
+                with curs.copy(_COPY_CHANGES) as copy:
+                    copy.set_types(_CHANGE_TYPES)
+                    for row in batch.changes:
+                        copy.write_row(row)
+                with curs.copy(_COPY_OUTBOX) as copy:
+                    copy.set_types(_OUTBOX_TYPES)
+                    for row in batch.outbox:
+                        copy.write_row(row)
+            if batch.apps:
+                curs.executemany(
+                    f"INSERT INTO {schema.APPS_TABLE} (app_id, state) VALUES (%s, %s::jsonb)"
                     " ON CONFLICT (app_id) DO UPDATE SET state = EXCLUDED.state",
-                    (app_id, Jsonb(app.to_dict())),
+                    batch.apps,
                 )
-            if drained.aliases:
+            if batch.aliases:
                 curs.executemany(
                     f"INSERT INTO {schema.ALIASES_TABLE} (app_id, anonymous_id, user_id)"
                     " VALUES (%s, %s, %s) ON CONFLICT (app_id, anonymous_id)"
                     " DO UPDATE SET user_id = EXCLUDED.user_id",
-                    [(a, anon, u) for (a, anon), u in drained.aliases.items()],
+                    batch.aliases,
                 )
             curs.execute(
                 f"INSERT INTO {schema.META_TABLE} (name, value) VALUES ('now_us', %s)"
                 " ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
-                (drained.now_us,),
+                (batch.now_us,),
             )
             self._insert_tracking(curs, tracking)
-        return len(drained.changes)
-
-    def _write_changes(self, curs: Cursor[DictRow], changes: Sequence[Change]) -> None:
-        curs.executemany(
-            _INSERT_CHANGE,
-            [
-                (
-                    c.app_id,
-                    c.user_id,
-                    c.sequence,
-                    c.change_id,
-                    c.kind,
-                    c.from_value,
-                    c.to_value,
-                    c.cause,
-                    list(c.event_ids),
-                    c.event_name,
-                    _ts(c.effective_us),
-                    _ts(c.recorded_us),
-                    c.position,
-                    c.correction,
-                    _ts(c.corrected_since_us),
-                    Jsonb(_details(c)),
-                )
-                for c in changes
-            ],
-        )
-        outbox = []
-        for change in changes:
-            subject, msg_type, payload = encode(change, self.subjects)
-            outbox.append((subject, change.change_id, msg_type, payload))
-        curs.executemany(_INSERT_OUTBOX, outbox)
+        return batch.change_count
 
     # ---- loading -------------------------------------------------------------------------
 
@@ -208,7 +300,7 @@ class ProjectorStore(PostgresTrackingRecorder):
             engine.now_us = int(row["value"]) if row else 0
             curs.execute(f"SELECT state FROM {schema.PROFILES_TABLE} WHERE state IS NOT NULL")
             for row in curs:
-                engine.load_user(User.from_dict(orjson.loads(row["state"])))
+                engine.load_user(User.unpack(orjson.loads(row["state"])))
             curs.execute(f"SELECT app_id, state FROM {schema.APPS_TABLE}")
             for row in curs.fetchall():
                 engine.load_app(row["app_id"], row["state"])

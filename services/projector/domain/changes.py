@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 
@@ -19,10 +20,17 @@ REDEFINITION = "redefinition"
 RECOMPUTATION = "recomputation"
 
 
+_NAMESPACE_BYTES = CHANGES_NAMESPACE.bytes
+
+
 def change_id(app_id: str, user_id: str, sequence: int, kind: str, position: int) -> str:
-    """Deterministic: replaying the same log gives every change the same id."""
-    name = f"{app_id}\x1f{user_id}\x1f{sequence}\x1f{kind}\x1f{position}"
-    return str(uuid.uuid5(CHANGES_NAMESPACE, name))
+    """Deterministic: replaying the same log gives every change the same id (a uuid5)."""
+    name = f"{app_id}\x1f{user_id}\x1f{sequence}\x1f{kind}\x1f{position}".encode()
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name, usedforsecurity=False).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    hexed = digest.hex()
+    return f"{hexed[:8]}-{hexed[8:12]}-{hexed[12:16]}-{hexed[16:20]}-{hexed[20:]}"
 
 
 @dataclass(frozen=True)

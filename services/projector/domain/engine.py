@@ -29,6 +29,7 @@ from services.projector.domain.policy import DAY_US, AppPolicy
 from services.projector.domain.user import CHURNED, DORMANT, NONE, User, day_of
 
 ANONYMOUS_PREFIX = "anonymous:"
+_LIVELY = frozenset({"new", "active", "loyal", "reactivated"})
 UserKey = tuple[str, str]
 PolicySource = Callable[[str], AppPolicy]
 
@@ -58,6 +59,8 @@ class Drained:
 
     changes: list[Change]
     users: list[User]
+    # Users whose traits, contact, consent or location changed (a subset of users).
+    profile_users: list[User]
     deleted_users: list[UserKey]
     apps: dict[str, AppState]
     aliases: dict[tuple[str, str], str]
@@ -76,8 +79,12 @@ class Engine:
         self.apps: dict[str, AppState] = {}
         self.aliases: dict[tuple[str, str], str] = {}
         self._heap: list[tuple[int, str, str]] = []
+        # Earliest heap entry per user. Entries are pushed only when a deadline moves
+        # earlier; one that fires early is re-armed at the user's current deadline.
+        self._queued: dict[UserKey, int] = {}
         self._changes: list[Change] = []
         self._dirty: set[UserKey] = set()
+        self._dirty_profiles: set[UserKey] = set()
         self._deleted: set[UserKey] = set()
         self._dirty_apps: set[str] = set()
         self._dirty_aliases: set[tuple[str, str]] = set()
@@ -87,7 +94,7 @@ class Engine:
     def load_user(self, user: User) -> None:
         self.users[user.key] = user
         if user.deadline_us is not None:
-            heapq.heappush(self._heap, (user.deadline_us, user.app_id, user.user_id))
+            self._schedule(user, user.deadline_us)
         if user.purchases:
             self._app(user.app_id).purchasers.add(user.user_id)
 
@@ -143,11 +150,20 @@ class Engine:
             return
         self.now_us = to_us
         heap = self._heap
+        queued = self._queued
         while heap and heap[0][0] <= to_us:
-            deadline, app_id, user_id = heapq.heappop(heap)
-            user = self.users.get((app_id, user_id))
-            if user is None or user.deadline_us != deadline:
-                continue  # superseded
+            entry, app_id, user_id = heapq.heappop(heap)
+            key = (app_id, user_id)
+            if queued.get(key) != entry:
+                continue  # an earlier entry for this user exists or existed
+            del queued[key]
+            user = self.users.get(key)
+            if user is None or user.deadline_us is None:
+                continue
+            if user.deadline_us > entry:
+                self._schedule(user, user.deadline_us)  # the deadline moved on: re-arm
+                continue
+            deadline = user.deadline_us
             self._evaluate(user, deadline, position, cause=TIME, deadline_us=deadline)
         for app_id in sorted(self.apps):
             app = self.apps[app_id]
@@ -194,7 +210,13 @@ class Engine:
                 if user.churn_event_us is None or when > user.churn_event_us:
                     user.churn_event_us = when
             else:
-                if user.last_active_us is not None:
+                last = user.last_active_us
+                # Was the user dormant or churned when this happened? Only possible after
+                # a long enough silence, or an explicit churn event.
+                if last is not None and (
+                    user.churn_event_us is not None
+                    or when - last >= lifecycle.dormant_after_us(user, lp)
+                ):
                     before, _ = lifecycle.classify(user, when, lp)
                     if before in (DORMANT, CHURNED) and (
                         user.returned_us is None or when > user.returned_us
@@ -202,17 +224,41 @@ class Engine:
                         user.returned_us = when
                 if user.first_active_us is None or when < user.first_active_us:
                     user.first_active_us = when
-                if user.last_active_us is None or when > user.last_active_us:
+                if last is None or when > last:
                     user.last_active_us = when
-                user.add_active_day(day_of(when))
+                if user.add_active_day(day_of(when)):
+                    user.usual_gap_days = lifecycle.usual_gap_days(user, lp) or 0.0
+                elif self._unchanged_by(user, when, at):
+                    # Another event on a known active day, before any pending state change:
+                    # only the dormancy deadline moves (later), the state cannot change.
+                    user.deadline_us = lifecycle.next_deadline(user, at, lp)
+                    if user.deadline_us is not None:
+                        self._schedule(user, user.deadline_us)
+                    if event.name == policy.rfm.purchase_event:
+                        self._purchase(user, event, at, position)
+                    return
             self._evaluate(user, at, position, cause=EVENT, event=event)
         if event.name == policy.rfm.purchase_event:
             self._purchase(user, event, at, position)
+
+    @staticmethod
+    def _unchanged_by(user: User, when: int, at: int) -> bool:
+        """True if re-evaluating the user at `at` must give the state they are in (the
+        event added no active day, no churn event is pending, and nothing was due yet)."""
+        return (
+            user.state in _LIVELY
+            and user.churn_event_us is None
+            and user.deadline_us is not None
+            and at < user.deadline_us
+            and user.since_us is not None
+            and when >= user.since_us
+        )
 
     def _identify(self, event: UserIdentified, position: int) -> None:
         app_id = event.app_id
         key = self._user_key(app_id, event.user_id, event.anonymous_id)
         user = self._user(key)
+        self._dirty_profiles.add(key)
         user.traits.update(event.traits)
         user.time_traits.update(event.time_traits)
         user.contact.update(event.contact)
@@ -246,6 +292,8 @@ class Engine:
         user.last_active_us = _latest(user.last_active_us, anonymous.last_active_us)
         for day in anonymous.active_days:
             user.add_active_day(day)
+        lp = self.policies(user.app_id).lifecycle
+        user.usual_gap_days = lifecycle.usual_gap_days(user, lp) or 0.0
         for name, count in anonymous.event_counts.items():
             user.event_counts[name] = user.event_counts.get(name, 0) + count
         user.event_count += anonymous.event_count
@@ -317,11 +365,17 @@ class Engine:
             user.since_us = since
         user.state = state
         deadline = lifecycle.next_deadline(user, at, lp)
-        if deadline != user.deadline_us:
-            user.deadline_us = deadline
-            if deadline is not None:
-                heapq.heappush(self._heap, (deadline, user.app_id, user.user_id))
+        user.deadline_us = deadline
+        if deadline is not None:
+            self._schedule(user, deadline)
         self._dirty.add(user.key)
+
+    def _schedule(self, user: User, deadline: int) -> None:
+        key = user.key
+        current = self._queued.get(key)
+        if current is None or deadline < current:
+            self._queued[key] = deadline
+            heapq.heappush(self._heap, (deadline, user.app_id, user.user_id))
 
     # ---- RFM -----------------------------------------------------------------------------
 
@@ -354,11 +408,15 @@ class Engine:
         *,
         cause: str,
         event: EventTracked | None = None,
+        values: rfm.RfmValues | None = None,
+        precomputed: bool = False,
     ) -> None:
+        """Score the user against the app's cut points (`values` if `precomputed`)."""
         policy = self.policies(user.app_id).rfm
-        values = rfm.values_of(user, at, policy)
-        rfm.forget_old_purchases(user, at, policy)
+        if not precomputed:
+            values = rfm.values_of(user, at, policy)
         if values is None:
+            rfm.forget_old_purchases(user, at, policy)
             scores: list[int] = []
             group = NONE
             app.purchasers.discard(user.user_id)
@@ -396,16 +454,12 @@ class Engine:
     ) -> None:
         app = self._app(app_id)
         policy = self.policies(app_id).rfm
-        members = sorted(app.purchasers)
-        values = []
-        for user_id in members:
-            v = rfm.values_of(self.users[(app_id, user_id)], at, policy)
-            if v is not None:
-                values.append(v)
-        app.quintiles = rfm.Quintiles.of(values)
+        members = [self.users[(app_id, user_id)] for user_id in sorted(app.purchasers)]
+        values = [rfm.values_of(user, at, policy) for user in members]
+        app.quintiles = rfm.Quintiles.of(v for v in values if v is not None)
         self._dirty_apps.add(app_id)
-        for user_id in members:
-            user = self.users[(app_id, user_id)]
+        for user, v in zip(members, values, strict=True):
+            rfm.forget_old_purchases(user, at, policy)
             is_trigger = trigger is not None and user is trigger
             self._rescore(
                 user,
@@ -414,6 +468,8 @@ class Engine:
                 position,
                 cause=EVENT if is_trigger else RECOMPUTATION,
                 event=event if is_trigger else None,
+                values=v,
+                precomputed=True,
             )
 
     # ---- output --------------------------------------------------------------------------
@@ -463,6 +519,7 @@ class Engine:
         drained = Drained(
             changes=self._changes,
             users=[self.users[k] for k in sorted(self._dirty) if k in self.users],
+            profile_users=[self.users[k] for k in sorted(self._dirty_profiles) if k in self.users],
             deleted_users=sorted(self._deleted),
             apps={a: self.apps[a] for a in sorted(self._dirty_apps)},
             aliases={a: self.aliases[a] for a in sorted(self._dirty_aliases)},
@@ -470,6 +527,7 @@ class Engine:
         )
         self._changes = []
         self._dirty = set()
+        self._dirty_profiles = set()
         self._deleted = set()
         self._dirty_apps = set()
         self._dirty_aliases = set()

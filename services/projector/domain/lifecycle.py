@@ -36,8 +36,8 @@ def usual_gap_days(user: User, policy: LifecyclePolicy) -> float | None:
 
 
 def dormant_after_us(user: User, policy: LifecyclePolicy) -> int:
-    usual = usual_gap_days(user, policy) if policy.adaptive else None
-    if usual is None:
+    usual = user.usual_gap_days
+    if not policy.adaptive or usual <= 0:
         return int(policy.dormant_days * DAY_US)
     return int(max(1.0, policy.adaptive_factor * usual) * DAY_US)
 

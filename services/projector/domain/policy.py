@@ -55,9 +55,10 @@ class RfmPolicy:
     purchase_event: str = "Order Completed"
     amount_property: str = "revenue"
     window_days: int = 365
-    # Quintile cut points are recomputed this often by the recorded clock (and
-    # whenever an app's purchasers grew by a quarter since the last time).
-    recompute_minutes: int = 60
+    # Quintile cut points (and everyone's recency) are recomputed this often by the
+    # recorded clock, and whenever an app's purchasers grew by a quarter since the
+    # last time. Daily is the usual RFM cadence; purchases rescore the buyer at once.
+    recompute_minutes: int = 1440
 
 
 @dataclass(frozen=True)

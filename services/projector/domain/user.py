@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import operator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,9 @@ class User:
     last_active_us: int | None = None
     active_days: list[int] = field(default_factory=list)
     active_day_count: int = 0
+    # Median gap between recent active days once there are enough of them, else 0
+    # (kept up to date by the engine whenever active days change).
+    usual_gap_days: float = 0.0
     churn_event_us: int | None = None
     returned_us: int | None = None
     # Lifecycle as published.
@@ -68,19 +72,23 @@ class User:
     def key(self) -> tuple[str, str]:
         return (self.app_id, self.user_id)
 
-    def add_active_day(self, day: int) -> None:
+    def add_active_day(self, day: int) -> bool:
+        """Record an active day; True if it is one not kept before."""
         days = self.active_days
+        if days and days[-1] == day:
+            return False  # the common case: another event today
         index = bisect.bisect_left(days, day)
         if index < len(days) and days[index] == day:
-            return
+            return False
         if len(days) >= KEPT_ACTIVE_DAYS and index == 0:
             # Older than everything kept: it only counts.
             self.active_day_count += 1
-            return
+            return False
         days.insert(index, day)
         self.active_day_count += 1
         if len(days) > KEPT_ACTIVE_DAYS:
             del days[0]
+        return True
 
     def count_event(self, name: str) -> None:
         self.event_count += 1
@@ -98,6 +106,23 @@ class User:
         if self.last_seen_us is None or time_us > self.last_seen_us:
             self.last_seen_us = time_us
 
+    def pack(self) -> list[Any]:
+        """Compact stored form: a version, then every field in declaration order.
+
+        Fields are only ever appended (with defaults), so older rows still unpack.
+        """
+        return [_PACK_VERSION, *_GET_FIELDS(self)]
+
+    @classmethod
+    def unpack(cls, row: list[Any]) -> User:
+        if row[0] != _PACK_VERSION:
+            msg = f"unknown stored user version {row[0]!r}"
+            raise ValueError(msg)
+        data = dict(zip(_FIELDS, row[1:], strict=False))
+        raw = data.pop("purchases", {})
+        data["purchases"] = {int(day): [c, a] for day, (c, a) in raw.items()}
+        return cls(**data)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             name: getattr(self, name)
@@ -107,6 +132,16 @@ class User:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> User:
+        """From `to_dict()` output, or from the user's fields as a JSON object."""
         data = dict(data)
-        purchases = {int(day): [c, a] for day, c, a in data.pop("purchases", [])}
+        raw = data.pop("purchases", [])
+        if isinstance(raw, dict):  # {"day": [count, amount]}
+            purchases = {int(day): [c, a] for day, (c, a) in raw.items()}
+        else:  # [[day, count, amount], ...]
+            purchases = {int(day): [c, a] for day, c, a in raw}
         return cls(**data, purchases=purchases)
+
+
+_PACK_VERSION = 1
+_FIELDS = tuple(User.__slots__)  # type: ignore[attr-defined]
+_GET_FIELDS = operator.attrgetter(*_FIELDS)

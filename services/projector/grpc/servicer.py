@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import grpc
+import orjson
 from cohortflow.profiles.v1 import profiles_pb2, profiles_pb2_grpc
 from cohortflow.types.v1 import types_pb2
 from google.protobuf import timestamp_pb2
@@ -24,6 +25,7 @@ from services.common.grpc.errors import (
 from services.common.grpc.paging import BadPageToken, decode_token, encode_token, page_size
 from services.projector.adapters.encode import LIFECYCLE_STATES, RFM_GROUPS
 from services.projector.adapters.queries import ProfileQueries
+from services.projector.domain.user import User
 
 _CAUSE_NAMES = {"event", "time", "late_event", "redefinition", "recomputation"}
 
@@ -36,12 +38,18 @@ def _ts(moment: datetime | None) -> timestamp_pb2.Timestamp | None:
     return ts
 
 
-def _scores(data: dict[str, Any] | None) -> types_pb2.RfmScores | None:
-    if not data or "recency" not in data:
+def _us(us: int | None) -> timestamp_pb2.Timestamp | None:
+    if us is None:
         return None
-    return types_pb2.RfmScores(
-        recency=data["recency"], frequency=data["frequency"], monetary=data["monetary"]
-    )
+    ts = timestamp_pb2.Timestamp()
+    ts.FromMicroseconds(us)
+    return ts
+
+
+def _scores(scores: list[int]) -> types_pb2.RfmScores | None:
+    if len(scores) != 3:
+        return None
+    return types_pb2.RfmScores(recency=scores[0], frequency=scores[1], monetary=scores[2])
 
 
 def _value(value: Any) -> types_pb2.Value:
@@ -65,6 +73,7 @@ def _time_value(value: Any) -> types_pb2.Value:
 
 
 def profile_pb(row: dict[str, Any], position: int) -> profiles_pb2.Profile:
+    user = User.unpack(orjson.loads(row["state"])) if row["state"] else None
     traits = {k: _value(v) for k, v in row["traits"].items()}
     traits.update({k: _time_value(v) for k, v in row["time_traits"].items()})
     profile = profiles_pb2.Profile(
@@ -83,11 +92,11 @@ def profile_pb(row: dict[str, Any], position: int) -> profiles_pb2.Profile:
         lifecycle_since_time=_ts(row["lifecycle_since"]),
         usual_interval_days=row["usual_interval_days"],
         rfm_group=RFM_GROUPS.get(row["rfm_group"], types_pb2.RFM_GROUP_UNSPECIFIED),
-        rfm_scores=_scores(row["rfm_scores"]),
+        rfm_scores=_scores(user.rfm_scores if user else []),
         first_seen_time=_ts(row["first_seen"]),
         last_seen_time=_ts(row["last_seen"]),
         event_count=row["event_count"],
-        event_counts=row["event_counts"],
+        event_counts=user.event_counts if user else {},
         active_days=row["active_days"],
         position=position,
     )
@@ -105,8 +114,8 @@ def timeline_entry(row: dict[str, Any]) -> profiles_pb2.TimelineEntry:
         cause_kind=row["cause"],
         cause_event_ids=row["event_ids"],
         cause_event_name=row["event_name"],
-        effective_time=_ts(row["effective_time"]),
-        recorded_time=_ts(row["recorded_time"]),
+        effective_time=_us(row["effective_us"]),
+        recorded_time=_us(row["recorded_us"]),
         position=row["position"],
         correction=row["correction"],
     )
@@ -193,7 +202,7 @@ class ProfileServicer(profiles_pb2_grpc.ProfileServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> profiles_pb2.GetLifecycleSummaryResponse:
         position = await self._caught_up(context, request.min_position)
-        as_of = request.as_of_time.ToDatetime(UTC) if request.HasField("as_of_time") else None
+        as_of = request.as_of_time.ToMicroseconds() if request.HasField("as_of_time") else None
         counts = await asyncio.to_thread(self._queries.lifecycle_counts, current_app_id(), as_of)
         response = profiles_pb2.GetLifecycleSummaryResponse(
             counts=[

@@ -155,7 +155,7 @@ async def test_restart_resumes_without_applying_anything_twice(
         app = await start_projector(settings, KEYS, streams=streams)
         await wait_position(app, second)
         await app.stop(1)
-        received = await read_all(nats_server.url, streams, expect=5)
+        received = await read_all(nats_server.url, streams, expect=4)
         states = [(r.message.from_state, r.message.to_state) for r in received]
         assert states == [
             (0, types_pb2.LIFECYCLE_STATE_NEW),
@@ -175,6 +175,9 @@ async def test_a_lost_notify_is_recovered_by_the_watchdog(setup: tuple, database
     from services.projector import metrics
 
     app, log, streams, nats_url = setup
+    # Let the projector finish its start-up read and go idle, waiting for a NOTIFY.
+    await asyncio.to_thread(app.projection.ready.wait, 10)
+    await asyncio.sleep(0.6)
     before = metrics.WATCHDOG_RECOVERIES._value.get()
     # Write an event the way a writer would, but without the NOTIFY.
     stored = log.encode(track("quiet", T0))

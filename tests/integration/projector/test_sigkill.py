@@ -77,6 +77,7 @@ async def test_sigkill_mid_stream_loses_and_doubles_nothing(
     stop, done = threading.Event(), threading.Event()
     writer = threading.Thread(target=write_history, args=(database_url, stop, done))
     writer.start()
+    services: list[ServiceProcess] = []
     try:
         kills = 0
         for _ in range(3):  # run, kill -9, run again ... while the history is being written
@@ -84,6 +85,7 @@ async def test_sigkill_mid_stream_loses_and_doubles_nothing(
             service = ServiceProcess(
                 "services.projector", {**env, "PROJECTOR_LISTEN": f"127.0.0.1:{port}"}, tmp_path
             )
+            services.append(service)
             service.wait_healthy(f"127.0.0.1:{port}")
             await asyncio.sleep(random.uniform(0.5, 1.5))
             service.kill()
@@ -93,6 +95,7 @@ async def test_sigkill_mid_stream_loses_and_doubles_nothing(
         service = ServiceProcess(
             "services.projector", {**env, "PROJECTOR_LISTEN": f"127.0.0.1:{port}"}, tmp_path
         )
+        services.append(service)
         service.wait_healthy(f"127.0.0.1:{port}")
         expected = expected_changes(database_url)
         assert len(expected) > 500
@@ -108,6 +111,8 @@ async def test_sigkill_mid_stream_loses_and_doubles_nothing(
             assert seqs == sorted(seqs), f"changes of {user} out of order"
         assert kills >= 1, "no kill happened while the history was being written"
     finally:
+        for leftover in services:
+            leftover.kill()
         stop.set()
         writer.join()
         await delete_stream(nats_server.url, streams)

@@ -92,3 +92,26 @@ def test_non_purchase_events_do_not_touch_rfm() -> None:
     engine = Engine()
     engine.apply(track("u", T0, revenue=100.0), 1)
     assert changes(engine) == []
+
+
+def test_users_pack_and_unpack_to_equal_users() -> None:
+    import orjson
+
+    from services.projector.domain.user import User
+
+    engine = Engine()
+    engine.apply(purchase("u", T0, revenue=12.5), 1)
+    engine.apply(track("u", T0 + DAY), 2)
+    user = engine.users[("app", "u")]
+    stored = orjson.dumps(user.pack(), option=orjson.OPT_NON_STR_KEYS)
+    assert User.unpack(orjson.loads(stored)) == user
+
+
+def test_change_ids_are_standard_uuid5() -> None:
+    import uuid
+
+    from services.projector.domain.changes import CHANGES_NAMESPACE, change_id
+
+    for args in [("app", "u", 1, "lifecycle", 10), ("a", "ü", 99, "rfm", 2**40)]:
+        name = "\x1f".join(str(a) for a in args)
+        assert change_id(*args) == str(uuid.uuid5(CHANGES_NAMESPACE, name))  # type: ignore[arg-type]
