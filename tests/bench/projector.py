@@ -219,10 +219,8 @@ async def _latency(database_url: str, nats_url: str, workdir: Path, rate: int, s
         projector.terminate()
         ingest.terminate()
         nc2 = await nats.connect(nats_url)
-        try:
+        with contextlib.suppress(Exception):  # best-effort cleanup
             await nc2.jetstream().delete_stream(stream)
-        except Exception:
-            pass
         await nc2.close()
 
 
