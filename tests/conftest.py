@@ -8,6 +8,7 @@ import pytest
 
 from services.migrate import migrate
 from tests.support.infra import NatsForTests, PostgresForTests
+from tests.support.receivers import HttpReceiver, SmtpReceiver
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +32,19 @@ def database_url(postgres: PostgresForTests) -> Iterator[str]:
     migrate(url)
     yield url
     postgres.drop_database(url)
+
+
+@pytest.fixture
+def webhook() -> Iterator[HttpReceiver]:
+    """A local HTTP receiver (webhook, push and SMS providers), honouring idempotency keys."""
+    receiver = HttpReceiver()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpReceiver]:
+    """A local SMTP server (aiosmtpd) that keeps every message."""
+    receiver = SmtpReceiver()
+    yield receiver
+    receiver.close()

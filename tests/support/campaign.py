@@ -9,8 +9,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import grpc
 import psycopg
 from cohortflow.campaigns.v1 import campaigns_pb2 as pb
+from cohortflow.campaigns.v1 import campaigns_pb2_grpc
 from cohortflow.changes.v1 import changes_pb2
 from cohortflow.types.v1 import types_pb2
 from google.protobuf import duration_pb2, timestamp_pb2
@@ -158,6 +160,16 @@ def put_profile(database_url: str, app_id: str, user_id: str, **fields: Any) -> 
         )
 
 
+def sent_counts(database_url: str) -> dict[str, int]:
+    """channel -> deliveries sent so far (from the campaign's delivery log)."""
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT channel, count(*) FROM campaign_deliveries WHERE status = 'sent'"
+            " GROUP BY channel"
+        ).fetchall()
+    return {channel: count for channel, count in rows}
+
+
 def seconds(value: float) -> duration_pb2.Duration:
     return duration_pb2.Duration(seconds=int(value))
 
@@ -189,6 +201,18 @@ def campaign(
 
 def auth(key: str) -> list[tuple[str, str]]:
     return [("authorization", f"Bearer {key}")]
+
+
+async def define(address: str, *campaigns: pb.Campaign, key: str = "key-shop") -> list[str]:
+    """Create campaigns through the public CampaignService API; their ids."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = campaigns_pb2_grpc.CampaignServiceStub(channel)
+        return [
+            (
+                await stub.CreateCampaign(pb.CreateCampaignRequest(campaign=c), metadata=auth(key))
+            ).campaign.campaign_id
+            for c in campaigns
+        ]
 
 
 def campaign_env(

@@ -5,8 +5,6 @@ SIGKILL mid-stream, it loses and doubles nothing."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -14,60 +12,26 @@ import nats
 import psycopg
 import pytest
 from cohortflow.campaigns.v1 import campaigns_pb2 as pb
-from cohortflow.campaigns.v1 import campaigns_pb2_grpc, inbox_pb2, inbox_pb2_grpc
+from cohortflow.campaigns.v1 import inbox_pb2, inbox_pb2_grpc
 from cohortflow.types.v1 import types_pb2
 
 from tests.support.campaign import (
     auth,
     campaign,
     campaign_env,
+    define,
     membership,
     publish,
     put_profile,
+    sent_counts,
     unique_stream,
 )
 from tests.support.processes import ServiceProcess
 from tests.support.receivers import HttpReceiver, SmtpReceiver
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 SHOP = auth("key-shop")
-
-
-@pytest.fixture
-def webhook() -> Iterator[HttpReceiver]:
-    receiver = HttpReceiver()
-    yield receiver
-    receiver.close()
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpReceiver]:
-    receiver = SmtpReceiver()
-    yield receiver
-    receiver.close()
-
-
-async def eventually(check, what: str, within: float = 60.0):
-    """Wait for `check()` to return something truthy (no timing is asserted)."""
-    deadline = time.monotonic() + within
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        await asyncio.sleep(0.1)
-
-
-async def define(address: str, *campaigns: pb.Campaign) -> list[str]:
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = campaigns_pb2_grpc.CampaignServiceStub(channel)
-        return [
-            (
-                await stub.CreateCampaign(pb.CreateCampaignRequest(campaign=c), metadata=SHOP)
-            ).campaign.campaign_id
-            for c in campaigns
-        ]
 
 
 async def test_a_segment_entry_reaches_inbox_webhook_and_email(
@@ -139,15 +103,6 @@ async def test_a_segment_entry_reaches_inbox_webhook_and_email(
     assert '"event": "stopped"' in service.output()
 
 
-def _sent(database_url: str) -> dict[str, int]:
-    with psycopg.connect(database_url) as conn:
-        rows = conn.execute(
-            "SELECT channel, count(*) FROM campaign_deliveries WHERE status = 'sent'"
-            " GROUP BY channel"
-        ).fetchall()
-    return {channel: count for channel, count in rows}
-
-
 async def test_sigkill_mid_stream_loses_nothing_and_doubles_nothing(
     database_url: str, nats_server, tmp_path: Path, webhook: HttpReceiver
 ) -> None:
@@ -187,18 +142,18 @@ async def test_sigkill_mid_stream_loses_nothing_and_doubles_nothing(
     try:
         # Kill -9 once some, not all, messages went out: mid-stream, mid-batch.
         await eventually(
-            lambda: asyncio.to_thread(lambda: _sent(database_url).get("in_app", 0) >= 200),
+            lambda: asyncio.to_thread(lambda: sent_counts(database_url).get("in_app", 0) >= 200),
             "the first deliveries",
         )
         first.kill()
-        killed_at = _sent(database_url)
+        killed_at = sent_counts(database_url)
         # The stream keeps flowing while the service is down; then it comes back.
         second = ServiceProcess("services.campaign", env, tmp_path)
         second.wait_healthy(address)
         await producer
         await eventually(
             lambda: asyncio.to_thread(
-                lambda: _sent(database_url) == {"in_app": len(users), "webhook": len(users)}
+                lambda: sent_counts(database_url) == {"in_app": len(users), "webhook": len(users)}
             ),
             "every delivery",
             within=120,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -21,7 +21,6 @@ from tests.support.campaign import (
     unique_stream,
 )
 from tests.support.infra import NatsForTests
-from tests.support.receivers import HttpReceiver, SmtpReceiver
 
 KEYS = ApiKeys([("shop", "key-shop"), ("news", "key-news")])
 SHOP = auth("key-shop")
@@ -43,20 +42,6 @@ def stream() -> ChangeStreamSettings:
 @pytest.fixture
 def segments() -> FakeSegmentMembers:
     return FakeSegmentMembers()
-
-
-@pytest.fixture
-def webhook() -> Iterator[HttpReceiver]:
-    receiver = HttpReceiver()
-    yield receiver
-    receiver.close()
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpReceiver]:
-    receiver = SmtpReceiver()
-    yield receiver
-    receiver.close()
 
 
 def settings_for(database_url: str, nats_url: str, **overrides: Any) -> CampaignSettings:
