@@ -1,0 +1,1 @@
+"""The `cohortflow` command line: send events, read profiles, simulate a population."""

@@ -1,0 +1,165 @@
+"""Import files, one event per line, read into Event protos (JSONL here, CSV in csv_rows).
+
+Every problem names its line and field, so a bad line is reported, not fatal.
+The columns (CSV) and keys (JSONL) are documented in README.md, section CLI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from cohortflow.ingest.v1 import ingest_pb2
+from cohortflow.types.v1 import types_pb2
+
+from services.cli.values import BadValue, from_json, parse_time, timestamp
+
+IDENTITY = ("event_id", "user_id", "anonymous_id", "name")
+CONTEXT = ("platform", "os", "app_version", "locale", "timezone", "country", "city")
+COORDINATES = ("latitude", "longitude")
+TOP_LEVEL = (*IDENTITY, "event_time", "properties", "context")
+CSV_COLUMNS = (*IDENTITY, "event_time", "properties", *CONTEXT, *COORDINATES)
+PROP_PREFIX = "prop."
+
+
+@dataclass(frozen=True)
+class LineProblem:
+    """Why one line cannot become an event (or, from ingest, why it was rejected)."""
+
+    line: int
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        where = f"line {self.line}: {self.field}" if self.field else f"line {self.line}"
+        return f"{where}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Record:
+    line: int
+    event: ingest_pb2.Event
+
+
+class FileProblem(Exception):
+    """The file as a whole cannot be read (e.g. an unknown CSV column)."""
+
+
+class BadField(ValueError):
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+def derived_event_id(text: str) -> str:
+    """An id from a line's text, so re-importing a file without event ids stays idempotent."""
+    return "imp-" + hashlib.sha256(text.strip().encode()).hexdigest()[:32]
+
+
+def _text(field: str, value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and field in IDENTITY[:3]:
+        return str(value)
+    raise BadField(field, f"must be a string, got {type(value).__name__}")
+
+
+def _coordinate(field: str, value: Any) -> float:
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise BadField(field, f"{value!r} is not a number") from None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadField(field, "must be a number of degrees")
+    return float(value)
+
+
+def _context(event: ingest_pb2.Event, context: Any) -> None:
+    if not isinstance(context, dict):
+        raise BadField("context", "must be an object")
+    for name, value in context.items():
+        if name not in CONTEXT + COORDINATES:
+            expected = ", ".join(CONTEXT + COORDINATES)
+            raise BadField(f"context.{name}", f"unknown; expected one of {expected}")
+        if value not in (None, "") and name not in COORDINATES:
+            setattr(event.context, name, _text(f"context.{name}", value))
+    present = [name for name in COORDINATES if context.get(name) not in (None, "")]
+    if len(present) == 1:
+        raise BadField(f"context.{present[0]}", "latitude and longitude go together")
+    if present:
+        event.context.location.latitude = _coordinate("context.latitude", context["latitude"])
+        event.context.location.longitude = _coordinate("context.longitude", context["longitude"])
+
+
+def build_event(fields: dict[str, Any], properties: dict[str, types_pb2.Value]) -> ingest_pb2.Event:
+    """An Event from its fields (ids, name, event_time, context) and typed properties."""
+    event = ingest_pb2.Event(properties=properties)
+    for name in IDENTITY:
+        if fields.get(name) not in (None, ""):
+            setattr(event, name, _text(name, fields[name]))
+    if fields.get("event_time") not in (None, ""):
+        try:
+            moment = parse_time(_text("event_time", fields["event_time"]))
+        except BadValue as error:
+            raise BadField("event_time", str(error)) from None
+        event.event_time.CopyFrom(timestamp(moment))
+    if fields.get("context") is not None:
+        _context(event, fields["context"])
+    return event
+
+
+def json_properties(value: Any) -> dict[str, types_pb2.Value]:
+    """Properties from a JSON object (or its text, as in a CSV `properties` cell)."""
+    if isinstance(value, str):
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            raise BadField("properties", "is not a valid JSON object") from None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadField("properties", "must be a JSON object")
+    out = {}
+    for key, item in value.items():
+        try:
+            out[key] = from_json(item)
+        except BadValue as error:
+            raise BadField(f'properties["{key}"]', str(error)) from None
+    return out
+
+
+def problem_of(line: int, error: ValueError) -> LineProblem:
+    if isinstance(error, BadField):
+        return LineProblem(line, error.field, error.reason)
+    return LineProblem(line, "", str(error))
+
+
+def read_jsonl(lines: Iterable[str]) -> Iterator[Record | LineProblem]:
+    """One JSON object per line; blank lines are skipped."""
+    for number, text in enumerate(lines, start=1):
+        if not text.strip():
+            continue
+        try:
+            obj = orjson.loads(text)
+        except orjson.JSONDecodeError as error:
+            yield LineProblem(number, "", f"not valid JSON ({error.msg} at column {error.colno})")
+            continue
+        if not isinstance(obj, dict):
+            yield LineProblem(number, "", "must be a JSON object, one event per line")
+            continue
+        try:
+            unknown = sorted(set(obj) - set(TOP_LEVEL))
+            if unknown:
+                raise BadField(unknown[0], f"unknown key; expected one of {', '.join(TOP_LEVEL)}")
+            event = build_event(obj, json_properties(obj.get("properties")))
+        except ValueError as error:
+            yield problem_of(number, error)
+            continue
+        if not event.event_id:
+            event.event_id = derived_event_id(text)
+        yield Record(number, event)
