@@ -11,12 +11,12 @@ from typing import Annotated
 
 import typer
 
-from services.cli import client, ingest_commands, profile_commands
+from services.cli import client, ingest_commands, profile_commands, simulate_command
 from services.cli.import_command import import_file
 
 app = typer.Typer(
     name="cohortflow",
-    help="Send app-user events to cohortflow, read profiles and lifecycle.",
+    help="Send app-user events to cohortflow, read profiles and lifecycle, simulate users.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -56,3 +56,4 @@ app.command("import")(import_file)
 app.command("profile")(profile_commands.profile)
 app.command("lifecycle")(profile_commands.lifecycle)
 app.command("timeline")(profile_commands.timeline)
+app.command("simulate")(simulate_command.simulate)

@@ -74,10 +74,11 @@ def of_kind(text: str, kind: str) -> types_pb2.Value:
         return types_pb2.Value(string_value=text)
     if kind == "number":
         try:
-            return number(float(text))
+            parsed = float(text)
         except ValueError:
             msg = f"{text!r} is not a number"
             raise BadValue(msg) from None
+        return number(parsed)
     if kind == "bool":
         if text.lower() not in ("true", "false"):
             msg = f"{text!r} is not true or false"

@@ -34,6 +34,7 @@ CROSS JOIN LATERAL (
     SELECT send_id, campaign_id, sent_at, due_at FROM {DELIVERIES} d
     WHERE d.app_id = k.app_id AND d.user_id = k.user_id AND d.campaign_id = ANY(%s::text[])
       AND d.status IN ('sent', 'control') AND d.converted_at IS NULL
+    OFFSET 0  -- a probe per user, whatever the statistics (see deliveries.py)
 ) d
 """
 _MARK = f"""

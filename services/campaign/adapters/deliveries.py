@@ -3,6 +3,13 @@
 Everything here takes an open async connection so callers choose the
 transaction: the decider records a whole batch of decisions, its change ids
 and its cancellations in one.
+
+Lookups for a batch of users join the batch's keys to the log through LATERAL
+subqueries that end in `OFFSET 0`. Without it PostgreSQL pulls a simple LATERAL
+subquery up into an ordinary join and plans it from table statistics, which a young
+or fast-growing log does not have: the plan then read every row of a campaign (or
+every pending send) once per batch, 240 ms for 150 users at 20k rows and growing.
+`OFFSET 0` keeps each subquery a probe of the (app_id, user_id) index per user.
 """
 
 from __future__ import annotations
@@ -89,6 +96,7 @@ async def cancel_pending(
                 WHERE p.app_id = c.app_id AND p.user_id = c.user_id
                   AND p.condition = c.condition AND p.status = 'pending'
                   AND (c.seq = 0 OR p.trigger_sequence = 0 OR p.trigger_sequence < c.seq)
+                OFFSET 0
             ) p
         ) x
         WHERE d.send_id = x.send_id AND d.status = 'pending'
@@ -107,7 +115,6 @@ async def history(
     """Recent sends (due after since_us) and last admission per campaign of these users."""
     out: dict[Key, UserHistory] = {k: UserHistory() for k in keys}
     apps, users = [k[0] for k in keys], [k[1] for k in keys]
-    # LATERAL: one index lookup per user, whatever the planner knows of the table.
     cursor = await conn.execute(
         f"""
         SELECT k.app_id, k.user_id, d.campaign_id, d.channel,
@@ -117,6 +124,7 @@ async def history(
             SELECT campaign_id, channel, due_at FROM {DELIVERIES} d
             WHERE d.app_id = k.app_id AND d.user_id = k.user_id
               AND d.status = ANY(%s) AND d.due_at > %s
+            OFFSET 0
         ) d
         """,
         (apps, users, sorted(COUNTED_BY_CAPS), _ts(since_us)),
@@ -133,6 +141,7 @@ async def history(
                 SELECT campaign_id, decided_at FROM {DELIVERIES} d
                 WHERE d.app_id = k.app_id AND d.user_id = k.user_id
                   AND d.campaign_id = ANY(%s) AND d.status = ANY(%s)
+                OFFSET 0
             ) d
             GROUP BY k.app_id, k.user_id, d.campaign_id
             """,

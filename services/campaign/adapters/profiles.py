@@ -9,13 +9,15 @@ from psycopg_pool import AsyncConnectionPool
 from services.campaign.domain.eligibility import Profile
 from services.projector.schema import PROFILES_TABLE
 
-# LATERAL: one primary-key lookup per user, whatever the planner knows of the table.
+# One primary-key lookup per user, whatever the planner knows of the table (OFFSET 0
+# keeps the LATERAL subquery from being pulled up into a join; see deliveries.py).
 _SELECT = f"""
 SELECT p.app_id, p.user_id, p.traits, p.email, p.phone, p.push_token, p.consents, p.timezone,
        p.country, p.city, p.lifecycle_state, p.rfm_group
 FROM unnest(%s::text[], %s::text[]) AS k(app_id, user_id)
 CROSS JOIN LATERAL (
     SELECT * FROM {PROFILES_TABLE} t WHERE t.app_id = k.app_id AND t.user_id = k.user_id
+    OFFSET 0
 ) p
 """
 

@@ -1,0 +1,111 @@
+"""The import engine: batches, calls in flight, one message per bad line, failures whole."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Sequence
+
+import pytest
+from cohortflow.ingest.v1 import ingest_pb2
+
+from services.cli.client import CliError
+from services.cli.importer import import_records
+from services.cli.records import read_jsonl
+
+Result = ingest_pb2.EventResult
+
+
+class Ingest:
+    """Our stand-in for TrackBatch: accepts new ids, duplicates seen ones, rejects `bad`."""
+
+    def __init__(self, fail_on_call: int | None = None, hold_until: int = 1) -> None:
+        self.seen: set[str] = set()
+        self.calls: list[int] = []
+        self.in_flight = 0
+        self.fail_on_call = fail_on_call
+        # answer nothing until this many calls are in flight at once
+        self.hold_until = hold_until
+        self.all_in = asyncio.Event()
+
+    async def send(self, events: list[ingest_pb2.Event]) -> Sequence[Result]:
+        self.calls.append(len(events))
+        if self.fail_on_call == len(self.calls):
+            raise CliError("ingest at h:1 answered UNAUTHENTICATED: unknown API key")
+        self.in_flight += 1
+        if self.in_flight >= self.hold_until:
+            self.all_in.set()
+        await self.all_in.wait()
+        self.in_flight -= 1
+        out = []
+        for event in events:
+            if event.name == "bad":
+                violation = ingest_pb2.FieldViolation(field="name", description="is bad")
+                out.append(
+                    Result(
+                        event_id=event.event_id,
+                        status=Result.STATUS_REJECTED,
+                        violations=[violation],
+                    )
+                )
+            elif event.event_id in self.seen:
+                out.append(Result(event_id=event.event_id, status=Result.STATUS_DUPLICATE))
+            else:
+                self.seen.add(event.event_id)
+                out.append(Result(event_id=event.event_id, status=Result.STATUS_ACCEPTED))
+        return out
+
+
+def lines(
+    count: int, bad: frozenset[int] = frozenset(), broken: frozenset[int] = frozenset()
+) -> str:
+    out = []
+    for n in range(1, count + 1):
+        if n in broken:
+            out.append("{oops")
+        else:
+            name = "bad" if n in bad else "Opened"
+            out.append(f'{{"event_id": "e{n}", "user_id": "u", "name": "{name}"}}')
+    return "\n".join(out) + "\n"
+
+
+async def run(text: str, ingest: Ingest, reports: list[str], **options: int) -> object:
+    return await import_records(
+        read_jsonl(io.StringIO(text)), ingest.send, report=reports.append, **options
+    )
+
+
+async def test_lines_go_in_batches_with_several_calls_in_flight() -> None:
+    ingest, reports = Ingest(hold_until=3), []
+    # the fake answers only once all three calls are in flight together
+    tally = await asyncio.wait_for(
+        run(lines(2500), ingest, reports, batch_size=1000, concurrency=3), timeout=30
+    )
+    assert sorted(ingest.calls) == [500, 1000, 1000]
+    assert (tally.read, tally.accepted, tally.duplicate, tally.failed) == (2500, 2500, 0, 0)
+    assert reports == []
+
+
+async def test_every_bad_line_is_reported_once_with_its_number() -> None:
+    ingest, reports = Ingest(), []
+    tally = await run(
+        lines(30, bad=frozenset({4, 20}), broken=frozenset({7})), ingest, reports, batch_size=8
+    )
+    assert (tally.accepted, tally.rejected, tally.unreadable) == (27, 2, 1)
+    assert len(reports) == 3
+    assert "line 4 (event_id e4): name: is bad" in reports
+    assert "line 20 (event_id e20): name: is bad" in reports
+    assert any(r.startswith("line 7: not valid JSON") for r in reports)
+
+
+async def test_importing_again_reports_everything_duplicate() -> None:
+    ingest, reports = Ingest(), []
+    await run(lines(50), ingest, reports, batch_size=7)
+    tally = await run(lines(50), ingest, reports, batch_size=7)
+    assert (tally.accepted, tally.duplicate) == (0, 50)
+
+
+async def test_a_failed_call_stops_the_import_with_its_one_line() -> None:
+    ingest, reports = Ingest(fail_on_call=2), []
+    with pytest.raises(CliError, match="UNAUTHENTICATED"):
+        await run(lines(100), ingest, reports, batch_size=10, concurrency=2)
