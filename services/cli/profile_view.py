@@ -82,7 +82,9 @@ def profile_panel(profile: profiles_pb2.Profile) -> Panel:
 
 def lifecycle_table(summary: profiles_pb2.GetLifecycleSummaryResponse) -> Table:
     when = time_text(summary.as_of_time, empty="now")
-    table = Table(title=f"lifecycle as of {when} (position {summary.position})")
+    table = Table(
+        title=f"lifecycle as of {when}", caption=f"log position {summary.position}", min_width=40
+    )
     table.add_column("state")
     table.add_column("users", justify="right")
     table.add_column("share", justify="right")
