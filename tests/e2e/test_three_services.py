@@ -15,8 +15,6 @@ InboxService, the change stream, and the receivers of the webhook and the email.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,14 +26,12 @@ import pytest
 from cohortflow.campaigns.v1 import campaigns_pb2 as pb
 from cohortflow.campaigns.v1 import campaigns_pb2_grpc, inbox_pb2, inbox_pb2_grpc
 from cohortflow.changes.v1 import changes_pb2
-from cohortflow.ingest.v1 import ingest_pb2
 from cohortflow.types.v1 import types_pb2
 
 from tests.support.campaign import auth, campaign, define, sent_counts
 from tests.support.changes import Received, read_all
 from tests.support.infra import NatsForTests
-from tests.support.ingest import ACCEPTED, IngestClient, event
-from tests.support.pipeline import Pipeline
+from tests.support.pipeline import Pipeline, Tracker, by_change, identify_then_track
 from tests.support.receivers import HttpReceiver, SmtpReceiver
 from tests.support.waiting import eventually
 
@@ -105,21 +101,6 @@ TRIGGERS = [
 ]
 
 
-def signed_by(request_headers: dict[str, str], body: bytes, secret: str) -> bool:
-    """Check `X-Cohortflow-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>`
-    the way a receiver would (written here from the documented format, not our code)."""
-    parts = dict(p.split("=", 1) for p in request_headers["X-Cohortflow-Signature"].split(","))
-    expected = hmac.new(secret.encode(), f"{parts['t']}.".encode() + body, hashlib.sha256)
-    return hmac.compare_digest(parts["v1"], expected.hexdigest())
-
-
-def by_change(changes: list[Received], triggers: Callable[[Received], bool]) -> dict[str, str]:
-    """change id -> user of the triggering changes; each user triggers exactly once."""
-    chosen = {r.msg_id: r.header.user_id for r in changes if triggers(r)}
-    assert sorted(Counter(chosen.values()).values()) == [1] * len(chosen), chosen
-    return chosen
-
-
 PEOPLE = {
     # user: (first name, email, consents to email)
     "ana": ("Ana", "ana@example.com", True),
@@ -127,28 +108,6 @@ PEOPLE = {
     "cleo": ("Cleo", "cleo@example.com", True),
     "dan": ("Dan", "dan@example.com", False),
 }
-
-
-async def identify_then_track(address: str, people: dict[str, tuple[str, str, bool]]) -> None:
-    """Identify (traits, contact, consent) each person, then their first event."""
-    granted, denied = ingest_pb2.Consent.STATUS_GRANTED, ingest_pb2.Consent.STATUS_DENIED
-    async with grpc.aio.insecure_channel(address) as channel:
-        ingest = IngestClient(channel, "key-shop")
-        for user, (first_name, email, consents) in people.items():
-            result = await ingest.identify(
-                user_id=user,
-                traits={"first_name": types_pb2.Value(string_value=first_name)},
-                contact=ingest_pb2.Contact(email=email),
-                consents=[
-                    ingest_pb2.Consent(
-                        channel=types_pb2.CHANNEL_EMAIL, status=granted if consents else denied
-                    )
-                ],
-                timezone="Europe/Berlin",
-            )
-            assert result.status == ACCEPTED
-        results = await ingest.track_batch([event("App Opened", user_id=u) for u in people])
-        assert {r.status for r in results} == {ACCEPTED}
 
 
 @pytest.mark.parametrize("case", TRIGGERS)
@@ -244,7 +203,7 @@ async def test_first_events_reach_inbox_webhook_and_email_once_per_user(
         assert sorted(posted) == sorted(PEOPLE)
         for user, request in posted.items():
             assert request.path == "/hooks"
-            assert signed_by(request.headers, request.body, WEBHOOK_SECRET)
+            assert request.signed_with(WEBHOOK_SECRET)
             assert triggering[request.json()["change_id"]] == user
             assert request.json()["campaign_id"] == hook
 
@@ -259,27 +218,6 @@ async def test_first_events_reach_inbox_webhook_and_email_once_per_user(
         assert set(codes.values()) == {0}, pipeline.output()
     finally:
         await pipeline.close()
-
-
-class Tracker:
-    """New users' first events through TrackBatch, at a steady pace, until stopped."""
-
-    def __init__(self, address: str, users: list[str], per_call: int, every_s: float) -> None:
-        self.address = address
-        self.users = users
-        self.per_call = per_call
-        self.every_s = every_s
-        self.tracked = 0
-
-    async def run(self) -> None:
-        async with grpc.aio.insecure_channel(self.address) as channel:
-            ingest = IngestClient(channel, "key-shop")
-            for start in range(0, len(self.users), self.per_call):
-                chunk = self.users[start : start + self.per_call]
-                results = await ingest.track_batch([event("App Opened", user_id=u) for u in chunk])
-                assert {r.status for r in results} == {ACCEPTED}
-                self.tracked += len(chunk)
-                await asyncio.sleep(self.every_s)
 
 
 async def test_campaign_killed_mid_stream_loses_and_doubles_nothing(

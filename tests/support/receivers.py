@@ -6,6 +6,8 @@ they keep one effect per key and count the repeats separately.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import threading
 from collections import Counter
@@ -28,6 +30,16 @@ class HttpRequest:
 
     def json(self) -> Any:
         return json.loads(self.body)
+
+    def signed_with(self, secret: str) -> bool:
+        """Does `X-Cohortflow-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>`
+        hold? Checked as a receiver would, from the documented format (not our code)."""
+        header = self.headers.get("X-Cohortflow-Signature", "")
+        parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
+        if "t" not in parts or "v1" not in parts:
+            return False
+        mac = hmac.new(secret.encode(), f"{parts['t']}.".encode() + self.body, hashlib.sha256)
+        return hmac.compare_digest(parts["v1"], mac.hexdigest())
 
 
 class _Server(ThreadingHTTPServer):
