@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import structlog
 from cohortflow.profiles.v1 import profiles_pb2, profiles_pb2_grpc
+from cohortflow.segments.v1 import segments_pb2, segments_pb2_grpc
 
 from services.common.grpc.auth import ApiKeys
 from services.common.grpc.server import Registration, Served, create_server
@@ -19,16 +20,20 @@ from services.common.jetstream import (
     ensure_change_stream,
 )
 from services.eventlog.store import EventLog, open_event_log
+from services.projector.adapters.builds import SegmentBuilder
 from services.projector.adapters.follower import LogFollower
 from services.projector.adapters.queries import ProfileQueries
 from services.projector.adapters.relay import OutboxRelay
+from services.projector.adapters.segment_queries import SegmentQueries
 from services.projector.adapters.store import ProjectorStore, open_store
 from services.projector.adapters.ticker import Ticker
 from services.projector.config import Policies, ProjectorSettings
+from services.projector.grpc.segments import SegmentServicer
 from services.projector.grpc.servicer import ProfileServicer
 from services.projector.runner import Projection, monitor
 
 PROFILE_SERVICE = profiles_pb2.DESCRIPTOR.services_by_name["ProfileService"].full_name
+SEGMENT_SERVICE = segments_pb2.DESCRIPTOR.services_by_name["SegmentService"].full_name
 _log = structlog.get_logger("projector")
 
 
@@ -140,15 +145,21 @@ async def start_projector(
     if settings.tick_interval_s > 0:
         ticker = Ticker(log, settings.tick_interval_s)
         threads.append(threading.Thread(target=ticker.run, args=(stop_threads,), name="ticker"))
+    builder = SegmentBuilder(store, log, lambda: projection.position)
+    threads.append(threading.Thread(target=builder.run, args=(stop_threads,), name="builder"))
     servicer = ProfileServicer(
         ProfileQueries(store), lambda: projection.position, read_wait_s=settings.read_wait_s
     )
+    segments = SegmentServicer(log, SegmentQueries(store), servicer.caught_up)
     served = await create_server(
         settings.listen,
         [
             Registration(
                 profiles_pb2_grpc.add_ProfileServiceServicer_to_server, servicer, PROFILE_SERVICE
-            )
+            ),
+            Registration(
+                segments_pb2_grpc.add_SegmentServiceServicer_to_server, segments, SEGMENT_SERVICE
+            ),
         ],
         keys,
     )

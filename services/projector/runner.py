@@ -11,17 +11,22 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import structlog
 from eventsourcing.persistence import Tracking
+from eventsourcing.utils import get_topic
 
+from services.eventlog.segments import Segment
 from services.eventlog.store import LOG_NAME, EventLog
 from services.projector import metrics
+from services.projector.adapters.builds import StoredBuilds
 from services.projector.adapters.follower import LogFollower
 from services.projector.adapters.store import PreparedBatch, ProjectorStore
 from services.projector.domain.engine import Engine, PolicySource
 
 _log = structlog.get_logger("projector")
+_BUILT_TOPIC = get_topic(Segment.Built)
 
 
 class _Committer:
@@ -42,24 +47,34 @@ class _Committer:
             raise self.failed
         self._queue.put((batch, position, events, started))
 
+    def flush(self) -> None:
+        """Wait until everything submitted is committed (raise if a commit failed)."""
+        self._queue.join()
+        if self.failed is not None:
+            raise self.failed
+
     def _run(self) -> None:
         while True:
             item = self._queue.get()
-            if item is None:
-                return
-            if self.failed is not None:
-                continue
-            batch, position, events, started = item
             try:
-                self._store.commit(batch, Tracking(LOG_NAME, position))
-            except BaseException as error:
-                self.failed = error
-                continue
-            self._on_commit(position)
-            metrics.EVENTS.inc(events)
-            metrics.BATCH_SIZE.observe(events)
-            metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
-            metrics.POSITION.set(position)
+                if item is None:
+                    return
+                if self.failed is None:
+                    self._commit(*item)
+            finally:
+                self._queue.task_done()
+
+    def _commit(self, batch: PreparedBatch, position: int, events: int, started: float) -> None:
+        try:
+            self._store.commit(batch, Tracking(LOG_NAME, position))
+        except BaseException as error:
+            self.failed = error
+            return
+        self._on_commit(position)
+        metrics.EVENTS.inc(events)
+        metrics.BATCH_SIZE.observe(events)
+        metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
+        metrics.POSITION.set(position)
 
     def close(self) -> None:
         """Wait for queued commits; raise if one failed."""
@@ -102,7 +117,7 @@ class Projection:
         self._on_commit()
 
     def _follow(self, stop: threading.Event) -> None:
-        engine = Engine(self._policies)
+        engine = Engine(self._policies, builds=StoredBuilds(self._store), facts=True)
         started = time.perf_counter()
         self.position = self._store.load(engine)
         metrics.POSITION.set(self.position)
@@ -116,16 +131,30 @@ class Projection:
         mapper = self._log.mapper
         committer = _Committer(self._store, self._committed)
         try:
-            for batch in self._follower.batches(self.position, stop):
+            for batch in self._follow_batches(stop):
                 started = time.perf_counter()
+                last = 0
                 for notification in batch:
+                    if notification.topic == _BUILT_TOPIC:
+                        # Merging a build reads what was committed up to its definition:
+                        # commit everything folded so far first.
+                        if last:
+                            self._submit(engine, committer, last, started)
+                        committer.flush()
                     engine.apply(mapper.to_domain_event(notification), notification.id)
-                drained = engine.drain()
-                for change in drained.changes:
-                    metrics.CHANGES.labels(change.kind).inc()
-                committer.submit(self._store.prepare(drained), batch[-1].id, len(batch), started)
+                    last = notification.id
+                self._submit(engine, committer, last, started)
         finally:
             committer.close()
+
+    def _follow_batches(self, stop: threading.Event) -> Any:
+        return self._follower.batches(self.position, stop)
+
+    def _submit(self, engine: Engine, committer: _Committer, position: int, started: float) -> None:
+        drained = engine.drain()
+        for change in drained.changes:
+            metrics.CHANGES.labels(change.kind).inc()
+        committer.submit(self._store.prepare(drained), position, len(drained.facts), started)
 
 
 def monitor(

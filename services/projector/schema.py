@@ -13,6 +13,13 @@ APPS_TABLE = "projector_apps"
 ALIASES_TABLE = "projector_aliases"
 META_TABLE = "projector_meta"
 TRACKING_TABLE = "projector_tracking"
+FACTS_TABLE = "projector_facts"
+SEGMENTS_STATE_TABLE = "projector_segments_state"
+SEGMENTS_TABLE = "segments"
+SEGMENT_VERSIONS_TABLE = "segment_versions"
+SEGMENT_MEMBERS_TABLE = "segment_members"
+SEGMENT_BUILDS_TABLE = "segment_builds"
+SEGMENT_BUILD_PROGRESS_TABLE = "segment_build_progress"
 
 STATEMENTS = [
     f"""
@@ -53,6 +60,8 @@ STATEMENTS = [
     # Every change the projector made, per user in order: timelines and as-of queries.
     f"""
     CREATE TABLE IF NOT EXISTS {CHANGES_TABLE} (
+        -- Commit order (one projector writes): the cursor of WatchMembershipChanges.
+        id bigserial NOT NULL,
         app_id text NOT NULL,
         user_id text NOT NULL,
         sequence bigint NOT NULL,
@@ -73,6 +82,8 @@ STATEMENTS = [
         PRIMARY KEY (app_id, user_id, sequence)
     )
     """,
+    f"CREATE UNIQUE INDEX IF NOT EXISTS {CHANGES_TABLE}_id ON {CHANGES_TABLE} (id)",
+    f"CREATE INDEX IF NOT EXISTS {CHANGES_TABLE}_position ON {CHANGES_TABLE} (app_id, position)",
     f"CREATE INDEX IF NOT EXISTS {CHANGES_TABLE}_asof"
     f" ON {CHANGES_TABLE} (app_id, kind, user_id, effective_us)",
     # Changes waiting to be published on JetStream, in commit order.
@@ -103,6 +114,100 @@ STATEMENTS = [
     CREATE TABLE IF NOT EXISTS {META_TABLE} (
         name text PRIMARY KEY,
         value bigint NOT NULL
+    )
+    """,
+    # Facts: every user event, narrow, for set-based history queries (segment builds,
+    # previews). Clock ticks are facts of app "" named "$tick". Written with each batch.
+    f"""
+    CREATE TABLE IF NOT EXISTS {FACTS_TABLE} (
+        app_id text NOT NULL,
+        user_id text NOT NULL,
+        name text NOT NULL,
+        event_time_us bigint NOT NULL,
+        position bigint NOT NULL,
+        props jsonb NOT NULL
+    )
+    """,
+    f"CREATE INDEX IF NOT EXISTS {FACTS_TABLE}_name ON {FACTS_TABLE} (app_id, name, event_time_us)",
+    f"CREATE INDEX IF NOT EXISTS {FACTS_TABLE}_user ON {FACTS_TABLE} (app_id, user_id)",
+    f"""
+    CREATE TABLE IF NOT EXISTS {SEGMENTS_STATE_TABLE} (
+        app_id text PRIMARY KEY,
+        state jsonb NOT NULL
+    )
+    """,
+    f"""
+    CREATE TABLE IF NOT EXISTS {SEGMENTS_TABLE} (
+        app_id text NOT NULL,
+        segment_id text NOT NULL,
+        display_name text NOT NULL,
+        description text NOT NULL,
+        latest_version bigint NOT NULL,
+        active_version bigint NOT NULL DEFAULT 0,
+        building_version bigint NOT NULL DEFAULT 0,
+        -- "building", "active" or "archived".
+        state text NOT NULL,
+        created_us bigint NOT NULL,
+        updated_us bigint NOT NULL,
+        PRIMARY KEY (app_id, segment_id)
+    )
+    """,
+    f"""
+    CREATE TABLE IF NOT EXISTS {SEGMENT_VERSIONS_TABLE} (
+        app_id text NOT NULL,
+        segment_id text NOT NULL,
+        version bigint NOT NULL,
+        display_name text NOT NULL,
+        description text NOT NULL,
+        definition jsonb NOT NULL,
+        silent boolean NOT NULL DEFAULT false,
+        defined_position bigint NOT NULL,
+        defined_us bigint NOT NULL,
+        -- "building", "active", "retired" or "archived".
+        status text NOT NULL,
+        activated_position bigint,
+        activated_us bigint,
+        PRIMARY KEY (app_id, segment_id, version)
+    )
+    """,
+    f"""
+    CREATE TABLE IF NOT EXISTS {SEGMENT_MEMBERS_TABLE} (
+        app_id text NOT NULL,
+        segment_id text NOT NULL,
+        user_id text NOT NULL,
+        version bigint NOT NULL,
+        since_us bigint NOT NULL,
+        PRIMARY KEY (app_id, segment_id, user_id)
+    )
+    """,
+    f"CREATE INDEX IF NOT EXISTS {SEGMENT_MEMBERS_TABLE}_user"
+    f" ON {SEGMENT_MEMBERS_TABLE} (app_id, user_id)",
+    # Tracker states a build computed from history, until the projector merges them in.
+    f"""
+    CREATE TABLE IF NOT EXISTS {SEGMENT_BUILDS_TABLE} (
+        app_id text NOT NULL,
+        segment_id text NOT NULL,
+        version bigint NOT NULL,
+        user_id text NOT NULL,
+        states jsonb NOT NULL,
+        PRIMARY KEY (app_id, segment_id, version, user_id)
+    )
+    """,
+    f"""
+    CREATE TABLE IF NOT EXISTS {SEGMENT_BUILD_PROGRESS_TABLE} (
+        app_id text NOT NULL,
+        segment_id text NOT NULL,
+        version bigint NOT NULL,
+        -- "running", "stored" (rows written, Built appended) or "failed".
+        status text NOT NULL,
+        events_done bigint NOT NULL DEFAULT 0,
+        events_total bigint NOT NULL DEFAULT 0,
+        users bigint NOT NULL DEFAULT 0,
+        through_position bigint NOT NULL,
+        started_us bigint NOT NULL,
+        finished_us bigint,
+        error text NOT NULL DEFAULT '',
+        PRIMARY KEY (app_id, segment_id, version)
     )
     """,
 ]

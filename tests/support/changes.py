@@ -38,38 +38,51 @@ class Received:
 
 
 async def read_all(
-    nats_url: str, streams: ChangeStreamSettings, *, expect: int | None = None, within: float = 20
+    nats_url: str,
+    streams: ChangeStreamSettings,
+    *,
+    expect: int | None = None,
+    within: float = 20,
+    subject: str = ">",
 ) -> list[Received]:
-    """Every message in the stream (waiting until `expect` are there, if given)."""
+    """Every message in the stream under `subject` (relative to the prefix, e.g.
+    "*.segment.>"), waiting until `expect` are there, if given."""
     nc = await nats.connect(nats_url)
     try:
         js = nc.jetstream()
         deadline = asyncio.get_running_loop().time() + within
         while True:
             try:
-                info = await js.stream_info(streams.stream)
-                count = info.state.messages
-            except nats.js.errors.NotFoundError:
-                count = 0
-            if expect is None or count >= expect or asyncio.get_running_loop().time() > deadline:
+                await js.stream_info(streams.stream)
                 break
-            await asyncio.sleep(0.1)
-        if count == 0:
-            return []
+            except nats.js.errors.NotFoundError:
+                if asyncio.get_running_loop().time() > deadline:
+                    return []
+                await asyncio.sleep(0.1)
         sub = await js.pull_subscribe(
-            f"{streams.subject_prefix}.>",
+            f"{streams.subject_prefix}.{subject}",
             durable=None,
             stream=streams.stream,
             config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
         )
         out: list[Received] = []
-        while len(out) < count:
-            for msg in await sub.fetch(min(500, count - len(out)), timeout=5):
+        while True:
+            try:
+                batch = await sub.fetch(500, timeout=0.5)
+            except (TimeoutError, nats.errors.TimeoutError):
+                batch = []
+            for msg in batch:
                 cls = TYPES[msg.headers["Cohortflow-Type"]]
                 message = cls()
                 message.ParseFromString(msg.data)
                 out.append(Received(msg.subject, msg.headers["Nats-Msg-Id"], message))
                 await msg.ack()
+            if batch:
+                continue
+            if expect is None or len(out) >= expect:
+                break
+            if asyncio.get_running_loop().time() > deadline:
+                break
         await sub.unsubscribe()
         return out
     finally:

@@ -29,6 +29,7 @@ def track(
     app: str = "app",
     received: int | None = None,
     anonymous_id: str = "",
+    context: dict[str, Any] | None = None,
     **properties: Any,
 ) -> EventTracked:
     event_id = f"e{next(_ids)}"
@@ -43,6 +44,7 @@ def track(
         event_time_us=at,
         received_time_us=received if received is not None else at,
         properties={k: float(v) if isinstance(v, int) else v for k, v in properties.items()},
+        context=context or {},
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -162,7 +162,11 @@ def _details(change: Change) -> dict[str, Any]:
             "amount": change.amount,
         }
     if change.segment_id:
-        return {"segment_id": change.segment_id, "segment_version": change.segment_version}
+        return {
+            "segment_id": change.segment_id,
+            "segment_version": change.segment_version,
+            "published": change.published,
+        }
     return {}
 
 
@@ -187,6 +191,131 @@ def _change_row(c: Change) -> tuple[Any, ...]:
     )
 
 
+_COPY_FACTS = (
+    f"COPY {schema.FACTS_TABLE} (app_id, user_id, name, event_time_us, position, props)"
+    " FROM STDIN WITH (FORMAT BINARY)"
+)
+_FACT_TYPES = ["text", "text", "text", "int8", "int8", "jsonb"]
+_STAGE_MEMBERS = (
+    "CREATE TEMPORARY TABLE IF NOT EXISTS members_stage (app_id text, segment_id text,"
+    " user_id text, version bigint, since_us bigint, entered boolean, seq bigint)"
+    " ON COMMIT DELETE ROWS"
+)
+
+
+def _write_members(curs: Cursor[DictRow], members: list[tuple[Any, ...]]) -> None:
+    """Apply entries and exits to segment_members: the last one per member wins."""
+    curs.execute(_STAGE_MEMBERS)
+    with curs.copy(
+        "COPY members_stage (app_id, segment_id, user_id, version, since_us, entered, seq)"
+        " FROM STDIN WITH (FORMAT BINARY)"
+    ) as copy:
+        copy.set_types(["text", "text", "text", "int8", "int8", "bool", "int8"])
+        for seq, row in enumerate(members):
+            copy.write_row((*row, seq))
+    curs.execute(
+        "CREATE TEMPORARY TABLE IF NOT EXISTS members_last (LIKE members_stage)"
+        " ON COMMIT DELETE ROWS"
+    )
+    curs.execute(
+        "INSERT INTO members_last SELECT DISTINCT ON (app_id, segment_id, user_id) *"
+        " FROM members_stage ORDER BY app_id, segment_id, user_id, seq DESC"
+    )
+    curs.execute(
+        f"DELETE FROM {schema.SEGMENT_MEMBERS_TABLE} m USING members_last l"
+        " WHERE NOT l.entered AND m.app_id = l.app_id AND m.segment_id = l.segment_id"
+        " AND m.user_id = l.user_id"
+    )
+    curs.execute(
+        f"INSERT INTO {schema.SEGMENT_MEMBERS_TABLE} (app_id, segment_id, user_id, version,"
+        " since_us) SELECT app_id, segment_id, user_id, version, since_us FROM members_last"
+        " WHERE entered ON CONFLICT (app_id, segment_id, user_id) DO UPDATE"
+        " SET version = EXCLUDED.version, since_us = EXCLUDED.since_us"
+    )
+
+
+def _segment_record(record: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A segment record with plain values only (the defining event flattened)."""
+    if record[0] != "defined":
+        return record
+    kind, app_id, segment_id, version, position, now_us, event = record
+    return (
+        kind,
+        app_id,
+        segment_id,
+        version,
+        position,
+        now_us,
+        event.display_name,
+        event.description,
+        _json(event.definition),
+        bool(getattr(event, "silent", False)),
+    )
+
+
+def _apply_segment_record(curs: Cursor[DictRow], record: tuple[Any, ...]) -> None:
+    kind, app_id, segment_id, version, position, now_us = record[:6]
+    if kind == "defined":
+        display_name, description, definition, silent = record[6:]
+        curs.execute(
+            f"INSERT INTO {schema.SEGMENT_VERSIONS_TABLE} (app_id, segment_id, version,"
+            " display_name, description, definition, silent, defined_position, defined_us,"
+            " status) VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, 'building')"
+            " ON CONFLICT DO NOTHING",
+            (
+                app_id,
+                segment_id,
+                version,
+                display_name,
+                description,
+                definition,
+                silent,
+                position,
+                now_us,
+            ),
+        )
+        curs.execute(
+            f"INSERT INTO {schema.SEGMENTS_TABLE} (app_id, segment_id, display_name,"
+            " description, latest_version, building_version, state, created_us, updated_us)"
+            " VALUES (%s, %s, %s, %s, %s, %s, 'building', %s, %s)"
+            " ON CONFLICT (app_id, segment_id) DO UPDATE SET"
+            " display_name = EXCLUDED.display_name, description = EXCLUDED.description,"
+            " latest_version = EXCLUDED.latest_version,"
+            " building_version = EXCLUDED.building_version, updated_us = EXCLUDED.updated_us",
+            (app_id, segment_id, display_name, description, version, version, now_us, now_us),
+        )
+    elif kind == "active":
+        curs.execute(
+            f"UPDATE {schema.SEGMENT_VERSIONS_TABLE} SET status = 'retired'"
+            " WHERE app_id = %s AND segment_id = %s AND status = 'active'",
+            (app_id, segment_id),
+        )
+        curs.execute(
+            f"UPDATE {schema.SEGMENT_VERSIONS_TABLE} SET status = 'active',"
+            " activated_position = %s, activated_us = %s"
+            " WHERE app_id = %s AND segment_id = %s AND version = %s",
+            (position, now_us, app_id, segment_id, version),
+        )
+        curs.execute(
+            f"UPDATE {schema.SEGMENTS_TABLE} SET active_version = %s, state = 'active',"
+            " building_version = CASE WHEN building_version = %s THEN 0"
+            " ELSE building_version END, updated_us = %s"
+            " WHERE app_id = %s AND segment_id = %s",
+            (version, version, now_us, app_id, segment_id),
+        )
+    elif kind == "archived":
+        curs.execute(
+            f"UPDATE {schema.SEGMENT_VERSIONS_TABLE} SET status = 'archived'"
+            " WHERE app_id = %s AND segment_id = %s AND status IN ('active', 'building')",
+            (app_id, segment_id),
+        )
+        curs.execute(
+            f"UPDATE {schema.SEGMENTS_TABLE} SET state = 'archived', building_version = 0,"
+            " updated_us = %s WHERE app_id = %s AND segment_id = %s",
+            (now_us, app_id, segment_id),
+        )
+
+
 @dataclass(frozen=True)
 class PreparedBatch:
     """A drained batch turned into plain rows: safe to commit on another thread while
@@ -201,6 +330,12 @@ class PreparedBatch:
     aliases: list[tuple[str, str, str]]
     now_us: int
     change_count: int
+    facts: list[tuple[Any, ...]] = field(default_factory=list)
+    merges: list[tuple[str, str, str]] = field(default_factory=list)
+    segment_states: list[tuple[str, str]] = field(default_factory=list)
+    segment_records: list[tuple[Any, ...]] = field(default_factory=list)
+    members: list[tuple[Any, ...]] = field(default_factory=list)
+    consumed_builds: list[tuple[str, str, int]] = field(default_factory=list)
 
 
 class ProjectorStore(PostgresTrackingRecorder):
@@ -220,9 +355,22 @@ class ProjectorStore(PostgresTrackingRecorder):
     def prepare(self, drained: Drained) -> PreparedBatch:
         """Rows of a drained batch (runs on the folding thread)."""
         outbox = []
+        members = []
         for change in drained.changes:
-            subject, msg_type, payload = encode(change, self.subjects)
-            outbox.append((subject, change.change_id, msg_type, payload))
+            if change.published:
+                subject, msg_type, payload = encode(change, self.subjects)
+                outbox.append((subject, change.change_id, msg_type, payload))
+            if change.segment_id:
+                members.append(
+                    (
+                        change.app_id,
+                        change.segment_id,
+                        change.user_id,
+                        change.segment_version,
+                        change.effective_us,
+                        change.to_value == "entered",
+                    )
+                )
         return PreparedBatch(
             hot=[_hot_row(u) for u in drained.users],
             fields=[_fields_row(u) for u in drained.profile_users],
@@ -233,6 +381,12 @@ class ProjectorStore(PostgresTrackingRecorder):
             aliases=[(a, anon, u) for (a, anon), u in drained.aliases.items()],
             now_us=drained.now_us,
             change_count=len(drained.changes),
+            facts=[(a, u, n, t, p, Jsonb(props)) for a, u, n, t, p, props in drained.facts],
+            merges=list(drained.merges),
+            segment_states=[(a, _json(seg.to_dict())) for a, seg in drained.segment_apps.items()],
+            segment_records=[_segment_record(r) for r in drained.segment_records],
+            members=members,
+            consumed_builds=list(drained.consumed_builds),
         )
 
     def commit(self, batch: PreparedBatch | Drained, tracking: Tracking) -> int:
@@ -276,6 +430,39 @@ class ProjectorStore(PostgresTrackingRecorder):
                     " DO UPDATE SET user_id = EXCLUDED.user_id",
                     batch.aliases,
                 )
+            if batch.facts:
+                with curs.copy(_COPY_FACTS) as copy:
+                    copy.set_types(_FACT_TYPES)
+                    for row in batch.facts:
+                        copy.write_row(row)
+            if batch.merges:
+                curs.executemany(
+                    f"UPDATE {schema.FACTS_TABLE} SET user_id = %s"
+                    " WHERE app_id = %s AND user_id = %s",
+                    [(user, app, anonymous) for app, anonymous, user in batch.merges],
+                )
+                curs.executemany(
+                    f"DELETE FROM {schema.SEGMENT_MEMBERS_TABLE}"
+                    " WHERE app_id = %s AND user_id = %s",
+                    [(app, anonymous) for app, anonymous, _ in batch.merges],
+                )
+            if batch.segment_states:
+                curs.executemany(
+                    f"INSERT INTO {schema.SEGMENTS_STATE_TABLE} (app_id, state)"
+                    " VALUES (%s, %s::jsonb)"
+                    " ON CONFLICT (app_id) DO UPDATE SET state = EXCLUDED.state",
+                    batch.segment_states,
+                )
+            for record in batch.segment_records:
+                _apply_segment_record(curs, record)
+            if batch.members:
+                _write_members(curs, batch.members)
+            for app_id, segment_id, version in batch.consumed_builds:
+                curs.execute(
+                    f"DELETE FROM {schema.SEGMENT_BUILDS_TABLE}"
+                    " WHERE app_id = %s AND segment_id = %s AND version = %s",
+                    (app_id, segment_id, version),
+                )
             curs.execute(
                 f"INSERT INTO {schema.META_TABLE} (name, value) VALUES ('now_us', %s)"
                 " ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
@@ -307,6 +494,9 @@ class ProjectorStore(PostgresTrackingRecorder):
             curs.execute(f"SELECT app_id, anonymous_id, user_id FROM {schema.ALIASES_TABLE}")
             for row in curs.fetchall():
                 engine.load_alias(row["app_id"], row["anonymous_id"], row["user_id"])
+            curs.execute(f"SELECT app_id, state FROM {schema.SEGMENTS_STATE_TABLE}")
+            for row in curs.fetchall():
+                engine.load_segments(row["app_id"], row["state"])
         return position
 
     # ---- outbox --------------------------------------------------------------------------

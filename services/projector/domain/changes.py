@@ -59,3 +59,5 @@ class Change:
     # Membership: the segment and its version.
     segment_id: str = ""
     segment_version: int = 0
+    # False for changes of a silent redefinition: recorded, not published.
+    published: bool = True

@@ -14,21 +14,39 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.eventlog.events import ClockTicked, EventTracked, UserIdentified
+from services.eventlog.segments import Segment
 from services.projector.domain import lifecycle, rfm
 from services.projector.domain.changes import (
     EVENT,
     LATE_EVENT,
     LIFECYCLE,
+    MEMBERSHIP,
     RECOMPUTATION,
+    REDEFINITION,
     RFM,
     TIME,
     Change,
     change_id,
 )
 from services.projector.domain.policy import DAY_US, AppPolicy
+from services.projector.domain.segments import live
+from services.projector.domain.segments import trackers as tr
+from services.projector.domain.segments.compile import (
+    USES_FIRST_SEEN,
+    USES_LIFECYCLE,
+    USES_PROFILE,
+    USES_RFM,
+    compile_segment,
+)
+from services.projector.domain.segments.definition import parse
 from services.projector.domain.user import CHURNED, DORMANT, NONE, User, day_of
 
 ANONYMOUS_PREFIX = "anonymous:"
+_PLACE = ("country", "city", "latitude", "longitude")
+# Pseudo-use: a user's first event re-evaluates every segment (negations may hold).
+_NEW_USER = "new_user"
+# Facts rows of clock ticks (app "" and user ""): the recorded clock at any position.
+TICK_FACT = "$tick"
 _LIVELY = frozenset({"new", "active", "loyal", "reactivated"})
 UserKey = tuple[str, str]
 PolicySource = Callable[[str], AppPolicy]
@@ -65,10 +83,27 @@ class Drained:
     apps: dict[str, AppState]
     aliases: dict[tuple[str, str], str]
     now_us: int
+    # Apps whose segment definitions or versions changed.
+    segment_apps: dict[str, live.AppSegments] = field(default_factory=dict)
+    # Anonymous users merged into identified ones: (app, anonymous key, user id).
+    merges: list[tuple[str, str, str]] = field(default_factory=list)
+    # Facts for history queries: (app, user, name, event time, position, properties).
+    facts: list[tuple[str, str, str, int, int, dict[str, Any]]] = field(default_factory=list)
+    # What happened to segment definitions, in order: ("defined", app, id, version,
+    # position, now, event), ("active", app, id, version, position, now), ("archived", ...).
+    segment_records: list[tuple[Any, ...]] = field(default_factory=list)
+    # Builds merged in (app, segment, version): their stored rows can go.
+    consumed_builds: list[tuple[str, str, int]] = field(default_factory=list)
 
 
 class Engine:
-    def __init__(self, policies: PolicySource | AppPolicy | None = None, now_us: int = 0) -> None:
+    def __init__(
+        self,
+        policies: PolicySource | AppPolicy | None = None,
+        now_us: int = 0,
+        builds: live.BuildSource | None = None,
+        facts: bool = False,
+    ) -> None:
         if policies is None or isinstance(policies, AppPolicy):
             fixed = policies or AppPolicy()
             self.policies: PolicySource = lambda _app: fixed
@@ -88,6 +123,16 @@ class Engine:
         self._deleted: set[UserKey] = set()
         self._dirty_apps: set[str] = set()
         self._dirty_aliases: set[tuple[str, str]] = set()
+        self.segments: dict[str, live.AppSegments] = {}
+        self.builds: live.BuildSource = builds or live.NoHistory()
+        self._seg_heap: list[tuple[int, str, str]] = []
+        self._seg_queued: dict[UserKey, int] = {}
+        self._dirty_segments: set[str] = set()
+        self._merges: list[tuple[str, str, str]] = []
+        self._keep_facts = facts
+        self._segment_records: list[tuple[Any, ...]] = []
+        self._consumed_builds: list[tuple[str, str, int]] = []
+        self._facts: list[tuple[str, str, str, int, int, dict[str, Any]]] = []
 
     # ---- loading -------------------------------------------------------------------------
 
@@ -95,6 +140,8 @@ class Engine:
         self.users[user.key] = user
         if user.deadline_us is not None:
             self._schedule(user, user.deadline_us)
+        if user.segment_deadline_us is not None:
+            self._schedule_segments(user, user.segment_deadline_us)
         if user.purchases:
             self._app(user.app_id).purchasers.add(user.user_id)
 
@@ -106,6 +153,9 @@ class Engine:
     def load_alias(self, app_id: str, anonymous_id: str, user_id: str) -> None:
         self.aliases[(app_id, anonymous_id)] = user_id
 
+    def load_segments(self, app_id: str, data: dict[str, Any]) -> None:
+        self.segments[app_id] = live.AppSegments.from_dict(data)
+
     def export_state(self) -> dict[str, Any]:
         """The whole state, as the store keeps it (a deep copy: for tests and snapshots)."""
         return copy.deepcopy(
@@ -114,6 +164,7 @@ class Engine:
                 "users": [u.to_dict() for _, u in sorted(self.users.items())],
                 "apps": {a: s.to_dict() for a, s in sorted(self.apps.items())},
                 "aliases": [[a, anon, u] for (a, anon), u in sorted(self.aliases.items())],
+                "segments": {a: s.to_dict() for a, s in sorted(self.segments.items())},
             }
         )
 
@@ -128,6 +179,8 @@ class Engine:
             engine.load_app(app_id, data)
         for app_id, anonymous_id, user_id in state["aliases"]:
             engine.load_alias(app_id, anonymous_id, user_id)
+        for app_id, data in state.get("segments", {}).items():
+            engine.load_segments(app_id, data)
         return engine
 
     # ---- applying the log ----------------------------------------------------------------
@@ -139,6 +192,12 @@ class Engine:
             self.advance(event.tick_time_us, position)
         elif isinstance(event, UserIdentified):
             self._identify(event, position)
+        elif isinstance(event, Segment.Defined | Segment.Redefined):
+            self._segment_defined(event, position)
+        elif isinstance(event, Segment.Built):
+            self._segment_built(event, position)
+        elif isinstance(event, Segment.Archived):
+            self._segment_archived(event, position)
 
     def apply_all(self, items: Iterable[tuple[object, int]]) -> None:
         for event, position in items:
@@ -149,22 +208,42 @@ class Engine:
         if to_us <= self.now_us:
             return
         self.now_us = to_us
-        heap = self._heap
-        queued = self._queued
-        while heap and heap[0][0] <= to_us:
-            entry, app_id, user_id = heapq.heappop(heap)
-            key = (app_id, user_id)
-            if queued.get(key) != entry:
-                continue  # an earlier entry for this user exists or existed
-            del queued[key]
-            user = self.users.get(key)
-            if user is None or user.deadline_us is None:
-                continue
-            if user.deadline_us > entry:
-                self._schedule(user, user.deadline_us)  # the deadline moved on: re-arm
-                continue
-            deadline = user.deadline_us
-            self._evaluate(user, deadline, position, cause=TIME, deadline_us=deadline)
+        if self._keep_facts:
+            self._facts.append(("", "", TICK_FACT, to_us, position, {}))
+        heap, queued = self._heap, self._queued
+        seg_heap, seg_queued = self._seg_heap, self._seg_queued
+        while True:
+            next_life = heap[0][0] if heap and heap[0][0] <= to_us else None
+            next_seg = seg_heap[0][0] if seg_heap and seg_heap[0][0] <= to_us else None
+            if next_life is None and next_seg is None:
+                break
+            if next_seg is None or (next_life is not None and next_life <= next_seg):
+                entry, app_id, user_id = heapq.heappop(heap)
+                key = (app_id, user_id)
+                if queued.get(key) != entry:
+                    continue  # an earlier entry for this user exists or existed
+                del queued[key]
+                user = self.users.get(key)
+                if user is None or user.deadline_us is None:
+                    continue
+                if user.deadline_us > entry:
+                    self._schedule(user, user.deadline_us)  # the deadline moved on: re-arm
+                    continue
+                deadline = user.deadline_us
+                self._evaluate(user, deadline, position, cause=TIME, deadline_us=deadline)
+            else:
+                entry, app_id, user_id = heapq.heappop(seg_heap)
+                key = (app_id, user_id)
+                if seg_queued.get(key) != entry:
+                    continue
+                del seg_queued[key]
+                user = self.users.get(key)
+                if user is None or user.segment_deadline_us is None:
+                    continue
+                if user.segment_deadline_us > entry:
+                    self._schedule_segments(user, user.segment_deadline_us)
+                    continue
+                self._segments_due(user, user.segment_deadline_us, position)
         for app_id in sorted(self.apps):
             app = self.apps[app_id]
             slot = to_us // (self.policies(app_id).rfm.recompute_minutes * 60_000_000)
@@ -196,13 +275,51 @@ class Engine:
         return app
 
     def _track(self, event: EventTracked, position: int) -> None:
+        segments = self.segments.get(event.app_id)
+        if segments is None or (not segments.specs and not segments.active):
+            self._track_user(event, position)
+        else:
+            self._pending_uses = set()
+            self._pending_user = self._user_key(event.app_id, event.user_id, event.anonymous_id)
+            user = self._track_user(event, position)
+            self._segments_after_event(user, segments, event, position)
+            self._pending_uses = None
+            self._pending_user = None
+        if self._keep_facts:
+            key = self._user_key(event.app_id, event.user_id, event.anonymous_id)
+            props: dict[str, Any] = dict(event.properties)
+            if event.time_properties:
+                props["$times"] = event.time_properties
+            if event.context:
+                props["$context"] = event.context
+            self._facts.append(
+                (event.app_id, key[1], event.name, event.event_time_us, position, props)
+            )
+
+    # While an event of this user is applied, what changed about them is collected
+    # here and their segments are evaluated once, at the end.
+    _pending_uses: set[str] | None = None
+    _pending_user: UserKey | None = None
+
+    def _track_user(self, event: EventTracked, position: int) -> User:
         key = self._user_key(event.app_id, event.user_id, event.anonymous_id)
         user = self._user(key)
         policy = self.policies(event.app_id)
         lp = policy.lifecycle
         when = event.event_time_us
+        first_seen = user.first_seen_us
         user.seen(when)
+        if user.first_seen_us != first_seen:
+            self._use(USES_FIRST_SEEN)
         user.count_event(event.name)
+        context = event.context
+        if context and ("country" in context or "latitude" in context or "city" in context):
+            place = {k: context[k] for k in _PLACE if k in context}
+            if place != user.place:
+                user.place = place
+                self._use(USES_PROFILE)
+        if user.event_count == 1:
+            self._use(_NEW_USER)
         at = max(self.now_us, when)
         in_time = when >= self.now_us - lp.late_limit_days * DAY_US
         if in_time:
@@ -236,10 +353,11 @@ class Engine:
                         self._schedule(user, user.deadline_us)
                     if event.name == policy.rfm.purchase_event:
                         self._purchase(user, event, at, position)
-                    return
+                    return user
             self._evaluate(user, at, position, cause=EVENT, event=event)
         if event.name == policy.rfm.purchase_event:
             self._purchase(user, event, at, position)
+        return user
 
     @staticmethod
     def _unchanged_by(user: User, when: int, at: int) -> bool:
@@ -255,6 +373,25 @@ class Engine:
         )
 
     def _identify(self, event: UserIdentified, position: int) -> None:
+        segments = self.segments.get(event.app_id)
+        if segments is None or not segments.active:
+            self._identify_user(event, position)
+            return
+        self._pending_uses = {USES_PROFILE}
+        self._pending_user = self._user_key(event.app_id, event.user_id, event.anonymous_id)
+        user = self._identify_user(event, position)
+        uses, self._pending_uses, self._pending_user = self._pending_uses, None, None
+        at = self.now_us
+        self._reevaluate(
+            user,
+            live.affected(segments, (), uses, everything=_NEW_USER in uses),
+            at,
+            position,
+            cause=EVENT,
+            event=event,
+        )
+
+    def _identify_user(self, event: UserIdentified, position: int) -> User:
         app_id = event.app_id
         key = self._user_key(app_id, event.user_id, event.anonymous_id)
         user = self._user(key)
@@ -273,11 +410,14 @@ class Engine:
                 self._dirty_aliases.add(alias)
             anonymous = self.users.pop((app_id, ANONYMOUS_PREFIX + event.anonymous_id), None)
             if anonymous is not None:
-                self._merge(anonymous, user)
                 at = max(self.now_us, event.event_time_us)
+                self._leave_all_segments(anonymous, at, position, event)
+                self._merge(anonymous, user)
+                self._use(_NEW_USER)
                 self._evaluate(user, at, position, cause=EVENT, event=event)
                 if user.purchases:
                     self._purchase(user, None, at, position)
+        return user
 
     def _merge(self, anonymous: User, user: User) -> None:
         """Fold an anonymous history into the user it turned out to be."""
@@ -304,6 +444,15 @@ class Engine:
         user.last_purchase_us = _latest(user.last_purchase_us, anonymous.last_purchase_us)
         for name, value in anonymous.traits.items():
             user.traits.setdefault(name, value)
+        if anonymous.trackers:
+            specs = self.segments[user.app_id].specs if user.app_id in self.segments else {}
+            for tracker_key, state in anonymous.trackers.items():
+                spec = specs.get(tracker_key)
+                if spec is not None:
+                    user.trackers[tracker_key] = tr.merge(
+                        spec, state, user.trackers.get(tracker_key)
+                    )
+        self._merges.append((user.app_id, anonymous.user_id, user.user_id))
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -364,6 +513,8 @@ class Engine:
                 )
             user.since_us = since
         user.state = state
+        if state != old_state:
+            self._lifecycle_moved(user, at, position, cause, event)
         deadline = lifecycle.next_deadline(user, at, lp)
         user.deadline_us = deadline
         if deadline is not None:
@@ -442,6 +593,7 @@ class Engine:
                 amount=values.amount if values else 0.0,
             )
             user.rfm_group = group
+            self._rfm_moved(user, at, position, cause, event)
 
     def _recompute_rfm(
         self,
@@ -471,6 +623,340 @@ class Engine:
                 values=v,
                 precomputed=True,
             )
+
+    # ---- segments ------------------------------------------------------------------------
+
+    def _use(self, use: str) -> None:
+        """Note what changed about a user; inside an event, evaluation waits for its end."""
+        if self._pending_uses is not None:
+            self._pending_uses.add(use)
+
+    def _deferred(self, user: User, use: str) -> bool:
+        if self._pending_uses is not None and self._pending_user == user.key:
+            self._pending_uses.add(use)
+            return True
+        return False
+
+    def _lifecycle_moved(
+        self, user: User, at: int, position: int, cause: str, event: object | None
+    ) -> None:
+        if self._deferred(user, USES_LIFECYCLE):
+            return
+        segments = self.segments.get(user.app_id)
+        if segments is not None and segments.active:
+            hit = live.affected(segments, (), (USES_LIFECYCLE,))
+            if hit:
+                self._reevaluate(user, hit, at, position, cause=cause, event=event)
+
+    def _rfm_moved(
+        self, user: User, at: int, position: int, cause: str, event: object | None
+    ) -> None:
+        if self._deferred(user, USES_RFM):
+            return
+        segments = self.segments.get(user.app_id)
+        if segments is not None and segments.active:
+            hit = live.affected(segments, (), (USES_RFM,))
+            if hit:
+                self._reevaluate(user, hit, at, position, cause=cause, event=event)
+
+    def _segments_after_event(
+        self, user: User, segments: live.AppSegments, event: EventTracked, position: int
+    ) -> None:
+        uses = self._pending_uses or set()
+        # Segments are judged by the recorded clock (windows only look back, so an event a
+        # little ahead of the last tick still counts); the change is dated by the event.
+        at = self.now_us
+        touched = live.observe_event(
+            segments,
+            user.trackers,
+            event.name,
+            event.event_time_us,
+            event.properties,
+            event.time_properties,
+            event.context,
+            self.now_us,
+        )
+        if touched:
+            self._dirty.add(user.key)
+        if _NEW_USER in uses:
+            uses.add(USES_FIRST_SEEN)
+        hit = live.affected(segments, touched, uses, everything=_NEW_USER in uses)
+        if hit:
+            self._reevaluate(
+                user,
+                hit,
+                at,
+                position,
+                cause=EVENT,
+                event=event,
+                effective_us=max(at, event.event_time_us),
+            )
+
+    def _reevaluate(
+        self,
+        user: User,
+        candidates: set[str],
+        at: int,
+        position: int,
+        *,
+        cause: str,
+        event: object | None = None,
+        deadline_us: int | None = None,
+        full_deadline: bool = False,
+        effective_us: int | None = None,
+    ) -> None:
+        """Re-evaluate some active segments for a user (and whatever depends on them) at
+        `at`; changes are dated `effective_us` (default `at`)."""
+        segments = self.segments[user.app_id]
+        todo = set(candidates)
+        next_due: int | None = None
+        for segment_id in segments.order:
+            if segment_id not in todo:
+                continue
+            compiled = segments.active[segment_id]
+            inside = compiled.member(user, at)
+            if inside != (segment_id in user.memberships):
+                self._set_membership(
+                    user,
+                    segment_id,
+                    compiled.version,
+                    inside,
+                    at,
+                    position,
+                    cause,
+                    event,
+                    deadline_us=deadline_us,
+                )
+                todo.update(segments.dependents.get(segment_id, ()))
+            if compiled.timed:
+                next_due = _earliest(next_due, compiled.boundary(user, at))
+        if full_deadline:
+            for segment_id in segments.timed:
+                if segment_id not in candidates:
+                    next_due = _earliest(next_due, segments.active[segment_id].boundary(user, at))
+        else:
+            current = user.segment_deadline_us
+            if current is not None and current > at:
+                next_due = _earliest(next_due, current)
+        if next_due != user.segment_deadline_us:
+            user.segment_deadline_us = next_due
+            self._dirty.add(user.key)
+        if next_due is not None:
+            self._schedule_segments(user, next_due)
+
+    def _segments_due(self, user: User, due: int, position: int) -> None:
+        """A segment deadline passed: drop expired window entries, re-evaluate timed ones."""
+        segments = self.segments.get(user.app_id)
+        if segments is None:
+            user.segment_deadline_us = None
+            return
+        for tracker_key in list(user.trackers):
+            spec = segments.specs.get(tracker_key)
+            if spec is not None:
+                state = tr.prune(spec, user.trackers[tracker_key], due)
+                if state is None:
+                    del user.trackers[tracker_key]
+        user.segment_deadline_us = None
+        self._dirty.add(user.key)
+        self._reevaluate(
+            user,
+            set(segments.timed),
+            due,
+            position,
+            cause=TIME,
+            deadline_us=due,
+            full_deadline=True,
+        )
+
+    def _schedule_segments(self, user: User, deadline: int) -> None:
+        key = user.key
+        current = self._seg_queued.get(key)
+        if current is None or deadline < current:
+            self._seg_queued[key] = deadline
+            heapq.heappush(self._seg_heap, (deadline, user.app_id, user.user_id))
+
+    def _set_membership(
+        self,
+        user: User,
+        segment_id: str,
+        version: int,
+        inside: bool,
+        at: int,
+        position: int,
+        cause: str,
+        event: object | None,
+        *,
+        deadline_us: int | None = None,
+        publish: bool = True,
+    ) -> None:
+        if inside:
+            user.memberships[segment_id] = [version, at]
+        else:
+            user.memberships.pop(segment_id, None)
+        self._emit(
+            user,
+            MEMBERSHIP,
+            "",
+            "entered" if inside else "exited",
+            cause,
+            at,
+            position,
+            event=event,  # type: ignore[arg-type]
+            deadline_us=deadline_us,
+            segment_id=segment_id,
+            segment_version=version,
+            published=publish,
+        )
+
+    def _leave_all_segments(self, user: User, at: int, position: int, event: object | None) -> None:
+        for segment_id, (version, _since) in sorted(user.memberships.items()):
+            self._set_membership(user, segment_id, version, False, at, position, EVENT, event)
+        self._dirty.add(user.key)
+
+    def _app_users(self, app_id: str) -> list[User]:
+        return [u for key, u in sorted(self.users.items()) if key[0] == app_id]
+
+    def _segment_defined(self, event: Segment.Defined | Segment.Redefined, position: int) -> None:
+        app_id, segment_id = event.app_id, event.segment_id  # type: ignore[union-attr]
+        segments = self.segments.setdefault(app_id, live.AppSegments())
+        version = event.definition_version
+        segments.definitions[live.definition_key(segment_id, version)] = event.definition
+        compiled = compile_segment(segment_id, version, parse(event.definition))
+        already = segments.live_keys()
+        segments.pending[segment_id] = live.Pending(
+            compiled,
+            position,
+            bool(getattr(event, "silent", False)),
+            frozenset(k for k in compiled.trackers if k not in already),
+        )
+        segments.reindex()
+        self._dirty_segments.add(app_id)
+        self._segment_records.append(
+            ("defined", app_id, segment_id, version, position, self.now_us, event)
+        )
+
+    def _segment_built(self, event: Segment.Built, position: int) -> None:
+        segments = self.segments.get(event.app_id)  # type: ignore[attr-defined]
+        segment_id = event.segment_id  # type: ignore[attr-defined]
+        if segments is None:
+            return
+        pending = segments.pending.get(segment_id)
+        if pending is None or pending.compiled.version != event.definition_version:
+            return  # superseded by a newer definition, or archived
+        app_id = event.app_id  # type: ignore[attr-defined]
+        specs = [pending.compiled.trackers[k] for k in sorted(pending.new_keys)]
+        history = self.builds.load(
+            app_id, segment_id, pending.compiled.version, pending.position, specs
+        )
+        spec_of = {spec.key: spec for spec in specs}
+        for user_id in sorted(history):
+            key = (
+                self._user_key(app_id, "", user_id[len(ANONYMOUS_PREFIX) :])
+                if user_id.startswith(ANONYMOUS_PREFIX)
+                else (app_id, user_id)
+            )
+            user = self.users.get(key)
+            if user is None:
+                continue
+            for tracker_key, state in history[user_id].items():
+                spec = spec_of.get(tracker_key)
+                if spec is not None:
+                    user.trackers[tracker_key] = tr.merge(
+                        spec, state, user.trackers.get(tracker_key)
+                    )
+            self._dirty.add(user.key)
+        self._consumed_builds.append((app_id, segment_id, pending.compiled.version))
+        self._activate(app_id, segments, segment_id, position)
+
+    def _activate(
+        self, app_id: str, segments: live.AppSegments, segment_id: str, position: int
+    ) -> None:
+        pending = segments.pending.pop(segment_id)
+        compiled = pending.compiled
+        previous = segments.active.get(segment_id)
+        segments.active[segment_id] = compiled
+        self._retire_unused_trackers(app_id, segments, previous)
+        segments.reindex()
+        self._dirty_segments.add(app_id)
+        self._segment_records.append(
+            ("active", app_id, segment_id, compiled.version, position, self.now_us)
+        )
+        at = self.now_us
+        dependents = segments.dependents.get(segment_id, set())
+        for user in self._app_users(app_id):
+            for tracker_key in pending.new_keys:
+                state = user.trackers.get(tracker_key)
+                if state is not None:
+                    pruned = tr.prune(compiled.trackers[tracker_key], state, at)
+                    if pruned is None:
+                        del user.trackers[tracker_key]
+            inside = compiled.member(user, at)
+            was = segment_id in user.memberships
+            if inside and was:
+                user.memberships[segment_id][0] = compiled.version
+                self._dirty.add(user.key)
+            elif inside != was:
+                self._set_membership(
+                    user,
+                    segment_id,
+                    compiled.version,
+                    inside,
+                    at,
+                    position,
+                    REDEFINITION,
+                    None,
+                    publish=not pending.silent,
+                )
+                if dependents:
+                    self._reevaluate(user, set(dependents), at, position, cause=REDEFINITION)
+            if compiled.timed:
+                due = compiled.boundary(user, at)
+                if due is not None and (
+                    user.segment_deadline_us is None or due < user.segment_deadline_us
+                ):
+                    user.segment_deadline_us = due
+                    self._schedule_segments(user, due)
+                    self._dirty.add(user.key)
+
+    def _retire_unused_trackers(
+        self, app_id: str, segments: live.AppSegments, previous: object | None
+    ) -> None:
+        if previous is None:
+            return
+        still = segments.live_keys()
+        gone = [k for k in previous.trackers if k not in still]  # type: ignore[attr-defined]
+        if not gone:
+            return
+        for user in self._app_users(app_id):
+            dropped = False
+            for tracker_key in gone:
+                if user.trackers.pop(tracker_key, None) is not None:
+                    dropped = True
+            if dropped:
+                self._dirty.add(user.key)
+
+    def _segment_archived(self, event: Segment.Archived, position: int) -> None:
+        app_id = event.app_id  # type: ignore[attr-defined]
+        segment_id = event.segment_id  # type: ignore[attr-defined]
+        segments = self.segments.get(app_id)
+        if segments is None:
+            return
+        segments.pending.pop(segment_id, None)
+        previous = segments.active.pop(segment_id, None)
+        dependents = segments.dependents.get(segment_id, set())
+        self._retire_unused_trackers(app_id, segments, previous)
+        segments.reindex()
+        self._dirty_segments.add(app_id)
+        self._segment_records.append(("archived", app_id, segment_id, 0, position, self.now_us))
+        at = self.now_us
+        for user in self._app_users(app_id):
+            membership = user.memberships.get(segment_id)
+            if membership is not None:
+                self._set_membership(
+                    user, segment_id, membership[0], False, at, position, REDEFINITION, None
+                )
+                if dependents:
+                    self._reevaluate(user, set(dependents), at, position, cause=REDEFINITION)
 
     # ---- output --------------------------------------------------------------------------
 
@@ -524,7 +1010,17 @@ class Engine:
             apps={a: self.apps[a] for a in sorted(self._dirty_apps)},
             aliases={a: self.aliases[a] for a in sorted(self._dirty_aliases)},
             now_us=self.now_us,
+            segment_apps={a: self.segments[a] for a in sorted(self._dirty_segments)},
+            merges=self._merges,
+            facts=self._facts,
+            segment_records=self._segment_records,
+            consumed_builds=self._consumed_builds,
         )
+        self._segment_records = []
+        self._consumed_builds = []
+        self._dirty_segments = set()
+        self._merges = []
+        self._facts = []
         self._changes = []
         self._dirty = set()
         self._dirty_profiles = set()

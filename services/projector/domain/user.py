@@ -67,6 +67,14 @@ class User:
     location: dict[str, Any] = field(default_factory=dict)
     # Changes published for this user so far (all kinds).
     sequence: int = 0
+    # Where the user's last event came from (country, city, latitude, longitude).
+    place: dict[str, Any] = field(default_factory=dict)
+    # Segment trackers: tracker key -> state (see segments.trackers).
+    trackers: dict[str, Any] = field(default_factory=dict)
+    # Live segment memberships: segment id -> [version, since].
+    memberships: dict[str, list[int]] = field(default_factory=dict)
+    # Next time a segment membership may change by time alone.
+    segment_deadline_us: int | None = None
 
     @property
     def key(self) -> tuple[str, str]:

@@ -160,7 +160,7 @@ class ProfileServicer(profiles_pb2_grpc.ProfileServiceServicer):
         self._committed = committed_position
         self._read_wait_s = read_wait_s
 
-    async def _caught_up(self, context: grpc.aio.ServicerContext, min_position: int) -> int:
+    async def caught_up(self, context: grpc.aio.ServicerContext, min_position: int) -> int:
         """Wait until the projector committed `min_position`; the position now reached."""
         if min_position < 0:
             await abort(
@@ -190,7 +190,7 @@ class ProfileServicer(profiles_pb2_grpc.ProfileServiceServicer):
     ) -> profiles_pb2.GetProfileResponse:
         if not request.user_id:
             await abort(context, invalid_argument([FieldViolation("user_id", "is required")]))
-        position = await self._caught_up(context, request.min_position)
+        position = await self.caught_up(context, request.min_position)
         row = await asyncio.to_thread(self._queries.profile, current_app_id(), request.user_id)
         if row is None:
             await abort(context, not_found(f"no user {request.user_id!r} in this app"))
@@ -201,7 +201,7 @@ class ProfileServicer(profiles_pb2_grpc.ProfileServiceServicer):
         request: profiles_pb2.GetLifecycleSummaryRequest,
         context: grpc.aio.ServicerContext,
     ) -> profiles_pb2.GetLifecycleSummaryResponse:
-        position = await self._caught_up(context, request.min_position)
+        position = await self.caught_up(context, request.min_position)
         as_of = request.as_of_time.ToMicroseconds() if request.HasField("as_of_time") else None
         counts = await asyncio.to_thread(self._queries.lifecycle_counts, current_app_id(), as_of)
         response = profiles_pb2.GetLifecycleSummaryResponse(
@@ -229,7 +229,7 @@ class ProfileServicer(profiles_pb2_grpc.ProfileServiceServicer):
             cursor = decode_token(request.page_token, {"after"})
         except BadPageToken as error:
             await abort(context, invalid_argument([FieldViolation("page_token", str(error))]))
-        await self._caught_up(context, request.min_position)
+        await self.caught_up(context, request.min_position)
         size = page_size(request.page_size)
         after = int(cursor["after"]) if cursor else 0
         rows = await asyncio.to_thread(

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from services.projector.domain.engine import Engine
 from services.projector.domain.policy import AppPolicy, LifecyclePolicy, RfmPolicy
 from tests.support.logevents import MINUTE, T0, identify, tick, track
+from tests.support.segments import Definitions
 
 POLICY = AppPolicy(
     lifecycle=LifecyclePolicy(
@@ -41,9 +42,33 @@ step = st.one_of(
 )
 
 
+SEGMENTS = {
+    "carts": {"events": {"name": "Viewed Item", "window": "2d", "op": ">=", "value": 2}},
+    "quiet": {"recency": {"name": "App Opened", "more_than": "3d"}},
+    "gone": {"all": [{"lifecycle": ["dormant", "churned"]}, {"none": [{"segment": "carts"}]}]},
+    "spenders": {
+        "events": {
+            "name": "Order Completed",
+            "aggregate": "sum",
+            "property": "revenue",
+            "window": "10d",
+            "op": ">",
+            "value": 300,
+        }
+    },
+    "lapsed-buyer": {
+        "inaction": {"did": "Viewed Item", "not_did": "Order Completed", "within": "1d"}
+    },
+}
+
+
 def build_log(steps: list) -> list[tuple[object, int]]:
     now = T0
-    log = []
+    log: list[object] = [tick(now)]
+    definitions = Definitions()
+    for segment_id, condition in SEGMENTS.items():
+        log += definitions.define(segment_id, condition)
+        log += definitions.built(segment_id, len(log))
     for item in steps:
         if item[0] == "tick":
             now += item[1] * MINUTE
@@ -74,6 +99,8 @@ def change_rows(engine: Engine) -> list[tuple]:
             c.effective_us,
             c.position,
             c.correction,
+            c.segment_id,
+            c.published,
         )
         for c in engine.drain().changes
     ]

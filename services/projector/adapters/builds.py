@@ -1,0 +1,232 @@
+"""Building segment versions from history, in the background.
+
+The builder finds versions waiting to be built, waits until the projector has
+committed their definition's position (so the facts up to it are there),
+computes every tracker's state as of that position set-based in SQL, stores the
+rows and appends Segment.Built to the log. When the projector reaches that
+event it merges the stored states with what it tracked live since the
+definition and switches the version on.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import structlog
+from eventsourcing.persistence import IntegrityError
+from psycopg.types.json import Jsonb
+
+from services.eventlog.segments import Segment, segment_uuid
+from services.eventlog.store import EventLog
+from services.projector import schema
+from services.projector.adapters.history import compute_states
+from services.projector.adapters.store import ProjectorStore
+from services.projector.domain.segments import trackers as tr
+from services.projector.domain.segments.compile import compile_segment
+from services.projector.domain.segments.definition import parse
+
+_log = structlog.get_logger("projector.builds")
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class StoredBuilds:
+    """The engine's BuildSource: stored build rows, or (replays) computed on the spot."""
+
+    def __init__(self, store: ProjectorStore) -> None:
+        self._store = store
+
+    def load(
+        self,
+        app_id: str,
+        segment_id: str,
+        version: int,
+        through_position: int,
+        specs: list[tr.TrackerSpec],
+    ) -> dict[str, dict[str, Any]]:
+        keys = {spec.key for spec in specs}
+        with self._store.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                f"SELECT status FROM {schema.SEGMENT_BUILD_PROGRESS_TABLE}"
+                " WHERE app_id = %s AND segment_id = %s AND version = %s",
+                (app_id, segment_id, version),
+            )
+            row = curs.fetchone()
+            if row is not None and row["status"] == "stored":
+                curs.execute(
+                    f"SELECT user_id, states FROM {schema.SEGMENT_BUILDS_TABLE}"
+                    " WHERE app_id = %s AND segment_id = %s AND version = %s",
+                    (app_id, segment_id, version),
+                )
+                return {
+                    r["user_id"]: {k: v for k, v in r["states"].items() if k in keys}
+                    for r in curs.fetchall()
+                }
+        # Not stored (a rebuild replays the log into fresh tables): compute it now.
+        with self._store.datastore.get_connection() as conn, conn.cursor() as cursor:
+            return compute_states(_tuples(cursor), app_id, specs, through_position)
+
+
+class _TupleCursor:
+    """Adapts a dict-row cursor to the tuple rows compute_states reads."""
+
+    def __init__(self, cursor: Any) -> None:
+        self._cursor = cursor
+
+    def execute(self, query: Any) -> None:
+        self._cursor.execute(query)
+
+    def fetchone(self) -> tuple[Any, ...]:
+        row = self._cursor.fetchone()
+        return tuple(row.values())
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return [tuple(row.values()) for row in self._cursor.fetchall()]
+
+
+def _tuples(cursor: Any) -> _TupleCursor:
+    return _TupleCursor(cursor)
+
+
+class SegmentBuilder:
+    def __init__(
+        self,
+        store: ProjectorStore,
+        log: EventLog,
+        committed_position: Callable[[], int],
+        *,
+        poll_s: float = 0.5,
+    ) -> None:
+        self._store = store
+        self._log = log
+        self._committed = committed_position
+        self._poll_s = poll_s
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.wait(self._poll_s):
+            try:
+                self.build_pending()
+            except Exception as error:  # the database may be away: try again next round
+                _log.warning("segment builds failed", error=repr(error))
+
+    def pending(self) -> list[dict[str, Any]]:
+        with self._store.cursor() as curs:
+            curs.execute(
+                f"SELECT v.app_id, v.segment_id, v.version, v.defined_position, v.definition"
+                f" FROM {schema.SEGMENT_VERSIONS_TABLE} v"
+                f" JOIN {schema.SEGMENTS_TABLE} s USING (app_id, segment_id)"
+                f" LEFT JOIN {schema.SEGMENT_BUILD_PROGRESS_TABLE} p"
+                "  ON p.app_id = v.app_id AND p.segment_id = v.segment_id"
+                "  AND p.version = v.version"
+                " WHERE v.status = 'building' AND s.latest_version = v.version"
+                " AND s.state <> 'archived' AND (p.status IS NULL OR p.status = 'running')"
+                " ORDER BY v.defined_position"
+            )
+            return list(curs.fetchall())
+
+    def build_pending(self) -> int:
+        built = 0
+        for item in self.pending():
+            if self._committed() < item["defined_position"]:
+                continue  # facts up to the definition are not all committed yet
+            self.build(
+                item["app_id"],
+                item["segment_id"],
+                item["version"],
+                item["defined_position"],
+                item["definition"],
+            )
+            built += 1
+        return built
+
+    def build(
+        self, app_id: str, segment_id: str, version: int, position: int, definition: dict
+    ) -> None:
+        started = time.perf_counter()
+        compiled = compile_segment(segment_id, version, parse(definition))
+        specs = [compiled.trackers[k] for k in sorted(compiled.trackers)]
+        names = sorted({name for spec in specs for name in spec.names})
+        with self._store.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                f"SELECT count(*) AS n FROM {schema.FACTS_TABLE}"
+                " WHERE app_id = %s AND name = ANY(%s) AND position <= %s",
+                (app_id, names, position),
+            )
+            row = curs.fetchone()
+            total = int(row["n"]) if row else 0
+            curs.execute(
+                f"INSERT INTO {schema.SEGMENT_BUILD_PROGRESS_TABLE} (app_id, segment_id, version,"
+                " status, events_total, through_position, started_us)"
+                " VALUES (%s, %s, %s, 'running', %s, %s, %s)"
+                " ON CONFLICT (app_id, segment_id, version) DO UPDATE SET status = 'running',"
+                " events_done = 0, events_total = EXCLUDED.events_total,"
+                " started_us = EXCLUDED.started_us",
+                (app_id, segment_id, version, total, position, _now_us()),
+            )
+
+        def progress(done: int, of: int) -> None:
+            with self._store.cursor() as curs:
+                curs.execute(
+                    f"UPDATE {schema.SEGMENT_BUILD_PROGRESS_TABLE} SET events_done = %s"
+                    " WHERE app_id = %s AND segment_id = %s AND version = %s",
+                    (total * done // max(of, 1), app_id, segment_id, version),
+                )
+
+        with self._store.datastore.get_connection() as conn, conn.cursor() as cursor:
+            states = compute_states(_tuples(cursor), app_id, specs, position, progress)
+        with self._store.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                f"DELETE FROM {schema.SEGMENT_BUILDS_TABLE}"
+                " WHERE app_id = %s AND segment_id = %s AND version = %s",
+                (app_id, segment_id, version),
+            )
+            with curs.copy(
+                f"COPY {schema.SEGMENT_BUILDS_TABLE} (app_id, segment_id, version, user_id, states)"
+                " FROM STDIN"
+            ) as copy:
+                for user_id, user_states in states.items():
+                    copy.write_row(
+                        (app_id, segment_id, version, user_id, Jsonb(user_states, dumps=_dumps))
+                    )
+            curs.execute(
+                f"UPDATE {schema.SEGMENT_BUILD_PROGRESS_TABLE} SET status = 'stored',"
+                " events_done = events_total, users = %s, finished_us = %s"
+                " WHERE app_id = %s AND segment_id = %s AND version = %s",
+                (len(states), _now_us(), app_id, segment_id, version),
+            )
+        self._append_built(app_id, segment_id, version, position, len(states))
+        _log.info(
+            "segment version built",
+            app_id=app_id,
+            segment_id=segment_id,
+            version=version,
+            users=len(states),
+            events=total,
+            seconds=round(time.perf_counter() - started, 3),
+        )
+
+    def _append_built(
+        self, app_id: str, segment_id: str, version: int, position: int, users: int
+    ) -> None:
+        for _ in range(10):
+            segment: Segment = self._log.repository.get(segment_uuid(app_id, segment_id))
+            if segment.archived or segment.definition_version != version:
+                return  # superseded meanwhile: the newer version gets its own build
+            segment.built(version, position, users)
+            try:
+                self._log.save(segment)
+                return
+            except IntegrityError:
+                continue  # someone appended to the segment at the same time; reload
+        msg = f"could not record the build of {segment_id} v{version}"
+        raise RuntimeError(msg)
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()

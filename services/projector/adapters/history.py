@@ -1,0 +1,200 @@
+"""Set-based history: tracker states of a segment version computed in SQL over the facts.
+
+For a version defined at log position P, every tracker's state as of P is what the
+live tracker would hold after folding the log up to P. Here it is one GROUP BY per
+tracker over `projector_facts` (position <= P): windows keep the matching events
+newer than the recorded clock at P minus the window, totals aggregate, "last"
+takes the latest time, inaction the latest did and not_did. The differential
+test proves these equal the incremental path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from psycopg import sql
+
+from services.projector import schema
+from services.projector.domain.engine import TICK_FACT
+from services.projector.domain.segments import trackers as tr
+from services.projector.domain.segments.definition import Filter, TimeValue
+
+Query = tuple[sql.Composable, list[Any]]
+
+
+def _json_value(value: Any) -> str:
+    return orjson.dumps(value.us if isinstance(value, TimeValue) else value).decode()
+
+
+def _path(prop: str, timed: bool) -> sql.Composable:
+    """The jsonb value of a property (or context field, or timestamp property)."""
+    if prop.startswith("context."):
+        return sql.SQL("(props->'$context'->{})").format(sql.Literal(prop[8:]))
+    if timed:
+        return sql.SQL("(props->'$times'->{})").format(sql.Literal(prop))
+    return sql.SQL("(props->{})").format(sql.Literal(prop))
+
+
+def _looked_up(prop: str) -> sql.Composable:
+    """Like trackers.lookup: a plain property first, else a timestamp property."""
+    if prop.startswith("context."):
+        return _path(prop, False)
+    return sql.SQL("coalesce({}, {})").format(_path(prop, False), _path(prop, True))
+
+
+def _number(prop: str) -> sql.Composable:
+    """Like trackers._number: a number, or a timestamp's microseconds, else NULL."""
+    value = _looked_up(prop)
+    return sql.SQL("(CASE WHEN jsonb_typeof({v}) = 'number' THEN ({v})::float8 END)").format(
+        v=value
+    )
+
+
+def _same(value: sql.Composable, expected: Any) -> sql.Composable:
+    return sql.SQL("{} = {}::jsonb").format(value, sql.Literal(_json_value(expected)))
+
+
+def filter_sql(f: Filter) -> sql.Composable:
+    """The SQL twin of trackers.compare(lookup(property), op, value)."""
+    expected = f.value
+    timed = isinstance(expected, TimeValue) or (
+        isinstance(expected, tuple) and any(isinstance(e, TimeValue) for e in expected)
+    )
+    op = f.op
+    if op == "exists":
+        return sql.SQL("({} IS NOT NULL)").format(_looked_up(f.property))
+    # A plain value is compared with plain properties only, a timestamp with timestamp
+    # properties only: in Python the other kind never compares equal or in order.
+    value = _path(f.property, timed)
+    if op == "=":
+        return sql.SQL("({} IS NOT NULL AND {})").format(value, _same(value, expected))
+    if op == "!=":
+        return sql.SQL("({} IS NULL OR NOT {})").format(value, _same(value, expected))
+    if op == "in":
+        alternatives: list[sql.Composable] = [
+            _same(value, e)
+            for e in expected  # type: ignore[union-attr]
+        ]
+        return sql.SQL("({} IS NOT NULL AND ({}))").format(
+            value, sql.SQL(" OR ").join(alternatives)
+        )
+    if op == "contains":
+        return sql.SQL(
+            "(CASE jsonb_typeof({v}) WHEN 'array' THEN {v} @> {arr}::jsonb"
+            " WHEN 'string' THEN {isstr} AND strpos({v} #>> '{{}}', {text}) > 0"
+            " ELSE false END)"
+        ).format(
+            v=value,
+            arr=sql.Literal(
+                _json_value([expected.us if isinstance(expected, TimeValue) else expected])
+            ),
+            isstr=sql.Literal(isinstance(expected, str)),
+            text=sql.Literal(expected if isinstance(expected, str) else ""),
+        )
+    if op == "starts_with":
+        return sql.SQL(
+            "(jsonb_typeof({v}) = 'string' AND starts_with({v} #>> '{{}}', {text}))"
+        ).format(v=value, text=sql.Literal(str(expected)))
+    # <, <=, >, >=: numbers with numbers, timestamps with timestamps.
+    if isinstance(expected, bool | str) or expected is None:
+        return sql.SQL("false")
+    number = expected.us if isinstance(expected, TimeValue) else expected
+    return sql.SQL("(jsonb_typeof({v}) = 'number' AND ({v})::float8 {op} {n})").format(
+        v=value,
+        op=sql.SQL(op),
+        n=sql.Literal(float(number)),  # type: ignore[arg-type]
+    )
+
+
+def _where(
+    app_id: str, names: list[str], where: tuple[Filter, ...], through: int
+) -> sql.Composable:
+    parts = [
+        sql.SQL("app_id = {}").format(sql.Literal(app_id)),
+        sql.SQL("name = ANY({})").format(sql.Literal(names)),
+        sql.SQL("position <= {}").format(sql.Literal(through)),
+        *(filter_sql(f) for f in where),
+    ]
+    return sql.SQL(" AND ").join(parts)
+
+
+def tracker_query(app_id: str, spec: tr.TrackerSpec, through: int, now_us: int) -> sql.Composable:
+    """(user_id, state jsonb) of every user with a state for `spec` as of position `through`."""
+    table = sql.Identifier(schema.FACTS_TABLE)
+    if spec.kind == tr.WINDOW:
+        assert spec.window_us is not None
+        value = _number(spec.prop) if spec.prop else sql.SQL("NULL::float8")
+        return sql.SQL(
+            "SELECT user_id, jsonb_agg(jsonb_build_array(event_time_us, {value})"
+            " ORDER BY event_time_us, position) FROM {table}"
+            " WHERE {where} AND event_time_us > {edge} GROUP BY user_id"
+        ).format(
+            value=value,
+            table=table,
+            where=_where(app_id, [spec.name], spec.where, through),
+            edge=sql.Literal(now_us - spec.window_us),
+        )
+    if spec.kind == tr.TOTAL:
+        value = _number(spec.prop) if spec.prop else sql.SQL("NULL::float8")
+        return sql.SQL(
+            "SELECT user_id, jsonb_build_array(count(*), coalesce(sum(v), 0), min(v), max(v),"
+            " count(v)) FROM (SELECT user_id, {value} AS v FROM {table} WHERE {where}) f"
+            " GROUP BY user_id"
+        ).format(value=value, table=table, where=_where(app_id, [spec.name], spec.where, through))
+    if spec.kind == tr.LAST:
+        return sql.SQL(
+            "SELECT user_id, jsonb_build_array(max(event_time_us)) FROM {table}"
+            " WHERE {where} GROUP BY user_id"
+        ).format(table=table, where=_where(app_id, [spec.name], spec.where, through))
+    # INACTION: latest `did` (filtered) and latest `not_did`.
+    did = sql.SQL("name = {} AND {}").format(
+        sql.Literal(spec.name),
+        sql.SQL(" AND ").join([sql.SQL("true"), *(filter_sql(f) for f in spec.where)]),
+    )
+    return sql.SQL(
+        "SELECT user_id, jsonb_build_array("
+        " max(event_time_us) FILTER (WHERE {did}),"
+        " max(event_time_us) FILTER (WHERE name = {other})) FROM {table}"
+        " WHERE {where} GROUP BY user_id"
+        " HAVING max(event_time_us) FILTER (WHERE {did}) IS NOT NULL"
+        " OR max(event_time_us) FILTER (WHERE name = {other}) IS NOT NULL"
+    ).format(
+        did=did,
+        other=sql.Literal(spec.other),
+        table=table,
+        where=_where(app_id, [spec.name, spec.other], (), through),
+    )
+
+
+def clock_query(through: int) -> sql.Composable:
+    return sql.SQL(
+        "SELECT coalesce(max(event_time_us), 0) FROM {table}"
+        " WHERE app_id = '' AND name = {tick} AND position <= {through}"
+    ).format(
+        table=sql.Identifier(schema.FACTS_TABLE),
+        tick=sql.Literal(TICK_FACT),
+        through=sql.Literal(through),
+    )
+
+
+def compute_states(
+    cursor: Any,
+    app_id: str,
+    specs: list[tr.TrackerSpec],
+    through: int,
+    progress: Callable[[int, int], None] = lambda done, total: None,
+) -> dict[str, dict[str, Any]]:
+    """user_id -> {tracker key: state} as of position `through`, one query per tracker."""
+    cursor.execute(clock_query(through))
+    now_us = int(cursor.fetchone()[0])
+    states: dict[str, dict[str, Any]] = {}
+    for index, spec in enumerate(specs):
+        cursor.execute(tracker_query(app_id, spec, through, now_us))
+        for user_id, state in cursor.fetchall():
+            if spec.kind == tr.INACTION and state == [None, None]:
+                continue
+            states.setdefault(user_id, {})[spec.key] = state
+        progress(index + 1, len(specs))
+    return states

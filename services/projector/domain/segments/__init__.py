@@ -1,0 +1,1 @@
+"""Segments: a definition language over users, and its live, incremental evaluation."""
