@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from functools import partial
 
 from cohortflow.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 
@@ -70,20 +71,16 @@ class _Driver:
         if wait > 0:
             await asyncio.sleep(wait)
 
-    async def spawn(self, count: int, call: Coroutine[object, object, None]) -> None:
-        """Start `call` once the rate allows and a slot is free (it has not started yet)."""
-        try:
-            await self.pace(count)
-            await self.slots.acquire()
-        except BaseException:
-            call.close()  # never started: no "never awaited" warning on the way out
-            raise
+    async def spawn(self, count: int, call: Callable[[], Awaitable[None]]) -> None:
+        """Start `call()` once the rate allows and a slot is free."""
+        await self.pace(count)
+        await self.slots.acquire()
         self.summary.sent += count
         self.group.create_task(self._guarded(call))
 
-    async def _guarded(self, call: Coroutine[object, object, None]) -> None:
+    async def _guarded(self, call: Callable[[], Awaitable[None]]) -> None:
         try:
-            await call
+            await call()
         finally:
             self.slots.release()
         self.summary.calls += 1
@@ -95,7 +92,7 @@ class _Driver:
         while self.batch and (up_to is None or len(self.batch) >= size):
             chunk, self.batch = self.batch[:size], self.batch[size:]
             request = ingest_pb2.TrackBatchRequest(events=[event_pb(e) for e in chunk])
-            await self.spawn(len(chunk), self.track(request))
+            await self.spawn(len(chunk), partial(self.track, request))
 
     async def track(self, request: ingest_pb2.TrackBatchRequest) -> None:
         reply = await self.conn.unary(self.stub.TrackBatch, request, deadline_s=120, retries=6)
@@ -111,7 +108,7 @@ class _Driver:
         if emission.identify is not None:
             self.summary.identifies += 1
             request = identify_pb(emission.identify)
-            await self.spawn(1, self.identify(request))
+            await self.spawn(1, partial(self.identify, request))
             return
         if emission.kind is Kind.RETRY:
             # a retry is a call of its own, as a client re-sending its batch would make
