@@ -8,6 +8,8 @@ a profile trait, triggers on every change.
 - burst: N changes published at once; sends/s = N / (last send - first publish).
 - steady: 1,000 changes/s for a while; latency = the delivery's sent_at (taken as the
   dispatch round starts; its commit follows within a few ms) - the publish time.
+- pipeline (tests/bench/pipeline.py): ingest, projector and campaign as processes; Track
+  at 1,000 new users/s; latency = in-app delivered - Track acked on the client.
 - baseline: a bare durable pull consumer that fetches, inserts one row per change in one
   transaction and acks (the floor of "consume, record, ack" without any campaign logic).
 """
@@ -28,7 +30,9 @@ from nats.js.api import AckPolicy, ConsumerConfig
 
 from services.common.jetstream import ChangeStreamSettings, ensure_change_stream
 from services.projector.schema import PROFILES_TABLE
-from tests.bench.report import Report, Row, percentile
+from tests.bench import pipeline
+from tests.bench.deliveries import wait_sent
+from tests.bench.report import Report, Row, percentile, sibling_database
 from tests.support.campaign import (
     auth,
     campaign,
@@ -104,25 +108,6 @@ async def _publish_steady(
     return published
 
 
-def _sent_times(database_url: str, prefix: str) -> dict[str, float]:
-    with psycopg.connect(database_url) as conn:
-        rows = conn.execute(
-            "SELECT change_id, extract(epoch FROM sent_at) FROM campaign_deliveries"
-            " WHERE status = 'sent' AND change_id LIKE %s",
-            (prefix + "-%",),
-        ).fetchall()
-    return {change_id: float(at) for change_id, at in rows}
-
-
-async def _wait_sent(database_url: str, prefix: str, count: int, within: float) -> dict:
-    deadline = time.monotonic() + within
-    while True:
-        sent = await asyncio.to_thread(_sent_times, database_url, prefix)
-        if len(sent) >= count or time.monotonic() > deadline:
-            return sent
-        await asyncio.sleep(0.2)
-
-
 async def _baseline(nats_url: str, database_url: str, count: int) -> float:
     """Bare consumer: fetch 256, insert a row each in one transaction, ack each."""
     stream = unique_stream()
@@ -189,11 +174,11 @@ async def _measure(report: Report, database_url: str, nats_url: str, workdir: Pa
         await ensure_change_stream(js, stream)
         # Warm up (connections, caches), outside the timed runs.
         await _publish_burst(js, stream, _messages("warm", 500))
-        await _wait_sent(database_url, "warm", 500, 60)
+        await wait_sent(database_url, "warm", 500, 60)
 
         run = uuid.uuid4().hex[:6]
         started = await _publish_burst(js, stream, _messages(f"burst{run}", burst))
-        sent = await _wait_sent(database_url, f"burst{run}", burst, 600)
+        sent = await wait_sent(database_url, f"burst{run}", burst, 600)
         elapsed = max(sent.values()) - started
         report.add(
             Row(
@@ -212,7 +197,7 @@ async def _measure(report: Report, database_url: str, nats_url: str, workdir: Pa
         published = await _publish_steady(
             js, stream, _messages(prefix, STEADY_RATE * steady_s), STEADY_RATE
         )
-        sent = await _wait_sent(database_url, prefix, len(published), 120)
+        sent = await wait_sent(database_url, prefix, len(published), 120)
         latencies = [sent[c] - t for c, t in published.items() if c in sent]
         report.add(
             Row(
@@ -237,5 +222,7 @@ def run(report: Report, database_url: str, workdir: Path, heavy: bool = False) -
     servers = NatsForTests(workdir / "campaign-nats")
     try:
         asyncio.run(_measure(report, database_url, servers.url, workdir, heavy))
+        with sibling_database(database_url, "pipeline") as fresh:
+            pipeline.run(report, fresh, servers.url, workdir, heavy)
     finally:
         servers.close()

@@ -1,0 +1,34 @@
+"""Reading the campaign's delivery log in benchmarks: when each send went out."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Literal
+
+import psycopg
+
+Key = Literal["change_id", "user_id"]
+
+
+def sent_times(database_url: str, prefix: str, by: Key = "change_id") -> dict[str, float]:
+    """`by` (change id or user id, starting with `prefix-`) -> sent_at as Unix seconds."""
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            f"SELECT {by}, extract(epoch FROM sent_at) FROM campaign_deliveries"
+            f" WHERE status = 'sent' AND {by} LIKE %s",
+            (prefix + "-%",),
+        ).fetchall()
+    return {key: float(at) for key, at in rows}
+
+
+async def wait_sent(
+    database_url: str, prefix: str, count: int, within: float, by: Key = "change_id"
+) -> dict[str, float]:
+    """sent_times() once `count` are sent, or whatever is sent after `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        sent = await asyncio.to_thread(sent_times, database_url, prefix, by)
+        if len(sent) >= count or time.monotonic() > deadline:
+            return sent
+        await asyncio.sleep(0.2)
