@@ -13,11 +13,16 @@ import tempfile
 from pathlib import Path
 
 from services.migrate import migrate
-from tests.bench import campaign, ingest, projector
+from tests.bench import campaign, ingest, projector, segments
 from tests.bench.report import Report
 from tests.support.infra import PostgresForTests
 
-BENCHMARKS = {"ingest": ingest.run, "projector": projector.run, "campaign": campaign.run}
+BENCHMARKS = {
+    "ingest": ingest.run,
+    "projector": projector.run,
+    "segments": segments.run,
+    "campaign": campaign.run,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,8 @@ from services.eventlog.store import EventLog
 from tests.support.logevents import DAY, HOUR, T0, purchase, tick, track
 
 NAMES = ("App Opened", "Viewed Product", "Added to Cart", "Searched")
+CATEGORIES = ("shoes", "hats", "shirts", "bags", "watches")
+COUNTRIES = ("DE", "FR", "US", "GB", "IN", "BR", "JP")
 
 
 def synthetic(users: int, days: int, events_per_user_day: float, seed: int = 1) -> Iterator[object]:
@@ -17,6 +19,7 @@ def synthetic(users: int, days: int, events_per_user_day: float, seed: int = 1) 
     # Habits: daily, weekly, occasional; some stop after a while.
     habit = [rng.choice((1.0, 0.3, 0.08)) * events_per_user_day for _ in range(users)]
     stops = [rng.randrange(days * 2) for _ in range(users)]
+    country = [rng.choice(COUNTRIES) for _ in range(users)]
     for day in range(days):
         hourly: list[list[object]] = [[] for _ in range(24)]
         for user in range(users):
@@ -31,7 +34,14 @@ def synthetic(users: int, days: int, events_per_user_day: float, seed: int = 1) 
                         purchase(f"u{user}", at, round(rng.lognormvariate(3, 1), 2))
                     )
                 else:
-                    hourly[hour].append(track(f"u{user}", at, rng.choice(NAMES)))
+                    name = rng.choice(NAMES)
+                    props = (
+                        {"category": rng.choice(CATEGORIES)}
+                        if "Product" in name or "Cart" in name
+                        else {}
+                    )
+                    context = {"country": country[user]} if name == "App Opened" else None
+                    hourly[hour].append(track(f"u{user}", at, name, context=context, **props))
         for hour, events in enumerate(hourly):
             yield from sorted(events, key=lambda e: e.event_time_us)  # type: ignore[attr-defined]
             yield tick(T0 + day * DAY + (hour + 1) * HOUR)

@@ -10,7 +10,13 @@ from typing import Any
 
 from cohortflow.segments.v1 import segments_pb2
 
-from tests.integration.segments.test_segment_service import append, env, segment, state_of
+from tests.integration.segments.test_segment_service import (
+    append,
+    env,
+    segment,
+    state_of,
+    until,
+)
 from tests.support.ingest import auth
 from tests.support.logevents import MINUTE, T0, tick, track
 from tests.support.processes import REPO
@@ -33,7 +39,9 @@ async def test_examples_consume_and_resume(env: tuple, tmp_path: Path) -> None:
     app, log, stub, streams, nats_url = env
     append(log, tick(T0))
     created = await stub.CreateSegment(
-        segments_pb2.CreateSegmentRequest(segment_id="fresh", segment=segment({"lifecycle": ["new"]})),
+        segments_pb2.CreateSegmentRequest(
+            segment_id="fresh", segment=segment({"lifecycle": ["new"]})
+        ),
         metadata=auth("key-app"),
     )
 
@@ -41,15 +49,26 @@ async def test_examples_consume_and_resume(env: tuple, tmp_path: Path) -> None:
         got = await state_of(stub, "fresh", created.segment.defined_position)
         return got.state == segments_pb2.Segment.STATE_ACTIVE
 
-    while not await active():
-        await asyncio.sleep(0.05)
+    await until(active)
     position = append(log, *(track(f"w{i}", T0 + i * MINUTE) for i in range(4)))
     await state_of(stub, "fresh", position)
 
     jetstream = [
-        "jetstream_subscriber.py", "--nats", nats_url, "--stream", streams.stream,
-        "--prefix", streams.subject_prefix, "--app", "app", "--segment", "fresh",
-        "--durable", "example", "--idle", "3",
+        "jetstream_subscriber.py",
+        "--nats",
+        nats_url,
+        "--stream",
+        streams.stream,
+        "--prefix",
+        streams.subject_prefix,
+        "--app",
+        "app",
+        "--segment",
+        "fresh",
+        "--durable",
+        "example",
+        "--idle",
+        "3",
     ]
     first = await asyncio.to_thread(run, *jetstream, "--max", "3")
     assert [line.split()[0] for line in first] == ["w0", "w1", "w2"]
@@ -59,8 +78,15 @@ async def test_examples_consume_and_resume(env: tuple, tmp_path: Path) -> None:
 
     cursor = tmp_path / "cursor"
     watch = [
-        "watch_subscriber.py", "--projector", f"127.0.0.1:{app.port}", "--key", "key-app",
-        "--segment", "fresh", "--state", str(cursor),
+        "watch_subscriber.py",
+        "--projector",
+        f"127.0.0.1:{app.port}",
+        "--key",
+        "key-app",
+        "--segment",
+        "fresh",
+        "--state",
+        str(cursor),
     ]
     seen = await asyncio.to_thread(run, *watch, "--max", "2")
     assert [line.split()[0] for line in seen] == ["w0", "w1"]
