@@ -33,8 +33,10 @@ def change_id(app_id: str, user_id: str, sequence: int, kind: str, position: int
     return f"{hexed[:8]}-{hexed[8:12]}-{hexed[12:16]}-{hexed[16:20]}-{hexed[20:]}"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Change:
+    """One derived change (treated as immutable once emitted)."""
+
     change_id: str
     kind: str
     app_id: str

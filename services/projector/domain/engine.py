@@ -702,14 +702,13 @@ class Engine:
         cause: str,
         event: object | None = None,
         deadline_us: int | None = None,
-        full_deadline: bool = False,
         effective_us: int | None = None,
     ) -> None:
         """Re-evaluate some active segments for a user (and whatever depends on them) at
         `at`; changes are dated `effective_us` (default `at`)."""
         segments = self.segments[user.app_id]
         todo = set(candidates)
-        next_due: int | None = None
+        due = user.segment_due
         for segment_id in segments.order:
             if segment_id not in todo:
                 continue
@@ -729,15 +728,12 @@ class Engine:
                 )
                 todo.update(segments.dependents.get(segment_id, ()))
             if compiled.timed:
-                next_due = _earliest(next_due, compiled.boundary(user, at))
-        if full_deadline:
-            for segment_id in segments.timed:
-                if segment_id not in candidates:
-                    next_due = _earliest(next_due, segments.active[segment_id].boundary(user, at))
-        else:
-            current = user.segment_deadline_us
-            if current is not None and current > at:
-                next_due = _earliest(next_due, current)
+                when = compiled.boundary(user, at)
+                if when is None:
+                    due.pop(segment_id, None)
+                else:
+                    due[segment_id] = when
+        next_due = min(due.values()) if due else None
         if next_due != user.segment_deadline_us:
             user.segment_deadline_us = next_due
             self._dirty.add(user.key)
@@ -750,23 +746,20 @@ class Engine:
         if segments is None:
             user.segment_deadline_us = None
             return
-        for tracker_key in list(user.trackers):
-            spec = segments.specs.get(tracker_key)
-            if spec is not None:
-                state = tr.prune(spec, user.trackers[tracker_key], due)
-                if state is None:
+        ready = set()
+        for segment_id, when in list(user.segment_due.items()):
+            if segment_id not in segments.active:
+                del user.segment_due[segment_id]  # archived or retired meanwhile
+            elif when <= due:
+                ready.add(segment_id)
+        for segment_id in ready:
+            for tracker_key, spec in segments.active[segment_id].trackers.items():
+                state = user.trackers.get(tracker_key)
+                if state is not None and tr.prune(spec, state, due) is None:
                     del user.trackers[tracker_key]
         user.segment_deadline_us = None
         self._dirty.add(user.key)
-        self._reevaluate(
-            user,
-            set(segments.timed),
-            due,
-            position,
-            cause=TIME,
-            deadline_us=due,
-            full_deadline=True,
-        )
+        self._reevaluate(user, ready, due, position, cause=TIME, deadline_us=due)
 
     def _schedule_segments(self, user: User, deadline: int) -> None:
         key = user.key
@@ -911,12 +904,14 @@ class Engine:
                     self._reevaluate(user, set(dependents), at, position, cause=REDEFINITION)
             if compiled.timed:
                 due = compiled.boundary(user, at)
-                if due is not None and (
-                    user.segment_deadline_us is None or due < user.segment_deadline_us
-                ):
-                    user.segment_deadline_us = due
-                    self._schedule_segments(user, due)
-                    self._dirty.add(user.key)
+                if due is None:
+                    user.segment_due.pop(segment_id, None)
+                else:
+                    user.segment_due[segment_id] = due
+                    if user.segment_deadline_us is None or due < user.segment_deadline_us:
+                        user.segment_deadline_us = due
+                        self._schedule_segments(user, due)
+                self._dirty.add(user.key)
 
     def _retire_unused_trackers(
         self, app_id: str, segments: live.AppSegments, previous: object | None

@@ -75,6 +75,8 @@ class User:
     memberships: dict[str, list[int]] = field(default_factory=dict)
     # Next time a segment membership may change by time alone.
     segment_deadline_us: int | None = None
+    # When each timed segment may next change for this user (segment id -> time).
+    segment_due: dict[str, int] = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[str, str]:

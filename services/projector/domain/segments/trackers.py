@@ -9,6 +9,7 @@ so it is stored with the user, and mergeable so a version built from history
 from __future__ import annotations
 
 import bisect
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +31,7 @@ class TrackerSpec:
     prop: str = ""  # the numeric property aggregated
     other: str = ""  # inaction: the event that ends it
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
         filters = "\x1d".join(f.key() for f in self.where)
         return "\x1f".join(
