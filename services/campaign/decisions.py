@@ -3,7 +3,8 @@
 For each change, in order: recognise it if it was seen before (a redelivery:
 skip), cancel pending sends whose condition it breaks, then decide every campaign
 it triggers (eligibility, variant or control, rendered content) and record the
-decision. Only after the commit may the caller ack the messages.
+decision. In-app sends due at once go into the inbox in the same transaction.
+Only after the commit may the caller ack the messages.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class BatchOutcome:
     redelivered: int = 0
     decided: int = 0
     cancelled: int = 0
+    # In-app messages put into the inbox in the same transaction.
+    delivered: int = 0
 
 
 class Decider:
@@ -95,9 +98,19 @@ class Decider:
             outcome.cancelled = await db.cancel_pending(conn, breaks)
             rows = await self._decide(conn, work, keys, now) if any(v for _, v in work) else []
             outcome.decided = await db.insert_deliveries(conn, rows)
+            # In-app sends due now go into the inbox with their decision: no wait for a
+            # dispatch round. Delayed ones (and provider channels) are the dispatcher's.
+            due_in_app = [
+                r.send_id
+                for r in rows
+                if r.channel == Channel.IN_APP.value and r.status == PENDING and r.due_us <= now
+            ]
+            outcome.delivered = await db.deliver_in_app_now(conn, due_in_app, self._clock.now_us())
         metrics.record_decisions(rows)
-        if rows:
-            self._on_decided()
+        if outcome.delivered:
+            metrics.SENDS.labels(Channel.IN_APP.value, "sent").inc(outcome.delivered)
+        if len(due_in_app) < sum(r.status == PENDING for r in rows):
+            self._on_decided()  # sends for later or for a provider: the dispatcher's
         return outcome
 
     def _triggered(self, change: Change) -> list[CampaignView]:

@@ -6,8 +6,9 @@ published onto a JetStream stream of their own exactly as the projector publishe
 a profile trait, triggers on every change.
 
 - burst: N changes published at once; sends/s = N / (last send - first publish).
-- steady: 1,000 changes/s for a while; latency = the delivery's sent_at (taken as the
-  dispatch round starts; its commit follows within a few ms) - the publish time.
+- steady: 1,000 changes/s for a while; latency = the delivery's sent_at (taken just before
+  the statement that puts it in the inbox; its commit follows within a few ms) - the
+  publish time.
 - pipeline (tests/bench/pipeline.py): ingest, projector and campaign as processes; Track
   at 1,000 new users/s; latency = in-app delivered - Track acked on the client.
 - baseline: a bare durable pull consumer that fetches, inserts one row per change in one

@@ -3,9 +3,9 @@
 One in-app campaign on the lifecycle transition to `new`. TrackBatch calls at a steady
 rate, each event a new user's first, so each makes a lifecycle change and an in-app send.
 
-- delivered: the delivery's `sent_at` in the campaign's delivery log (stamped as the
-  dispatch round starts; the inbox row commits with it in the same statement) minus the
-  Track ack on the client. Both are wall clocks of this one machine.
+- delivered: the delivery's `sent_at` in the campaign's delivery log (stamped just before
+  the statement that puts the message in the inbox; the commit follows within a few ms)
+  minus the Track ack on the client. Both are wall clocks of this one machine.
 - on NATS (where the time goes): a core NATS subscriber's receipt of the change minus the
   same Track ack; the rest of "delivered" is the campaign's share.
 """

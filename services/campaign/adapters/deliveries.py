@@ -191,19 +191,15 @@ async def insert_deliveries(conn: AsyncConnection, rows: Sequence[DeliveryRow]) 
     return cursor.rowcount
 
 
-async def deliver_in_app(conn: AsyncConnection, now_us: int, limit: int) -> int:
-    """Move due in-app sends into the inbox and mark them sent: one statement, so a
-    message is in the inbox exactly when its delivery says sent."""
-    cursor = await conn.execute(
-        f"""
-        WITH due AS (
-            SELECT send_id FROM {DELIVERIES}
-            WHERE status = 'pending' AND channel = 'in_app' AND due_at <= %(now)s
-            ORDER BY due_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
-        ), sent AS (
+def _move_to_inbox(due: str) -> str:
+    """Mark the in-app sends chosen by `due` (a query of send ids) sent and put them
+    into the inbox, in one statement: a message is in the inbox exactly when its
+    delivery says sent."""
+    return f"""
+        WITH due AS ({due}), sent AS (
             UPDATE {DELIVERIES} d SET status = 'sent', sent_at = %(now)s,
                 attempts = d.attempts + 1
-            FROM due WHERE d.send_id = due.send_id
+            FROM due WHERE d.send_id = due.send_id AND d.status = 'pending'
             RETURNING d.send_id, d.app_id, d.user_id, d.campaign_id, d.content
         )
         INSERT INTO {INBOX} (app_id, user_id, message_id, campaign_id, title, body, data,
@@ -212,9 +208,31 @@ async def deliver_in_app(conn: AsyncConnection, now_us: int, limit: int) -> int:
             coalesce(content->>'body', ''), coalesce(content->'data', '{{}}'), %(now)s
         FROM sent
         ON CONFLICT DO NOTHING
-        """,
-        {"now": _ts(now_us), "limit": limit},
-    )
+        """
+
+
+_DELIVER_DUE_IN_APP = _move_to_inbox(
+    f"""
+    SELECT send_id FROM {DELIVERIES}
+    WHERE status = 'pending' AND channel = 'in_app' AND due_at <= %(now)s
+    ORDER BY due_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+    """
+)
+_DELIVER_IN_APP_NOW = _move_to_inbox("SELECT unnest(%(ids)s::text[]) AS send_id")
+
+
+async def deliver_in_app(conn: AsyncConnection, now_us: int, limit: int) -> int:
+    """Deliver in-app sends that have come due (delayed ones, quiet hours ending)."""
+    cursor = await conn.execute(_DELIVER_DUE_IN_APP, {"now": _ts(now_us), "limit": limit})
+    return cursor.rowcount
+
+
+async def deliver_in_app_now(conn: AsyncConnection, send_ids: Sequence[str], now_us: int) -> int:
+    """Deliver these in-app sends (still pending) at once, in the caller's transaction:
+    the decider hands over what is due the moment it is decided."""
+    if not send_ids:
+        return 0
+    cursor = await conn.execute(_DELIVER_IN_APP_NOW, {"now": _ts(now_us), "ids": list(send_ids)})
     return cursor.rowcount
 
 

@@ -133,7 +133,7 @@ async def test_app_wide_caps_hold_across_campaigns_and_quiet_hours_delay(
         membership("shop", "u2", "night"),
     )
     rows = {r["campaign_id"]: r for r in deliveries(database_url)}
-    assert rows[first]["status"] == "pending"
+    assert rows[first]["status"] == "sent"  # in-app, due at once: delivered as decided
     assert (rows[second]["status"], rows[second]["reason"]) == ("suppressed", "frequency_cap")
     assert rows[quiet]["status"] == "pending"
     assert rows[quiet]["due_at"].isoformat() == "2026-06-02T16:00:00+00:00"  # 18:00 Berlin
