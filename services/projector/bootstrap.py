@@ -24,7 +24,7 @@ from services.projector.adapters.builds import SegmentBuilder
 from services.projector.adapters.follower import LogFollower
 from services.projector.adapters.queries import ProfileQueries
 from services.projector.adapters.relay import OutboxRelay
-from services.projector.adapters.segment_queries import SegmentQueries
+from services.projector.adapters.segment_queries import HistoryQueries, SegmentQueries
 from services.projector.adapters.store import ProjectorStore, open_store
 from services.projector.adapters.ticker import Ticker
 from services.projector.config import Policies, ProjectorSettings
@@ -150,7 +150,9 @@ async def start_projector(
     servicer = ProfileServicer(
         ProfileQueries(store), lambda: projection.position, read_wait_s=settings.read_wait_s
     )
-    segments = SegmentServicer(log, SegmentQueries(store), servicer.caught_up)
+    segments = SegmentServicer(
+        log, SegmentQueries(store), HistoryQueries(store), servicer.caught_up
+    )
     served = await create_server(
         settings.listen,
         [

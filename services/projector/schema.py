@@ -49,6 +49,12 @@ STATEMENTS = [
         last_seen timestamptz,
         event_count bigint NOT NULL DEFAULT 0,
         active_days bigint NOT NULL DEFAULT 0,
+        first_seen_us bigint,
+        -- Where geo conditions place the user: profile location, else their last event's.
+        geo_country text NOT NULL DEFAULT '',
+        geo_city text NOT NULL DEFAULT '',
+        geo_latitude double precision,
+        geo_longitude double precision,
         -- The projector's own state of this user (opaque to everyone else; it also
         -- holds the RFM scores and per-event-name counts ProfileService shows).
         state bytea,

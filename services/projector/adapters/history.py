@@ -11,6 +11,7 @@ test proves these equal the incremental path.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -28,20 +29,35 @@ def _json_value(value: Any) -> str:
     return orjson.dumps(value.us if isinstance(value, TimeValue) else value).decode()
 
 
-def _path(prop: str, timed: bool) -> sql.Composable:
+@dataclass(frozen=True)
+class Source:
+    """Where values live: event facts (properties, timestamps, context) or a profile."""
+
+    plain: str = "props"
+    times: str = "(props->'$times')"
+    context: str | None = "(props->'$context')"
+
+
+EVENT = Source()
+PROFILE = Source(plain="u.traits", times="u.time_traits", context=None)
+
+
+def _path(prop: str, timed: bool, source: Source = EVENT) -> sql.Composable:
     """The jsonb value of a property (or context field, or timestamp property)."""
     if prop.startswith("context."):
-        return sql.SQL("(props->'$context'->{})").format(sql.Literal(prop[8:]))
+        if source.context is None:
+            return sql.SQL("NULL::jsonb")
+        return sql.SQL("({}->{})").format(sql.SQL(source.context), sql.Literal(prop[8:]))
     if timed:
-        return sql.SQL("(props->'$times'->{})").format(sql.Literal(prop))
-    return sql.SQL("(props->{})").format(sql.Literal(prop))
+        return sql.SQL("({}->{})").format(sql.SQL(source.times), sql.Literal(prop))
+    return sql.SQL("({}->{})").format(sql.SQL(source.plain), sql.Literal(prop))
 
 
-def _looked_up(prop: str) -> sql.Composable:
+def _looked_up(prop: str, source: Source = EVENT) -> sql.Composable:
     """Like trackers.lookup: a plain property first, else a timestamp property."""
     if prop.startswith("context."):
-        return _path(prop, False)
-    return sql.SQL("coalesce({}, {})").format(_path(prop, False), _path(prop, True))
+        return _path(prop, False, source)
+    return sql.SQL("coalesce({}, {})").format(_path(prop, False, source), _path(prop, True, source))
 
 
 def _number(prop: str) -> sql.Composable:
@@ -56,7 +72,7 @@ def _same(value: sql.Composable, expected: Any) -> sql.Composable:
     return sql.SQL("{} = {}::jsonb").format(value, sql.Literal(_json_value(expected)))
 
 
-def filter_sql(f: Filter) -> sql.Composable:
+def filter_sql(f: Filter, source: Source = EVENT) -> sql.Composable:
     """The SQL twin of trackers.compare(lookup(property), op, value)."""
     expected = f.value
     timed = isinstance(expected, TimeValue) or (
@@ -64,10 +80,10 @@ def filter_sql(f: Filter) -> sql.Composable:
     )
     op = f.op
     if op == "exists":
-        return sql.SQL("({} IS NOT NULL)").format(_looked_up(f.property))
+        return sql.SQL("({} IS NOT NULL)").format(_looked_up(f.property, source))
     # A plain value is compared with plain properties only, a timestamp with timestamp
     # properties only: in Python the other kind never compares equal or in order.
-    value = _path(f.property, timed)
+    value = _path(f.property, timed, source)
     if op == "=":
         return sql.SQL("({} IS NOT NULL AND {})").format(value, _same(value, expected))
     if op == "!=":

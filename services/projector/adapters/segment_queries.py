@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.eventlog.store import LOG_NAME
 from services.projector import schema
+from services.projector.adapters.preview import preview_query
 from services.projector.adapters.store import ProjectorStore
+from services.projector.domain.segments.definition import Definition
 
 
 class SegmentQueries:
@@ -113,5 +116,82 @@ class SegmentQueries:
                 " AND coalesce((details->>'published')::boolean, true)"
                 " ORDER BY id LIMIT %s",
                 (app_id, after_id, after_position, segment_id, segment_id, limit),
+            )
+            return list(curs.fetchall())
+
+
+class HistoryQueries:
+    """Previews and time travel: set-based over the facts and the change timeline."""
+
+    def __init__(self, store: ProjectorStore) -> None:
+        self._store = store
+
+    def preview(
+        self, app_id: str, segment_id: str, definition: Definition, sample: int
+    ) -> dict[str, Any]:
+        with self._store.datastore.transaction(commit=False) as curs:
+            # One snapshot: the facts, the clock and the live members agree.
+            curs.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            curs.execute(
+                f"SELECT notification_id FROM {schema.TRACKING_TABLE} WHERE application_name = %s",
+                (LOG_NAME,),
+            )
+            row = curs.fetchone()
+            position = int(row["notification_id"]) if row else 0
+            curs.execute(f"SELECT value FROM {schema.META_TABLE} WHERE name = 'now_us'")
+            row = curs.fetchone()
+            now_us = int(row["value"]) if row else 0
+            curs.execute(preview_query(app_id, segment_id, definition, position, now_us, sample))
+            result = dict(curs.fetchone() or {})
+        return {**result, "position": position, "now_us": now_us}
+
+    def members_as_of(
+        self, app_id: str, segment_id: str, as_of_us: int, after: str, limit: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        latest = (
+            f"SELECT DISTINCT ON (user_id) user_id, to_value, effective_us"
+            f" FROM {schema.CHANGES_TABLE}"
+            " WHERE app_id = %s AND kind = 'membership' AND details->>'segment_id' = %s"
+            " AND effective_us <= %s ORDER BY user_id, effective_us DESC, sequence DESC"
+        )
+        with self._store.cursor() as curs:
+            curs.execute(
+                f"SELECT user_id, effective_us AS since_us FROM ({latest}) l"
+                " WHERE to_value = 'entered' AND user_id > %s ORDER BY user_id LIMIT %s",
+                (app_id, segment_id, as_of_us, after, limit),
+            )
+            rows = list(curs.fetchall())
+            curs.execute(
+                f"SELECT count(*) AS n FROM ({latest}) l WHERE to_value = 'entered'",
+                (app_id, segment_id, as_of_us),
+            )
+            total = curs.fetchone()
+        return rows, int(total["n"]) if total else 0
+
+    def membership_as_of(
+        self, app_id: str, segment_id: str, user_id: str, as_of_us: int
+    ) -> dict[str, Any] | None:
+        with self._store.cursor() as curs:
+            curs.execute(
+                f"SELECT to_value, effective_us, details FROM {schema.CHANGES_TABLE}"
+                " WHERE app_id = %s AND user_id = %s AND kind = 'membership'"
+                " AND details->>'segment_id' = %s AND effective_us <= %s"
+                " ORDER BY effective_us DESC, sequence DESC LIMIT 1",
+                (app_id, user_id, segment_id, as_of_us),
+            )
+            row = curs.fetchone()
+        if row is None or row["to_value"] != "entered":
+            return None
+        return {"since_us": row["effective_us"], "version": row["details"]["segment_version"]}
+
+    def membership_history(
+        self, app_id: str, user_id: str, segment_id: str, after_sequence: int, limit: int
+    ) -> list[dict[str, Any]]:
+        with self._store.cursor() as curs:
+            curs.execute(
+                f"SELECT * FROM {schema.CHANGES_TABLE}"
+                " WHERE app_id = %s AND user_id = %s AND kind = 'membership' AND sequence > %s"
+                " AND (%s = '' OR details->>'segment_id' = %s) ORDER BY sequence LIMIT %s",
+                (app_id, user_id, after_sequence, segment_id, segment_id, limit),
             )
             return list(curs.fetchall())

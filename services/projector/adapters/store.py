@@ -35,7 +35,13 @@ set_json_dumps(orjson.dumps)
 
 _HOT_COLUMNS = (
     "app_id, user_id, lifecycle_state, lifecycle_since, usual_interval_days, rfm_group,"
-    " first_seen, last_seen, event_count, active_days, state"
+    " first_seen, last_seen, event_count, active_days, state, first_seen_us, geo_country,"
+    " geo_city, geo_latitude, geo_longitude"
+)
+_STAGE_COLUMNS = (
+    "app_id, user_id, lifecycle_state, lifecycle_since, usual_interval_days, rfm_group,"
+    " first_seen, last_seen, event_count, active_days, state, geo_country, geo_city,"
+    " geo_latitude, geo_longitude"
 )
 # Times travel as microseconds and become timestamps in the database (cheaper than
 # building a datetime per value here).
@@ -43,7 +49,8 @@ _STAGE_PROFILES = (
     "CREATE TEMPORARY TABLE IF NOT EXISTS profiles_stage ("
     " app_id text, user_id text, lifecycle_state text, lifecycle_since bigint,"
     " usual_interval_days double precision, rfm_group text, first_seen bigint,"
-    " last_seen bigint, event_count bigint, active_days bigint, state bytea"
+    " last_seen bigint, event_count bigint, active_days bigint, state bytea,"
+    " geo_country text, geo_city text, geo_latitude float8, geo_longitude float8"
     ") ON COMMIT DELETE ROWS"
 )
 _STAGE_TYPES = [
@@ -58,20 +65,27 @@ _STAGE_TYPES = [
     "int8",
     "int8",
     "bytea",
+    "text",
+    "text",
+    "float8",
+    "float8",
 ]
-_COPY_PROFILES = f"COPY profiles_stage ({_HOT_COLUMNS}) FROM STDIN WITH (FORMAT BINARY)"
+_COPY_PROFILES = f"COPY profiles_stage ({_STAGE_COLUMNS}) FROM STDIN WITH (FORMAT BINARY)"
 _MERGE_PROFILES = f"""
 INSERT INTO {schema.PROFILES_TABLE} ({_HOT_COLUMNS})
 SELECT app_id, user_id, lifecycle_state, to_timestamp(lifecycle_since / 1e6),
        usual_interval_days, rfm_group, to_timestamp(first_seen / 1e6),
-       to_timestamp(last_seen / 1e6), event_count, active_days, state
+       to_timestamp(last_seen / 1e6), event_count, active_days, state, first_seen,
+       geo_country, geo_city, geo_latitude, geo_longitude
 FROM profiles_stage
 ON CONFLICT (app_id, user_id) DO UPDATE SET
     lifecycle_state = EXCLUDED.lifecycle_state, lifecycle_since = EXCLUDED.lifecycle_since,
     usual_interval_days = EXCLUDED.usual_interval_days, rfm_group = EXCLUDED.rfm_group,
     first_seen = EXCLUDED.first_seen, last_seen = EXCLUDED.last_seen,
     event_count = EXCLUDED.event_count, active_days = EXCLUDED.active_days,
-    state = EXCLUDED.state
+    state = EXCLUDED.state, first_seen_us = EXCLUDED.first_seen_us,
+    geo_country = EXCLUDED.geo_country, geo_city = EXCLUDED.geo_city,
+    geo_latitude = EXCLUDED.geo_latitude, geo_longitude = EXCLUDED.geo_longitude
 """
 # Traits, contact, consent and location change only with Identify (and merges).
 _UPDATE_PROFILE_FIELDS = f"""
@@ -130,6 +144,18 @@ def _hot_row(user: User) -> tuple[Any, ...]:
         user.event_count,
         user.active_day_count,
         orjson.dumps(user.pack(), option=orjson.OPT_NON_STR_KEYS),
+        *_geo(user),
+    )
+
+
+def _geo(user: User) -> tuple[str, str, float | None, float | None]:
+    """Where the user is for geo conditions: their profile location, else their last event's."""
+    place = user.location or user.place
+    return (
+        str(place.get("country", "")),
+        str(place.get("city", "")),
+        place.get("latitude"),
+        place.get("longitude"),
     )
 
 

@@ -379,6 +379,8 @@ class Engine:
             return
         self._pending_uses = {USES_PROFILE}
         self._pending_user = self._user_key(event.app_id, event.user_id, event.anonymous_id)
+        if self._pending_user not in self.users:
+            self._pending_uses.add(_NEW_USER)  # a new user: negations may hold
         user = self._identify_user(event, position)
         uses, self._pending_uses, self._pending_user = self._pending_uses, None, None
         at = self.now_us

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -10,6 +11,7 @@ import grpc
 from cohortflow.changes.v1 import changes_pb2
 from cohortflow.segments.v1 import segments_pb2, segments_pb2_grpc
 from eventsourcing.persistence import IntegrityError
+from google.protobuf import duration_pb2
 
 from services.common.grpc.auth import current_app_id
 from services.common.grpc.errors import (
@@ -24,7 +26,7 @@ from services.common.grpc.paging import BadPageToken, decode_token, encode_token
 from services.eventlog.segments import Segment, SegmentArchivedError, segment_uuid
 from services.eventlog.store import EventLog
 from services.projector.adapters.encode import CAUSES, DIRECTIONS
-from services.projector.adapters.segment_queries import SegmentQueries
+from services.projector.adapters.segment_queries import HistoryQueries, SegmentQueries
 from services.projector.domain.segments.definition import (
     SEGMENT_ID,
     DefinitionError,
@@ -34,6 +36,7 @@ from services.projector.domain.segments.definition import (
 from services.projector.grpc.segment_convert import (
     condition_from_dict,
     condition_to_dict,
+    now_us,
     us_to_timestamp,
 )
 
@@ -68,6 +71,38 @@ def segment_pb(row: dict[str, Any], version_row: dict[str, Any] | None) -> segme
     return segment
 
 
+def build_progress(
+    segment: dict[str, Any],
+    version: dict[str, Any],
+    build: dict[str, Any] | None,
+    now: int,
+) -> segments_pb2.BuildProgress:
+    """What the build of a version has done, and how long the rest should take."""
+    progress = segments_pb2.BuildProgress(version=version["version"])
+    if version["status"] in ("active", "retired"):
+        progress.status = "live"
+    elif version["status"] == "archived":
+        progress.status = "archived"
+    elif build is None:
+        progress.status = "waiting"
+    else:
+        progress.status = "failed" if build["status"] == "failed" else build["status"]
+    if build is not None:
+        progress.events_done = build["events_done"]
+        progress.events_total = build["events_total"]
+        progress.users = build["users"]
+        progress.start_time.FromMicroseconds(build["started_us"])
+        end = build["finished_us"] or now
+        seconds = max((end - build["started_us"]) / 1e6, 1e-6)
+        progress.events_per_second = build["events_done"] / seconds
+        if build["finished_us"]:
+            progress.finish_time.FromMicroseconds(build["finished_us"])
+        elif progress.events_per_second > 0:
+            left = (build["events_total"] - build["events_done"]) / progress.events_per_second
+            progress.eta.FromMicroseconds(int(left * 1e6))
+    return progress
+
+
 def membership_changed(row: dict[str, Any]) -> changes_pb2.MembershipChanged:
     details = row["details"]
     return changes_pb2.MembershipChanged(
@@ -97,19 +132,24 @@ class SegmentServicer(segments_pb2_grpc.SegmentServiceServicer):
         self,
         log: EventLog,
         queries: SegmentQueries,
+        history: HistoryQueries,
         caught_up: Callable[[grpc.aio.ServicerContext, int], Any],
         *,
         watch_poll_s: float = 0.2,
     ) -> None:
         self._log = log
         self._queries = queries
+        self._history = history
         self._caught_up = caught_up
         self._watch_poll_s = watch_poll_s
 
     # ---- writing ---------------------------------------------------------------------
 
     async def _validated(
-        self, context: grpc.aio.ServicerContext, segment: segments_pb2.Segment, segment_id: str
+        self,
+        context: grpc.aio.ServicerContext,
+        segment: segments_pb2.Segment,
+        segment_id: str,
     ) -> dict[str, Any]:
         """The dict form of the request's condition, or abort naming every bad field."""
         problems: list[FieldViolation] = []
@@ -271,7 +311,23 @@ class SegmentServicer(segments_pb2_grpc.SegmentServiceServicer):
             await abort(
                 context, not_found(f"segment {request.segment_id!r} has no version {version}")
             )
-        return segments_pb2.GetSegmentResponse(segment=segment_pb(row, version_row))
+        segment = segment_pb(row, version_row)
+        progress = await self._progress(app_id, request.segment_id, row["latest_version"])
+        if progress is not None:
+            segment.build.CopyFrom(progress)
+        return segments_pb2.GetSegmentResponse(segment=segment)
+
+    async def _progress(
+        self, app_id: str, segment_id: str, version: int
+    ) -> segments_pb2.BuildProgress | None:
+        row = await asyncio.to_thread(self._queries.segment, app_id, segment_id)
+        if row is None:
+            return None
+        version_row = await asyncio.to_thread(self._queries.version, app_id, segment_id, version)
+        if version_row is None:
+            return None
+        build = await asyncio.to_thread(self._queries.build_progress, app_id, segment_id, version)
+        return build_progress(row, version_row, build, now_us())
 
     async def ListSegments(
         self, request: segments_pb2.ListSegmentsRequest, context: grpc.aio.ServicerContext
@@ -311,9 +367,19 @@ class SegmentServicer(segments_pb2_grpc.SegmentServiceServicer):
         if row is None:
             await abort(context, not_found(f"no segment {request.segment_id!r} in this app"))
         size = page_size(request.page_size)
-        rows, total = await asyncio.to_thread(
-            self._queries.members, app_id, request.segment_id, cursor or "", size + 1
-        )
+        if request.HasField("as_of_time"):
+            rows, total = await asyncio.to_thread(
+                self._history.members_as_of,
+                app_id,
+                request.segment_id,
+                request.as_of_time.ToMicroseconds(),
+                cursor or "",
+                size + 1,
+            )
+        else:
+            rows, total = await asyncio.to_thread(
+                self._queries.members, app_id, request.segment_id, cursor or "", size + 1
+            )
         more = len(rows) > size
         rows = rows[:size]
         return segments_pb2.ListSegmentMembersResponse(
@@ -336,9 +402,18 @@ class SegmentServicer(segments_pb2_grpc.SegmentServiceServicer):
         segment = await asyncio.to_thread(self._queries.segment, app_id, request.segment_id)
         if segment is None:
             await abort(context, not_found(f"no segment {request.segment_id!r} in this app"))
-        row = await asyncio.to_thread(
-            self._queries.membership, app_id, request.segment_id, request.user_id
-        )
+        if request.HasField("as_of_time"):
+            row = await asyncio.to_thread(
+                self._history.membership_as_of,
+                app_id,
+                request.segment_id,
+                request.user_id,
+                request.as_of_time.ToMicroseconds(),
+            )
+        else:
+            row = await asyncio.to_thread(
+                self._queries.membership, app_id, request.segment_id, request.user_id
+            )
         return segments_pb2.CheckMembershipResponse(
             member=row is not None,
             since_time=us_to_timestamp(row["since_us"]) if row else None,
@@ -394,3 +469,112 @@ class SegmentServicer(segments_pb2_grpc.SegmentServiceServicer):
                 )
             if len(rows) < 500:
                 await asyncio.sleep(self._watch_poll_s)
+
+    async def PreviewSegment(
+        self, request: segments_pb2.PreviewSegmentRequest, context: grpc.aio.ServicerContext
+    ) -> segments_pb2.PreviewSegmentResponse:
+        if request.sample_size < 0 or request.sample_size > 1000:
+            await abort(
+                context,
+                invalid_argument([FieldViolation("sample_size", "must be between 0 and 1000")]),
+            )
+        segment_id = request.segment.segment_id or "draft"
+        data = await self._validated(context, request.segment, segment_id)
+        await self._caught_up(context, request.min_position)
+        app_id = current_app_id()
+        started = time.perf_counter()
+        result = await asyncio.to_thread(
+            self._history.preview, app_id, segment_id, parse(data), request.sample_size or 20
+        )
+        took = duration_pb2.Duration()
+        took.FromMicroseconds(int((time.perf_counter() - started) * 1e6))
+        live = await asyncio.to_thread(self._queries.segment, app_id, segment_id)
+        return segments_pb2.PreviewSegmentResponse(
+            members=result["members"],
+            sample_user_ids=result["sample"],
+            entering=result["entering"],
+            exiting=result["exiting"],
+            entering_sample=result["enter_sample"],
+            exiting_sample=result["exit_sample"],
+            position=result["position"],
+            as_of_time=us_to_timestamp(result["now_us"]),
+            live_version=live["active_version"] if live else 0,
+            took=took,
+        )
+
+    async def WatchSegmentBuild(
+        self, request: segments_pb2.WatchSegmentBuildRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[segments_pb2.WatchSegmentBuildResponse]:
+        app_id = current_app_id()
+        await self._caught_up(context, request.min_position)
+        row = await asyncio.to_thread(self._queries.segment, app_id, request.segment_id)
+        if row is None:
+            await abort(context, not_found(f"no segment {request.segment_id!r} in this app"))
+        version = request.version or row["latest_version"]
+        last = None
+        while not context.done():
+            progress = await self._progress(app_id, request.segment_id, version)
+            if progress is None:
+                await abort(
+                    context, not_found(f"segment {request.segment_id!r} has no version {version}")
+                )
+            shown = (progress.status, progress.events_done)
+            if shown != last:
+                last = shown
+                yield segments_pb2.WatchSegmentBuildResponse(build=progress)
+            if progress.status in ("live", "archived", "failed"):
+                return
+            current = await asyncio.to_thread(self._queries.segment, app_id, request.segment_id)
+            if current is not None and current["latest_version"] != version:
+                return  # superseded: this version will never go live
+            await asyncio.sleep(0.25)
+
+    async def RestoreSegmentVersion(
+        self,
+        request: segments_pb2.RestoreSegmentVersionRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> segments_pb2.RestoreSegmentVersionResponse:
+        app_id = current_app_id()
+        old = await asyncio.to_thread(
+            self._queries.version, app_id, request.segment_id, request.version
+        )
+        if old is None:
+            await abort(
+                context,
+                not_found(f"segment {request.segment_id!r} has no version {request.version}"),
+            )
+        restored = segments_pb2.Segment(
+            segment_id=request.segment_id,
+            display_name=old["display_name"],
+            description=old["description"],
+            condition=condition_from_dict(old["definition"]),
+        )
+        reply = await self.UpdateSegment(
+            segments_pb2.UpdateSegmentRequest(segment=restored, silent=request.silent), context
+        )
+        return segments_pb2.RestoreSegmentVersionResponse(segment=reply.segment)
+
+    async def ListMembershipHistory(
+        self,
+        request: segments_pb2.ListMembershipHistoryRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> segments_pb2.ListMembershipHistoryResponse:
+        if not request.user_id:
+            await abort(context, invalid_argument([FieldViolation("user_id", "is required")]))
+        cursor = await self._cursor(context, request.page_token, request.page_size)
+        await self._caught_up(context, request.min_position)
+        size = page_size(request.page_size)
+        rows = await asyncio.to_thread(
+            self._history.membership_history,
+            current_app_id(),
+            request.user_id,
+            request.segment_id,
+            int(cursor) if cursor else 0,
+            size + 1,
+        )
+        more = len(rows) > size
+        rows = rows[:size]
+        return segments_pb2.ListMembershipHistoryResponse(
+            changes=[membership_changed(r) for r in rows],
+            next_page_token=encode_token({"after": str(rows[-1]["sequence"])}) if more else "",
+        )

@@ -254,3 +254,151 @@ def _norm(state: Any) -> Any:
     if isinstance(state, float) and state.is_integer():
         return int(state)
     return state
+
+
+PROFILE_SEGMENTS: dict[str, dict[str, Any]] = {
+    "pro": {"trait": {"key": "plan", "op": "=", "value": "pro"}},
+    "not-basic": {"trait": {"key": "plan", "op": "!=", "value": "basic"}},
+    "old-enough": {"trait": {"key": "age", "op": ">=", "value": 30}},
+    "tagged": {"trait": {"key": "tags", "op": "contains", "value": "vip"}},
+    "signed-early": {"trait": {"key": "signed_up", "op": "<", "time": "2025-06-01T00:00:00Z"}},
+    "near-berlin": {"geo": {"within_km": 50, "of": [52.52, 13.405]}},
+    "dach": {"geo": {"countries": ["DE", "AT"], "cities": ["Zurich"]}},
+    "lively": {"lifecycle": ["new", "active", "reactivated"]},
+    "buyers": {
+        "rfm": [
+            "lost",
+            "hibernating",
+            "champions",
+            "loyal",
+            "new_customers",
+            "potential_loyalists",
+            "promising",
+            "need_attention",
+            "about_to_sleep",
+            "at_risk",
+            "cant_lose_them",
+        ]
+    },
+    "veterans": {"first_seen": {"more_than": "3h"}},
+    "mix": {
+        "all": [
+            {"segment": "pro"},
+            {"any": [{"segment": "w-count"}, {"none": [{"segment": "dach"}]}]},
+        ]
+    },
+}
+PLACES = [
+    {"country": "DE", "city": "Berlin", "latitude": 52.52, "longitude": 13.40},
+    {"country": "DE", "city": "Potsdam", "latitude": 52.39, "longitude": 13.06},
+    {"country": "FR", "city": "Paris", "latitude": 48.86, "longitude": 2.35},
+    {"country": "CH", "city": "Zurich", "latitude": 47.37, "longitude": 8.54},
+]
+
+
+def profiled_history(seed: int) -> list[object]:
+    from tests.support.logevents import identify, purchase
+
+    rng = random.Random(seed)
+    events = history(seed)
+    extra: list[object] = []
+    for user in ("u1", "u2", "u3", "u4", "u5", "u6", "u7"):
+        place = rng.choice(PLACES)
+        traits: dict[str, Any] = {
+            "plan": rng.choice(["pro", "basic", "free"]),
+            "age": float(rng.randrange(18, 60)),
+        }
+        if rng.random() < 0.5:
+            traits["tags"] = rng.sample(["vip", "beta", "new"], 2)
+        extra.append(
+            identify(
+                user,
+                T0 + rng.randrange(0, 300) * MINUTE,
+                traits=traits,
+                time_traits={"signed_up": T0 - rng.randrange(100, 400) * 86_400_000_000},
+                location=place if rng.random() < 0.5 else {},
+            )
+        )
+        extra.append(
+            purchase(user, T0 + rng.randrange(0, 300) * MINUTE, float(rng.randrange(1, 90)))
+        )
+    merged = events[:1] + sorted([*events[1:], *extra], key=_when)
+    return merged
+
+
+def _when(event: object) -> int:
+    return getattr(event, "event_time_us", getattr(event, "tick_time_us", 0))
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+async def test_preview_query_equals_live_membership(
+    database_url: str, nats_server: Any, seed: int
+) -> None:
+    """The whole-definition SQL (previews, history queries) gives the live members."""
+    import psycopg
+
+    from services.projector.adapters.preview import members_query
+    from services.projector.domain.segments.definition import parse
+
+    events = profiled_history(seed)
+    streams = unique_streams()
+    settings = ProjectorSettings(
+        DATABASE_URL=database_url,
+        NATS_URL=nats_server.url,
+        PROJECTOR_LISTEN="127.0.0.1:0",
+        PROJECTOR_TICK_INTERVAL_S=0,
+        PROJECTOR_WATCHDOG_S=0.2,
+    )
+    app = await start_projector(settings, ApiKeys([]), streams=streams)
+    log = open_event_log(database_url)
+    everything = {**SEGMENTS, **PROFILE_SEGMENTS}
+    try:
+        log.append_new([log.encode(e) for e in events[:150]])
+        for segment_id, condition in everything.items():  # defined midway, built from history
+            log.save(
+                Segment(
+                    app_id="app",
+                    segment_id=segment_id,
+                    display_name=segment_id,
+                    description="",
+                    definition=condition,
+                )
+            )
+        log.append_new([log.encode(e) for e in events[150:]])
+
+        def settled() -> bool:
+            with app.store.cursor() as curs:
+                curs.execute("SELECT count(*) AS n FROM segments WHERE state = 'active'")
+                row = curs.fetchone()
+                active = bool(row) and row["n"] == len(everything)
+            return active and app.projection.position >= log.head_position()
+
+        deadline = asyncio.get_running_loop().time() + 60
+        while not await asyncio.to_thread(settled):
+            assert asyncio.get_running_loop().time() < deadline, "not settled"
+            await asyncio.sleep(0.1)
+        with psycopg.connect(database_url) as conn:
+            position = conn.execute(
+                "SELECT notification_id FROM projector_tracking WHERE application_name = 'cohortflow'"
+            ).fetchone()[0]
+            now_us = conn.execute(
+                "SELECT value FROM projector_meta WHERE name = 'now_us'"
+            ).fetchone()[0]
+            live_total = 0
+            for segment_id, condition in everything.items():
+                query = members_query("app", parse(condition), position, now_us)
+                draft = {r[0] for r in conn.execute(query).fetchall()}
+                live = {
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT user_id FROM segment_members WHERE app_id = 'app' AND segment_id = %s",
+                        (segment_id,),
+                    ).fetchall()
+                }
+                assert draft == live, segment_id
+                live_total += len(live)
+            assert live_total > 20
+    finally:
+        await app.stop(1)
+        log.close()
+        await delete_stream(nats_server.url, streams)

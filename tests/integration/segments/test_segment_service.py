@@ -318,3 +318,83 @@ async def test_watch_streams_changes_and_resumes_from_a_cursor(env: tuple) -> No
             break
     resumed.cancel()
     assert rest == ["w2", "w3"]
+
+
+async def test_preview_build_progress_time_travel_and_restore(env: tuple) -> None:
+    from google.protobuf import timestamp_pb2
+
+    _app, log, stub, _streams, _url = env
+    append(
+        log,
+        tick(T0),
+        *(track(f"u{i}", T0 + i * MINUTE, "Added to Cart") for i in range(6) for _ in range(i % 3)),
+        tick(T0 + 10 * MINUTE),
+    )
+    created = await stub.CreateSegment(
+        segments_pb2.CreateSegmentRequest(segment_id="carts", segment=segment(CARTS)),
+        metadata=auth("key-app"),
+    )
+    # The build can be watched until the version is live.
+    statuses = []
+    async for item in stub.WatchSegmentBuild(
+        segments_pb2.WatchSegmentBuildRequest(
+            segment_id="carts", min_position=created.segment.defined_position
+        ),
+        metadata=auth("key-app"),
+    ):
+        statuses.append(item.build.status)
+    assert statuses[-1] == "live"
+    got = await state_of(stub, "carts", created.segment.defined_position)
+    assert got.build.status == "live" and got.build.events_total == got.build.events_done
+    assert await members(stub, "carts") == {"u2", "u5"}
+
+    # Preview a looser draft: who would enter, nobody leaves; nothing changes.
+    loose = {"events": {"name": "Added to Cart", "window": "1h", "op": ">=", "value": 1}}
+    preview = await stub.PreviewSegment(
+        segments_pb2.PreviewSegmentRequest(
+            segment=segments_pb2.Segment(segment_id="carts", condition=condition_from_dict(loose))
+        ),
+        metadata=auth("key-app"),
+    )
+    assert (preview.members, preview.entering, preview.exiting) == (4, 2, 0)
+    assert list(preview.entering_sample) == ["u1", "u4"]
+    assert preview.live_version == 1
+    assert await members(stub, "carts") == {"u2", "u5"}
+
+    # Time passes; u2 and u5 leave on the clock.
+    position = append(log, tick(T0 + 2 * HOUR))
+    await state_of(stub, "carts", position)
+    assert await members(stub, "carts") == set()
+    then = timestamp_pb2.Timestamp()
+    then.FromMicroseconds(T0 + 30 * MINUTE)
+    past = await stub.ListSegmentMembers(
+        segments_pb2.ListSegmentMembersRequest(segment_id="carts", as_of_time=then),
+        metadata=auth("key-app"),
+    )
+    assert [m.user_id for m in past.members] == ["u2", "u5"] and past.total_size == 2
+    was = await stub.CheckMembership(
+        segments_pb2.CheckMembershipRequest(segment_id="carts", user_id="u5", as_of_time=then),
+        metadata=auth("key-app"),
+    )
+    assert was.member
+    history = await stub.ListMembershipHistory(
+        segments_pb2.ListMembershipHistoryRequest(user_id="u5"), metadata=auth("key-app")
+    )
+    assert [(c.direction, c.header.cause.kind) for c in history.changes] == [
+        (ENTERED, changes_pb2.Cause.KIND_REDEFINITION),
+        (EXITED, changes_pb2.Cause.KIND_TIME),
+    ]
+
+    # Restore: version 3 gets version 1's definition back.
+    await stub.UpdateSegment(
+        segments_pb2.UpdateSegmentRequest(
+            segment=segments_pb2.Segment(segment_id="carts", condition=condition_from_dict(loose))
+        ),
+        metadata=auth("key-app"),
+    )
+    restored = await stub.RestoreSegmentVersion(
+        segments_pb2.RestoreSegmentVersionRequest(segment_id="carts", version=1),
+        metadata=auth("key-app"),
+    )
+    assert restored.segment.version == 3
+    assert restored.segment.condition == condition_from_dict(CARTS)

@@ -83,7 +83,7 @@ def _compare_number(actual: float | None, op: str, expected: float) -> bool:
 
 def _location(user: User) -> tuple[str, str, float | None, float | None]:
     """Where the user is: their profile location, else where their last event came from."""
-    loc = user.location if user.location else user.place
+    loc = user.location or user.place
     return (
         str(loc.get("country", "")),
         str(loc.get("city", "")),
