@@ -30,6 +30,7 @@ from services.projector.adapters.ticker import Ticker
 from services.projector.config import Policies, ProjectorSettings
 from services.projector.grpc.segments import SegmentServicer
 from services.projector.grpc.servicer import ProfileServicer
+from services.projector.rebuild import PROJECTOR_LOCK
 from services.projector.runner import Projection, monitor
 
 PROFILE_SERVICE = profiles_pb2.DESCRIPTOR.services_by_name["ProfileService"].full_name
@@ -137,7 +138,11 @@ async def start_projector(
 
     projection = Projection(log, store, follower, policies, on_commit)
     threads = [
-        threading.Thread(target=projection.run, args=(stop_threads,), name="projection"),
+        threading.Thread(
+            target=projection.run,
+            args=(stop_threads, (settings.database_url, PROJECTOR_LOCK)),
+            name="projection",
+        ),
         threading.Thread(
             target=monitor, args=(log, store, projection, stop_threads), name="monitor", daemon=True
         ),

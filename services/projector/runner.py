@@ -101,7 +101,34 @@ class Projection:
         self.position = 0
         self.ready = threading.Event()
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: threading.Event, lock: tuple[str, int] | None = None) -> None:
+        """Project until `stop`. With `lock` (database URL, advisory lock key), first become
+        the only projector of that database: others wait as standbys."""
+        holder = self._take_lock(lock, stop) if lock else None
+        try:
+            self._run(stop)
+        finally:
+            if holder is not None:
+                holder.close()
+
+    @staticmethod
+    def _take_lock(lock: tuple[str, int], stop: threading.Event) -> Any:
+        import psycopg
+
+        url, key = lock
+        conn = psycopg.connect(url, autocommit=True)
+        waited = False
+        while not stop.is_set():
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+            if row and row[0]:
+                return conn
+            if not waited:
+                _log.warning("another projector is running here; waiting as a standby")
+                waited = True
+            stop.wait(1.0)
+        return conn
+
+    def _run(self, stop: threading.Event) -> None:
         backoff = 0.5
         while not stop.is_set():
             try:

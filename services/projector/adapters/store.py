@@ -550,7 +550,7 @@ class ProjectorStore(PostgresTrackingRecorder):
             return int(row["n"]) if row else 0
 
 
-def store_env(database_url: str, pool_size: int = 4) -> PostgresDatastore:
+def store_env(database_url: str, pool_size: int = 4, schema_name: str = "") -> PostgresDatastore:
     parts = conninfo_parts(database_url)
     return PostgresDatastore(
         dbname=parts["dbname"],
@@ -562,13 +562,21 @@ def store_env(database_url: str, pool_size: int = 4) -> PostgresDatastore:
         connect_timeout=5,
         pre_ping=True,
         lock_timeout=10,
+        schema=schema_name,
     )
 
 
 def open_store(
-    database_url: str, subjects: ChangeSubjects, *, create_table: bool = False, pool_size: int = 4
+    database_url: str,
+    subjects: ChangeSubjects,
+    *,
+    create_table: bool = False,
+    pool_size: int = 4,
+    schema_name: str = "",
 ) -> ProjectorStore:
-    store = ProjectorStore(store_env(database_url, pool_size), subjects)
+    """The store; `schema_name` puts its tracking table there (a rebuild; the other tables
+    follow the connection's search_path)."""
+    store = ProjectorStore(store_env(database_url, pool_size, schema_name), subjects)
     if create_table:
         store.create_table()
     return store

@@ -1,0 +1,273 @@
+"""Rebuild every projector read model from the log into a fresh schema, check, swap.
+
+    python -m services.projector.rebuild [--schema NAME] [--check] [--swap]
+
+The rebuild runs beside the live projector: a process whose connections resolve
+the read-model tables in a new schema (search_path), folding the whole log with
+the same engine and policies, publishing nothing. `--check` compares the rebuilt
+change sequence with the live one (everything up to the position both reached)
+and prints the first difference, if any. `--swap` (with the live projector
+stopped) moves the rebuilt tables in place of the live ones in one transaction;
+the live outbox stays, so nothing is published twice.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from services.common.jetstream import ChangeSubjects
+from services.eventlog.store import LOG_NAME, open_event_log
+from services.projector import schema
+from services.projector.adapters.follower import LogFollower
+from services.projector.adapters.store import open_store
+from services.projector.config import Policies
+from services.projector.runner import Projection
+
+# Tables a rebuild replaces; the outbox (what is still to be published) is not among them.
+REBUILT_TABLES = [
+    schema.PROFILES_TABLE,
+    schema.CHANGES_TABLE,
+    schema.APPS_TABLE,
+    schema.ALIASES_TABLE,
+    schema.META_TABLE,
+    schema.FACTS_TABLE,
+    schema.SEGMENTS_STATE_TABLE,
+    schema.SEGMENTS_TABLE,
+    schema.SEGMENT_VERSIONS_TABLE,
+    schema.SEGMENT_MEMBERS_TABLE,
+    schema.SEGMENT_BUILDS_TABLE,
+    schema.SEGMENT_BUILD_PROGRESS_TABLE,
+    schema.TRACKING_TABLE,
+]
+# Held by a running projector for its lifetime: a swap needs it free.
+PROJECTOR_LOCK = 0x70726F6A6563  # "projec"
+_COMPARED = (
+    "change_id, app_id, user_id, sequence, kind, from_value, to_value, cause, event_ids,"
+    " event_name, effective_us, recorded_us, position, correction, corrected_since_us, details"
+)
+
+
+@dataclass
+class Progress:
+    position: int
+    head: int
+    events_per_second: float
+    seconds: float
+
+    @property
+    def eta_seconds(self) -> float:
+        if self.events_per_second <= 0:
+            return float("inf")
+        return max(0.0, (self.head - self.position) / self.events_per_second)
+
+
+def use_schema(name: str) -> None:
+    """Make every connection this process opens from now on see `name` first."""
+    os.environ["PGOPTIONS"] = f"-c search_path={name},public"
+
+
+def create_schema(database_url: str, name: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("SET search_path TO {}, public").format(sql.Identifier(name)))
+        for statement in schema.STATEMENTS:
+            conn.execute(statement)
+    store = open_store(
+        database_url, ChangeSubjects("rebuild"), create_table=True, pool_size=1, schema_name=name
+    )
+    store.datastore.close()
+
+
+def rebuild(
+    database_url: str,
+    name: str,
+    policies: Policies,
+    *,
+    until: int | None = None,
+    on_progress: Callable[[Progress], None] = lambda p: None,
+) -> Progress:
+    """Fold the log up to `until` (default: its head now) into schema `name`."""
+    create_schema(database_url, name)
+    use_schema(name)
+    log = open_event_log(database_url, pool_size=2)
+    store = open_store(database_url, ChangeSubjects("rebuild"), pool_size=3, schema_name=name)
+    head = until if until is not None else log.head_position()
+    follower = LogFollower(log, database_url, batch_size=2000, wait_s=0.2)
+    stop = threading.Event()
+    started = time.perf_counter()
+    last_report = [0.0]
+    projection = Projection(log, store, follower, policies)
+
+    def committed() -> None:
+        elapsed = time.perf_counter() - started
+        position = projection.position
+        if position >= head:
+            stop.set()
+        if position >= head or elapsed - last_report[0] >= 0.5:
+            last_report[0] = elapsed
+            on_progress(Progress(position, head, position / max(elapsed, 1e-6), elapsed))
+
+    projection._on_commit = committed
+    if head > 0:
+        projection.run(stop)
+    elapsed = time.perf_counter() - started
+    done = Progress(projection.position, head, projection.position / max(elapsed, 1e-6), elapsed)
+    log.close()
+    store.datastore.close()
+    return done
+
+
+@dataclass
+class CheckResult:
+    compared: int
+    through_position: int
+    first_difference: str | None
+
+    @property
+    def identical(self) -> bool:
+        return self.first_difference is None
+
+
+def check(database_url: str, name: str) -> CheckResult:
+    """Compare the rebuilt change sequence with the live one, up to where both are."""
+    live_tracking = sql.SQL("public.{}").format(sql.Identifier(schema.TRACKING_TABLE))
+    rebuilt_tracking = sql.SQL("{}.{}").format(
+        sql.Identifier(name), sql.Identifier(schema.TRACKING_TABLE)
+    )
+    with psycopg.connect(database_url) as conn:
+        positions = []
+        for table in (live_tracking, rebuilt_tracking):
+            row = conn.execute(
+                sql.SQL("SELECT notification_id FROM {} WHERE application_name = %s").format(table),
+                (LOG_NAME,),
+            ).fetchone()
+            positions.append(int(row[0]) if row else 0)
+        through = min(positions)
+        query = sql.SQL("SELECT {cols} FROM {schema}.{table} WHERE position <= %s ORDER BY id")
+        live = conn.cursor(name="live_changes")
+        live.execute(
+            query.format(
+                cols=sql.SQL(_COMPARED),
+                schema=sql.Identifier("public"),
+                table=sql.Identifier(schema.CHANGES_TABLE),
+            ),
+            (through,),
+        )
+        other = psycopg.connect(database_url).cursor(name="rebuilt_changes")
+        other.execute(
+            query.format(
+                cols=sql.SQL(_COMPARED),
+                schema=sql.Identifier(name),
+                table=sql.Identifier(schema.CHANGES_TABLE),
+            ),
+            (through,),
+        )
+        compared = 0
+        while True:
+            a, b = live.fetchmany(5000), other.fetchmany(5000)
+            for x, y in zip(a, b, strict=False):
+                if x != y:
+                    return CheckResult(compared, through, _difference(compared, x, y))
+                compared += 1
+            if len(a) != len(b):
+                extra = "live" if len(a) > len(b) else "rebuilt"
+                return CheckResult(
+                    compared, through, f"the {extra} sequence has more changes after #{compared}"
+                )
+            if not a:
+                return CheckResult(compared, through, None)
+
+
+def _difference(index: int, live: tuple[Any, ...], rebuilt: tuple[Any, ...]) -> str:
+    names = [c.strip() for c in _COMPARED.split(",")]
+    fields = [
+        f"{n}: live={a!r} rebuilt={b!r}"
+        for n, a, b in zip(names, live, rebuilt, strict=True)
+        if a != b
+    ]
+    return f"change #{index + 1} differs (position {live[12]}): " + "; ".join(fields)
+
+
+class ProjectorRunning(RuntimeError):
+    pass
+
+
+def swap(database_url: str, name: str) -> str:
+    """Put the rebuilt tables in place (the live projector must be stopped). Returns the
+    schema the replaced tables were moved to."""
+    retired = f"{name}_replaced"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        locked = conn.execute("SELECT pg_try_advisory_lock(%s)", (PROJECTOR_LOCK,)).fetchone()
+        if not locked or not locked[0]:
+            msg = "a projector is running against this database; stop it before swapping"
+            raise ProjectorRunning(msg)
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(retired)))
+                for table in REBUILT_TABLES:
+                    conn.execute(
+                        sql.SQL("ALTER TABLE public.{} SET SCHEMA {}").format(
+                            sql.Identifier(table), sql.Identifier(retired)
+                        )
+                    )
+                    conn.execute(
+                        sql.SQL("ALTER TABLE {}.{} SET SCHEMA public").format(
+                            sql.Identifier(name), sql.Identifier(table)
+                        )
+                    )
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (PROJECTOR_LOCK,))
+    return retired
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    from services.projector.config import ProjectorSettings
+
+    parser = argparse.ArgumentParser(prog="python -m services.projector.rebuild")
+    parser.add_argument("--schema", default=f"rebuild_{int(time.time())}")
+    parser.add_argument("--check", action="store_true", help="compare with the live changes")
+    parser.add_argument("--swap", action="store_true", help="replace the live read models")
+    args = parser.parse_args(argv)
+    settings = ProjectorSettings()
+
+    def show(p: Progress) -> None:
+        print(
+            f"rebuild: {p.position:,}/{p.head:,} ({p.events_per_second:,.0f} positions/s,"
+            f" ETA {p.eta_seconds:,.0f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    done = rebuild(settings.database_url, args.schema, settings.load_policies(), on_progress=show)
+    print(
+        f"rebuilt through position {done.position:,} into schema {args.schema}"
+        f" in {done.seconds:,.1f} s"
+    )
+    if args.check:
+        result = check(settings.database_url, args.schema)
+        if not result.identical:
+            print(f"check: DIFFERENT: {result.first_difference}")
+            return 1
+        print(
+            f"check: identical: {result.compared:,} changes through position"
+            f" {result.through_position:,}"
+        )
+    if args.swap:
+        retired = swap(settings.database_url, args.schema)
+        print(f"swapped: the rebuilt read models are live; the old ones are in {retired}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
