@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from services.cli import client, ingest_commands, profile_commands, simulate_command
+from services.cli.demo_commands import demo
 from services.cli.import_command import import_file
 
 app = typer.Typer(
@@ -57,3 +58,4 @@ app.command("profile")(profile_commands.profile)
 app.command("lifecycle")(profile_commands.lifecycle)
 app.command("timeline")(profile_commands.timeline)
 app.command("simulate")(simulate_command.simulate)
+app.command("demo")(demo)

@@ -76,6 +76,8 @@ class Summary:
     retried_events: int = 0
     calls: int = 0
     simulated_us: int = 0
+    # Highest log position ingest answered: how far the log is known to reach.
+    last_position: int = 0
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
     rejections: list[str] = field(default_factory=list)
@@ -120,6 +122,7 @@ class Summary:
         }
 
     def count(self, result: ingest_pb2.EventResult) -> None:
+        self.last_position = max(self.last_position, result.position)
         if result.status == ingest_pb2.EventResult.STATUS_ACCEPTED:
             self.accepted += 1
         elif result.status == ingest_pb2.EventResult.STATUS_DUPLICATE:
