@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-stamp
 PROTOS := $(shell find protos -name '*.proto')
 GEN_STAMP := gen/.stamp
 
-.PHONY: help install proto lint fmt typecheck test test-unit test-integration test-e2e run bench lock clean
+.PHONY: help install proto lint fmt typecheck test test-unit test-integration test-e2e run demo bench lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ test-e2e: install
 
 run: install ## run the suite (embedded PostgreSQL and NATS unless DATABASE_URL / NATS_URL are set)
 	$(PY) -m services.devstack run
+
+demo: install ## the suite plus example segments, campaigns and simulated users, shown live (DEMO_ARGS="--users 300")
+	$(PY) -m services.devstack demo $(DEMO_ARGS)
 
 bench: install ## run the benchmarks and print their tables (not tests)
 	$(PY) -m tests.bench $(BENCH_ARGS)

@@ -1,4 +1,8 @@
-"""python -m services.devstack run: the suite on this machine (what `make run` calls)."""
+"""python -m services.devstack run: the suite on this machine (what `make run` calls).
+
+python -m services.devstack demo [--var DIR] [OPTIONS]: the same, then `cohortflow demo
+OPTIONS` against it (what `make demo` calls).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
+from services.devstack.demo import DEMO_VAR, run_demo
 from services.devstack.stack import DEV_APP_ID, Stack
 
 EXAMPLE = """\
@@ -24,8 +29,19 @@ Try it (another terminal, from the repo):
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["demo"]:
+        rest = args[1:]
+        var = DEMO_VAR
+        if "--var" in rest:
+            at = rest.index("--var")
+            if at + 1 == len(rest):
+                print("--var needs a folder", file=sys.stderr)
+                return 2
+            var, rest = Path(rest[at + 1]), rest[:at] + rest[at + 2 :]
+        return run_demo(var, rest)
     if args[:1] != ["run"]:
         print("usage: python -m services.devstack run [--var DIR]", file=sys.stderr)
+        print("       python -m services.devstack demo [--var DIR] [OPTIONS]", file=sys.stderr)
         return 2
     var = Path(args[args.index("--var") + 1]) if "--var" in args else Path("var")
     stack = Stack(var)

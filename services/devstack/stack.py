@@ -18,6 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 from services.common.database import with_database
 from services.devstack.embedded import EmbeddedNats, EmbeddedPostgres, free_port, wait_for_port
@@ -73,8 +74,15 @@ def _pump(name: str, stream, out) -> None:
 
 
 class Stack:
-    def __init__(self, var: Path) -> None:
+    """The suite under `var`; service output goes to `log` (default: this process's stdout),
+    `env` adds to the services' environment (e.g. PROJECTOR_POLICIES)."""
+
+    def __init__(
+        self, var: Path, log: TextIO | None = None, env: dict[str, str] | None = None
+    ) -> None:
         self.var = var.resolve()
+        self.log = log
+        self.env = env or {}
         self.postgres: EmbeddedPostgres | None = None
         self.nats: EmbeddedNats | None = None
         self.children: dict[str, subprocess.Popen] = {}
@@ -101,6 +109,7 @@ class Stack:
             "COHORTFLOW_API_KEYS": f"{DEV_APP_ID}:{key}",
             "LOG_FORMAT": os.environ.get("LOG_FORMAT", "console"),
             "PYTHONUNBUFFERED": "1",
+            **self.env,
         }
         ports = {
             "postgres": self.postgres.port if self.postgres else 0,
@@ -125,7 +134,7 @@ class Stack:
             )
             self.children[spec.name] = process
             threading.Thread(
-                target=_pump, args=(spec.name, process.stdout, sys.stdout), daemon=True
+                target=_pump, args=(spec.name, process.stdout, self.log or sys.stdout), daemon=True
             ).start()
             wait_for_port("127.0.0.1", port, 30, process)
             self.addresses[spec.name] = f"127.0.0.1:{port}"

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -78,3 +79,32 @@ async def test_run_starts_embedded_servers_and_keeps_data(tmp_path: Path) -> Non
     finally:
         stop_stack(process)
     assert process.returncode == 0
+
+
+def test_demo_starts_the_suite_runs_the_demo_once_and_stops_it_all(tmp_path: Path) -> None:
+    var = tmp_path / "var"
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "NATS_URL")}
+    args = ["--once", "--users", "40", "--days", "30", "--speed", "0"]
+    done = subprocess.run(
+        [sys.executable, "-m", "services.devstack", "demo", "--var", str(var), *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "segment cart-abandoners: created (version 1)" in done.stdout
+    assert "cohortflow demo: settled" in done.stdout
+    assert re.search(r"^lifecycle: .*\(total 40\)$", done.stdout, re.M), done.stdout
+    assert done.stdout.rstrip().endswith("`make demo` again goes on from it.")
+    # The services logged to a file of their own; every one of them stopped.
+    log = (var / "services.log").read_text()
+    assert log.count("stopped") >= 3, log[-2000:]
+    ports = json.loads((var / "ports.json").read_text())
+    for name in ("postgres", "nats", "ingest", "projector", "campaign"):
+        with (
+            pytest.raises(ConnectionRefusedError),
+            socket.create_connection(("127.0.0.1", ports[name]), 1),
+        ):
+            pass
