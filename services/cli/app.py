@@ -11,13 +11,23 @@ from typing import Annotated
 
 import typer
 
-from services.cli import client, ingest_commands, profile_commands, simulate_command
+from services.cli import (
+    client,
+    ingest_commands,
+    profile_commands,
+    segment_commands,
+    simulate_command,
+)
 from services.cli.demo_commands import demo
 from services.cli.import_command import import_file
+from services.cli.rebuild_command import rebuild
 
 app = typer.Typer(
     name="cohortflow",
-    help="Send app-user events to cohortflow, read profiles and lifecycle, simulate users.",
+    help=(
+        "Send app-user events to cohortflow, read profiles, lifecycle and segments,"
+        " define segments, rebuild from history, simulate users."
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -59,3 +69,6 @@ app.command("lifecycle")(profile_commands.lifecycle)
 app.command("timeline")(profile_commands.timeline)
 app.command("simulate")(simulate_command.simulate)
 app.command("demo")(demo)
+app.add_typer(segment_commands.app, name="segments")
+app.command("watch")(segment_commands.watch)
+app.command("rebuild")(rebuild)

@@ -36,6 +36,8 @@ class Applied:
     outcome: str  # created, updated or unchanged
     version: int
     ident: str  # segment id or campaign id
+    # Log position of the definition written (0 when unchanged or not a segment).
+    position: int = 0
 
 
 async def _found(
@@ -67,8 +69,14 @@ def _same_segment(existing: spb.Segment, desired: spb.Segment) -> bool:
     )
 
 
-async def apply_segments(conn: Connection, specs: tuple[SegmentSpec, ...]) -> list[Applied]:
-    """Create or update each segment through SegmentService (referenced ones come first)."""
+async def apply_segments(
+    conn: Connection, specs: tuple[SegmentSpec, ...], *, silent: bool = False
+) -> list[Applied]:
+    """Create or update each segment through SegmentService (referenced ones come first).
+
+    An update names the version it replaces, so a concurrent edit fails instead of being
+    overwritten; `silent` switches versions without publishing entries and exits.
+    """
     stub = SegmentServiceStub(conn.channel)
     out: list[Applied] = []
     written = 0  # log position of the last definition written
@@ -95,12 +103,17 @@ async def apply_segments(conn: Connection, specs: tuple[SegmentSpec, ...]) -> li
             segment, outcome = reply.segment, UNCHANGED
         else:
             updated = await conn.unary(
-                stub.UpdateSegment, spb.UpdateSegmentRequest(segment=desired)
+                stub.UpdateSegment,
+                spb.UpdateSegmentRequest(
+                    segment=desired, silent=silent, expected_version=reply.segment.version
+                ),
             )
             segment, outcome = updated.segment, UPDATED
-        if outcome != UNCHANGED:
-            written = max(written, segment.defined_position)
-        out.append(Applied("segment", spec.segment_id, outcome, segment.version, spec.segment_id))
+        position = 0 if outcome == UNCHANGED else segment.defined_position
+        written = max(written, position)
+        out.append(
+            Applied("segment", spec.segment_id, outcome, segment.version, spec.segment_id, position)
+        )
     return out
 
 

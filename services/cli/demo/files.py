@@ -12,15 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from cohortflow.campaigns.v1 import campaigns_pb2 as pb
 
 from services.cli.demo.campaign_form import FormError, campaign_from_form
-from services.projector.domain.segments.definition import (
-    SEGMENT_ID,
-    DefinitionError,
-    find_cycle,
-    parse,
+from services.cli.segment_files import (
+    SegmentFileError,
+    SegmentSpec,
+    load_segments,
+    read_yaml,
 )
 
 # The examples `make demo` applies (the repo's deploy/demo/).
@@ -28,21 +27,10 @@ DEMO_FILES = Path(__file__).resolve().parents[3] / "deploy" / "demo"
 SEGMENTS_FILE = "segments.yaml"
 CAMPAIGNS_FILE = "campaigns.yaml"
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-_SEGMENT_FIELDS = frozenset({"segment_id", "display_name", "description", "condition"})
 
 
-class DemoFileError(ValueError):
-    """A demo file that cannot be used; the message names the file and the field."""
-
-
-@dataclass(frozen=True)
-class SegmentSpec:
-    segment_id: str
-    display_name: str
-    description: str
-    # The readable form (definition.parse has accepted it).
-    condition: dict[str, Any]
-    references: frozenset[str] = frozenset()
+# A demo file that cannot be used; the message names the file and the field.
+DemoFileError = SegmentFileError
 
 
 @dataclass(frozen=True)
@@ -65,68 +53,10 @@ class DemoFiles:
 
 
 def _items(path: Path, top: str) -> list[Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise DemoFileError(f"{path}: cannot read ({error.strerror})") from None
-    except yaml.YAMLError as error:
-        raise DemoFileError(f"{path}: not valid YAML ({error})") from None
+    data = read_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get(top), list):
         raise DemoFileError(f"{path}: expected a list under `{top}:`")
     return data[top]
-
-
-def _segment(item: Any, where: str) -> SegmentSpec:
-    if not isinstance(item, dict):
-        raise DemoFileError(f"{where}: expected a mapping")
-    unknown = sorted(set(item) - _SEGMENT_FIELDS)
-    if unknown:
-        raise DemoFileError(f"{where}.{unknown[0]}: unknown field")
-    segment_id = item.get("segment_id")
-    if not isinstance(segment_id, str) or not SEGMENT_ID.fullmatch(segment_id):
-        raise DemoFileError(
-            f"{where}.segment_id: lowercase letters, digits and -, 1 to 63 characters"
-        )
-    try:
-        definition = parse(item.get("condition"), f"{where}.condition")
-    except DefinitionError as error:
-        raise DemoFileError(str(error)) from None
-    return SegmentSpec(
-        segment_id=segment_id,
-        display_name=str(item.get("display_name") or segment_id),
-        description=str(item.get("description") or ""),
-        condition=item["condition"],
-        references=definition.references,
-    )
-
-
-def load_segments(path: Path) -> tuple[SegmentSpec, ...]:
-    """The file's segments, referenced ones first; DemoFileError for any problem."""
-    specs: dict[str, SegmentSpec] = {}
-    for i, item in enumerate(_items(path, "segments")):
-        where = f"{path}: segments[{i}]"
-        spec = _segment(item, where)
-        if spec.segment_id in specs:
-            raise DemoFileError(f"{where}.segment_id: {spec.segment_id!r} appears twice")
-        specs[spec.segment_id] = spec
-    graph = {sid: spec.references for sid, spec in specs.items()}
-    for sid in specs:
-        cycle = find_cycle(sid, graph)
-        if cycle:
-            raise DemoFileError(f"{path}: segment references loop: {' -> '.join(cycle)}")
-    ordered: list[SegmentSpec] = []
-
-    def place(sid: str) -> None:
-        spec = specs.get(sid)
-        if spec is None or spec in ordered:
-            return  # defined elsewhere (the service checks), or placed already
-        for ref in sorted(spec.references):
-            place(ref)
-        ordered.append(spec)
-
-    for sid in specs:
-        place(sid)
-    return tuple(ordered)
 
 
 def load_campaigns(path: Path) -> tuple[CampaignSpec, ...]:

@@ -10,7 +10,11 @@ from cohortflow.types.v1 import types_pb2
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from services.projector.adapters.encode import LIFECYCLE_STATES, RFM_GROUPS
-from services.projector.domain.segments.definition import parse_duration, parse_time
+from services.projector.domain.segments.definition import (
+    format_duration,
+    parse_duration,
+    parse_time,
+)
 
 _STATE_NAMES = {v: k for k, v in LIFECYCLE_STATES.items() if k}
 _GROUP_NAMES = {v: k for k, v in RFM_GROUPS.items() if k}
@@ -24,9 +28,10 @@ _AGGREGATES = {
 _AGGREGATE_ENUMS = {v: k for k, v in _AGGREGATES.items()}
 
 
-def _seconds(d: duration_pb2.Duration) -> float | None:
-    value = d.seconds + d.nanos / 1e9
-    return value if value else None
+def _seconds(d: duration_pb2.Duration) -> str | None:
+    """The readable form ("30d", "90s") that definition.parse_duration reads back."""
+    us = d.seconds * 1_000_000 + d.nanos // 1_000
+    return format_duration(us) if us > 0 else None
 
 
 def _iso(ts: timestamp_pb2.Timestamp) -> str:
@@ -92,7 +97,7 @@ def condition_to_dict(c: segments_pb2.Condition) -> dict[str, Any]:
             "name": body.name,
             "aggregate": _AGGREGATES.get(body.aggregate, "count"),
             "op": body.op or ">=",
-            "value": body.value,
+            "value": int(body.value) if body.value.is_integer() else body.value,
         }
         if body.where:
             events["where"] = _filters(body.where)
