@@ -379,7 +379,8 @@ async def test_preview_query_equals_live_membership(
             await asyncio.sleep(0.1)
         with psycopg.connect(database_url) as conn:
             position = conn.execute(
-                "SELECT notification_id FROM projector_tracking WHERE application_name = 'cohortflow'"
+                "SELECT notification_id FROM projector_tracking"
+                " WHERE application_name = 'cohortflow'"
             ).fetchone()[0]
             now_us = conn.execute(
                 "SELECT value FROM projector_meta WHERE name = 'now_us'"
@@ -391,7 +392,8 @@ async def test_preview_query_equals_live_membership(
                 live = {
                     r[0]
                     for r in conn.execute(
-                        "SELECT user_id FROM segment_members WHERE app_id = 'app' AND segment_id = %s",
+                        "SELECT user_id FROM segment_members"
+                        " WHERE app_id = 'app' AND segment_id = %s",
                         (segment_id,),
                     ).fetchall()
                 }
