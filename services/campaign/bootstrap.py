@@ -19,6 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 from services.campaign.adapters.broadcasts import BroadcastScheduler
 from services.campaign.adapters.catalog import CampaignCatalog
 from services.campaign.adapters.channels import EmailSender, PushSender, SmsSender, WebhookSender
+from services.campaign.adapters.connections import connection_pool
 from services.campaign.adapters.consumer import ChangeConsumer
 from services.campaign.adapters.conversions import ConversionFollower, open_conversion_recorder
 from services.campaign.adapters.dispatcher import Dispatcher
@@ -121,9 +122,7 @@ async def start_campaign(
 ) -> CampaignApp:
     clock = clock or SystemClock()
     stream = stream or ChangeStreamSettings()
-    pool = AsyncConnectionPool(
-        settings.database_url, min_size=2, max_size=settings.db_pool_size, open=False
-    )
+    pool = connection_pool(settings.database_url, settings.db_pool_size)
     await pool.open(wait=True, timeout=30)
     store = open_campaign_store(settings.database_url)
     catalog = CampaignCatalog(store)

@@ -50,9 +50,11 @@ class ConversionRecorder(PostgresTrackingRecorder):
         self, keys: Sequence[tuple[str, str]], campaign_ids: Sequence[str]
     ) -> list[Exposure]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            # Never prepared: planned for the log as it is now (see adapters/connections.py).
             curs.execute(
                 _CANDIDATES,
                 ([k[0] for k in keys], [k[1] for k in keys], list(campaign_ids)),
+                prepare=False,
             )
             return [Exposure(*row.values()) for row in curs.fetchall()]
 
