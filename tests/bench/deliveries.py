@@ -9,13 +9,17 @@ from typing import Literal
 import psycopg
 
 Key = Literal["change_id", "user_id"]
+Moment = Literal["sent_at", "decided_at"]
 
 
-def sent_times(database_url: str, prefix: str, by: Key = "change_id") -> dict[str, float]:
-    """`by` (change id or user id, starting with `prefix-`) -> sent_at as Unix seconds."""
+def sent_times(
+    database_url: str, prefix: str, by: Key = "change_id", at: Moment = "sent_at"
+) -> dict[str, float]:
+    """`by` (change id or user id, starting with `prefix-`) -> when the send went out (or
+    was decided, `at`), as Unix seconds; sent ones only."""
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(
-            f"SELECT {by}, extract(epoch FROM sent_at) FROM campaign_deliveries"
+            f"SELECT {by}, extract(epoch FROM {at}) FROM campaign_deliveries"
             f" WHERE status = 'sent' AND {by} LIKE %s",
             (prefix + "-%",),
         ).fetchall()

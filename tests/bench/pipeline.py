@@ -6,8 +6,9 @@ rate, each event a new user's first, so each makes a lifecycle change and an in-
 - delivered: the delivery's `sent_at` in the campaign's delivery log (stamped just before
   the statement that puts the message in the inbox; the commit follows within a few ms)
   minus the Track ack on the client. Both are wall clocks of this one machine.
-- on NATS (where the time goes): a core NATS subscriber's receipt of the change minus the
-  same Track ack; the rest of "delivered" is the campaign's share.
+- where the time goes, against the same Track ack: the change received by a core NATS
+  subscriber (ingest and projector), and the decision's `decided_at` (stamped as the
+  campaign starts deciding the batch: the wait in the change stream and the consumer).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from cohortflow.changes.v1 import changes_pb2
 from cohortflow.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from cohortflow.types.v1 import types_pb2
 
-from tests.bench.deliveries import wait_sent
+from tests.bench.deliveries import sent_times, wait_sent
 from tests.bench.report import Report, Row, percentile
 from tests.support.campaign import auth, campaign, define
 from tests.support.pipeline import Pipeline
@@ -36,10 +37,12 @@ PER_CALL = 20
 
 @dataclass
 class Timings:
-    """Per user (each tracked once): Track acked, change on NATS, message delivered."""
+    """Per user (each tracked once): Track acked, change on NATS, send decided, message
+    delivered."""
 
     acked: dict[str, float] = field(default_factory=dict)
     on_nats: dict[str, float] = field(default_factory=dict)
+    decided: dict[str, float] = field(default_factory=dict)
     delivered: dict[str, float] = field(default_factory=dict)
     sent_rate: float = 0.0
     # The machine's 1-minute load average at the end of the run (2 cores: above ~2,
@@ -128,6 +131,9 @@ async def measure(
         timings.delivered = await wait_sent(
             database_url, f"u{run}", len(timings.acked), 60, by="user_id"
         )
+        timings.decided = await asyncio.to_thread(
+            sent_times, database_url, f"u{run}", "user_id", "decided_at"
+        )
         return timings
     finally:
         await nc.close()
@@ -139,7 +145,8 @@ def run(report: Report, database_url: str, nats_url: str, workdir: Path, heavy: 
     rate, seconds = 1000, 60 if heavy else 20
     t = asyncio.run(measure(database_url, nats_url, workdir, rate, seconds))
     stages = (
-        ("change on NATS", t.on_nats, "changes", "ingest + projector share of the row below"),
+        ("change on NATS", t.on_nats, "changes", "ingest + projector share of the last row"),
+        ("send decided", t.decided, "decided", "+ the wait in the stream and the consumer"),
         (
             "in-app delivered",
             t.delivered,
