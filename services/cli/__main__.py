@@ -15,7 +15,10 @@ from services.cli.output import error
 
 def main() -> None:
     from services.cli.app import app
+    from services.common.logging import configure_logging
 
+    # Library and projector code log through structlog: only warnings, on stderr.
+    configure_logging(os.environ.get("LOG_LEVEL", "WARNING"), "console")
     try:
         app(prog_name="cohortflow")
     except CliError as failure:

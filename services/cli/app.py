@@ -19,6 +19,7 @@ from services.cli import (
     simulate_command,
 )
 from services.cli.demo_commands import demo
+from services.cli.determinism_command import determinism
 from services.cli.import_command import import_file
 from services.cli.rebuild_command import rebuild
 
@@ -72,3 +73,4 @@ app.command("demo")(demo)
 app.add_typer(segment_commands.app, name="segments")
 app.command("watch")(segment_commands.watch)
 app.command("rebuild")(rebuild)
+app.command("determinism")(determinism)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlsplit
 
 import typer
@@ -21,38 +21,54 @@ from rich.progress import MofNCompleteColumn, TextColumn, TimeRemainingColumn
 from services.cli import output
 from services.cli.client import CliError
 from services.common.config import DEFAULT_DATABASE_URL
+from services.projector.config import Policies
+
+if TYPE_CHECKING:
+    from services.projector.rebuild import Progress as RebuildProgress
 
 # Written by `make run` (services/devstack): the URL of the database it started.
 DEV_DATABASE_FILE = Path("var") / "database-url"
 
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option(
+        envvar="DATABASE_URL",
+        show_default=False,
+        help="The suite's database (default: the one `make run` started, var/database-url).",
+    ),
+]
+PoliciesOption = Annotated[
+    str,
+    typer.Option(
+        envvar="PROJECTOR_POLICIES",
+        help="The projector's lifecycle/RFM policies as JSON (use the live projector's).",
+    ),
+]
 
-def database_url_default() -> str:
-    path = DEV_DATABASE_FILE
-    if path.is_file() and path.read_text().strip():
-        return path.read_text().strip()
-    return DEFAULT_DATABASE_URL
+
+def dev_address(path: Path, default: str) -> str:
+    """What `make run` wrote to `path` (in ./var), else `default`."""
+    if path.is_file():
+        text = path.read_text().strip()
+        if text:
+            return text
+    return default
+
+
+def policies_of(text: str) -> Policies:
+    try:
+        return Policies(_json(text))
+    except ValueError as problem:
+        raise typer.BadParameter(str(problem), param_hint="--policies") from None
 
 
 def rebuild(
-    database_url: Annotated[
-        str | None,
-        typer.Option(
-            envvar="DATABASE_URL",
-            show_default=False,
-            help="The suite's database (default: the one `make run` started, var/database-url).",
-        ),
-    ] = None,
+    database_url: DatabaseOption = None,
     schema_name: Annotated[
         str | None,
         typer.Option("--schema", show_default=False, help="Schema to build into (new)."),
     ] = None,
-    policies: Annotated[
-        str,
-        typer.Option(
-            envvar="PROJECTOR_POLICIES",
-            help="The projector's lifecycle/RFM policies as JSON (use the live projector's).",
-        ),
-    ] = "",
+    policies: PoliciesOption = "",
     check: Annotated[
         bool, typer.Option("--check", help="Compare the rebuilt changes with the live ones.")
     ] = False,
@@ -64,35 +80,12 @@ def rebuild(
     """Rebuild lifecycle, RFM and segment read models from the full event history."""
     # Imported here: the rest of the CLI is a gRPC client and need not load the projector.
     from services.projector import rebuild as rebuilding
-    from services.projector.config import Policies
 
-    url = database_url or database_url_default()
+    url = database_url or dev_address(DEV_DATABASE_FILE, DEFAULT_DATABASE_URL)
     name = schema_name or f"rebuild_{int(time.time())}"
-    try:
-        loaded = Policies(_json(policies))
-    except ValueError as problem:
-        raise typer.BadParameter(str(problem), param_hint="--policies") from None
+    loaded = policies_of(policies)
     console = output.stdout()
-    with output.live_progress(
-        f"rebuilding into {name}",
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeRemainingColumn(),
-    ) as bar:
-        task = bar.add_task("rebuild", total=None, rate="")
-
-        def show(p: rebuilding.Progress) -> None:
-            bar.update(
-                task,
-                total=p.head,
-                completed=p.position,
-                rate=f"{p.events_per_second:,.0f} positions/s",
-            )
-
-        try:
-            done = rebuilding.rebuild(url, name, loaded, on_progress=show)
-        except Exception as error:  # the database is away or refuses: one line, not a trace
-            raise CliError(f"rebuild against {_safe(url)} failed: {error}") from None
+    done = rebuild_with_progress(url, name, loaded)
     console.print(
         f"rebuilt through position {done.position:,} into schema {name} in {done.seconds:,.1f} s"
         f" ({done.events_per_second:,.0f} positions/s)",
@@ -119,6 +112,34 @@ def rebuild(
         )
 
 
+def rebuild_with_progress(
+    url: str, name: str, policies: Policies, until: int | None = None
+) -> RebuildProgress:
+    """Fold the log (to `until`, default its head) into schema `name`, with a progress bar."""
+    from services.projector import rebuild as rebuilding
+
+    with output.live_progress(
+        f"rebuilding into {name}",
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+    ) as bar:
+        task = bar.add_task("rebuild", total=until, rate="")
+
+        def show(p: RebuildProgress) -> None:
+            bar.update(
+                task,
+                total=p.head,
+                completed=p.position,
+                rate=f"{p.events_per_second:,.0f} positions/s",
+            )
+
+        try:
+            return rebuilding.rebuild(url, name, policies, until=until, on_progress=show)
+        except Exception as error:  # the database is away or refuses: one line, not a trace
+            raise CliError(f"rebuild against {_safe(url)} failed: {error}") from None
+
+
 def _json(text: str) -> dict[str, object]:
     if not text.strip():
         return {}
@@ -127,7 +148,9 @@ def _json(text: str) -> dict[str, object]:
     except json.JSONDecodeError as problem:
         raise ValueError(f"not JSON ({problem})") from None
     if not isinstance(data, dict):
-        raise ValueError('expected a JSON object such as {"*": {"late_limit_days": 30}}')
+        raise ValueError(
+            'expected a JSON object such as {"*": {"lifecycle": {"late_limit_days": 30}}}'
+        )
     return data
 
 

@@ -140,8 +140,9 @@ class Stack:
             self.addresses[spec.name] = f"127.0.0.1:{port}"
             self.addresses[f"{spec.name} metrics"] = f"http://127.0.0.1:{metrics}/metrics"
         (self.var / "ports.json").write_text(json.dumps(ports, indent=2))
-        # For tools that work on the database itself (`cohortflow rebuild`).
+        # For tools that work on the database and stream themselves (rebuild, determinism).
         (self.var / "database-url").write_text(database_url + "\n")
+        (self.var / "nats-url").write_text(nats_url + "\n")
         self.addresses["database"] = database_url
         self.addresses["nats"] = nats_url
         self.addresses["api key"] = f"{key}  (app {DEV_APP_ID!r})"

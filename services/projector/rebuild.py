@@ -47,6 +47,8 @@ REBUILT_TABLES = [
     schema.SEGMENT_BUILD_PROGRESS_TABLE,
     schema.TRACKING_TABLE,
 ]
+# Subjects of the changes a rebuild would publish (it publishes none; its outbox keeps them).
+SUBJECT_PREFIX = "rebuild"
 # Held by a running projector for its lifetime: a swap needs it free.
 PROJECTOR_LOCK = 0x70726F6A6563  # "projec"
 _COMPARED = (
@@ -81,7 +83,11 @@ def create_schema(database_url: str, name: str) -> None:
         for statement in schema.STATEMENTS:
             conn.execute(statement)
     store = open_store(
-        database_url, ChangeSubjects("rebuild"), create_table=True, pool_size=1, schema_name=name
+        database_url,
+        ChangeSubjects(SUBJECT_PREFIX),
+        create_table=True,
+        pool_size=1,
+        schema_name=name,
     )
     store.datastore.close()
 
@@ -98,7 +104,7 @@ def rebuild(
     create_schema(database_url, name)
     use_schema(name)
     log = open_event_log(database_url, pool_size=2)
-    store = open_store(database_url, ChangeSubjects("rebuild"), pool_size=3, schema_name=name)
+    store = open_store(database_url, ChangeSubjects(SUBJECT_PREFIX), pool_size=3, schema_name=name)
     head = until if until is not None else log.head_position()
     follower = LogFollower(log, database_url, batch_size=2000, wait_s=0.2)
     stop = threading.Event()

@@ -22,6 +22,19 @@ class Suite:
     ingest: str
     projector: str
     workdir: Path
+    # The projector's NATS and change stream (for commands that read the stream).
+    nats_url: str = ""
+    stream: str = ""
+    subject_prefix: str = ""
+
+    def stream_env(self) -> dict[str, str]:
+        """What a command reading the database and the change stream needs."""
+        return {
+            "DATABASE_URL": self.database_url,
+            "NATS_URL": self.nats_url,
+            "CHANGES_STREAM": self.stream,
+            "CHANGES_SUBJECT_PREFIX": self.subject_prefix,
+        }
 
     def cli(self, *args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess:
         """Run `cohortflow ARGS` the way a person would, with the suite in its environment."""

@@ -46,7 +46,15 @@ def suite(
     try:
         ingest.wait_healthy(ingest_address)
         projector.wait_healthy(projector_address)
-        yield Suite(url, ingest_address, projector_address, tmp_path_factory.mktemp("cli-work"))
+        yield Suite(
+            url,
+            ingest_address,
+            projector_address,
+            tmp_path_factory.mktemp("cli-work"),
+            nats_server.url,
+            streams.stream,
+            streams.subject_prefix,
+        )
     finally:
         ingest.kill()
         projector.kill()
