@@ -26,6 +26,7 @@ from services.campaign.adapters.dispatcher import Dispatcher
 from services.campaign.adapters.housekeeping import Housekeeper
 from services.campaign.adapters.poison import PoisonLog
 from services.campaign.adapters.profiles import PostgresProfileReader
+from services.campaign.adapters.segment_members import PostgresSegmentMembers
 from services.campaign.adapters.store import CampaignStore, open_campaign_store
 from services.campaign.adapters.trigger_events import LogTriggerEvents
 from services.campaign.config import CampaignSettings
@@ -42,18 +43,6 @@ from services.eventlog.store import EventLog, open_event_log
 CAMPAIGN_SERVICE = campaigns_pb2.DESCRIPTOR.services_by_name["CampaignService"].full_name
 INBOX_SERVICE = inbox_pb2.DESCRIPTOR.services_by_name["InboxService"].full_name
 _log = structlog.get_logger("campaign")
-
-
-class SegmentsUnavailable(Exception):
-    pass
-
-
-class NoSegmentMembers:
-    """Until the projector serves segment members, broadcast runs wait (and are retried)."""
-
-    async def members(self, app_id: str, segment_id: str) -> list[str]:
-        msg = f"segment members of {app_id}/{segment_id} are not available yet"
-        raise SegmentsUnavailable(msg)
 
 
 @dataclass
@@ -173,7 +162,7 @@ async def start_campaign(
     scheduler = BroadcastScheduler(
         pool,
         catalog,
-        segment_members or NoSegmentMembers(),
+        segment_members or PostgresSegmentMembers(pool),
         decider,
         clock,
         misfire_s=settings.broadcast_misfire_s,

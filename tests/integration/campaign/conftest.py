@@ -74,12 +74,14 @@ async def start_app(
     started: list[CampaignApp] = []
 
     async def start(**overrides: Any) -> CampaignApp:
+        # segment_members=None: the service's own adapter (the projector's read model).
+        members = overrides.pop("segment_members", segments)
         app = await start_campaign(
             settings_for(database_url, nats_server.url, **overrides),
             KEYS,
             stream=stream,
             clock=clock,
-            segment_members=segments,
+            segment_members=members,
             background=False,
         )
         started.append(app)

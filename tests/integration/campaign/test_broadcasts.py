@@ -1,11 +1,14 @@
 """Broadcasts: a cron schedule read in a time zone, under the controllable clock, each run
-once; segment members come from our SegmentMembers port (a fake here)."""
+once; segment members come from the SegmentMembers port (a fake, and the real adapter)."""
 
 from __future__ import annotations
 
+import psycopg
+import pytest
 from cohortflow.campaigns.v1 import campaigns_pb2 as pb
 
 from services.campaign.bootstrap import CampaignApp
+from services.projector.schema import SEGMENT_MEMBERS_TABLE
 from tests.integration.campaign.helpers import create, deliveries
 from tests.support.campaign import FakeClock, FakeSegmentMembers, at_us, campaign
 
@@ -80,3 +83,23 @@ async def test_a_one_off_broadcast(
     clock.advance(86_400)
     assert await campaign_app.scheduler.tick() == 0
     assert len(deliveries(database_url)) == 2
+
+
+@pytest.mark.parametrize("campaign_app", [{"segment_members": None}], indirect=True)
+async def test_by_default_members_are_the_projectors_segment_members(
+    campaign_app: CampaignApp, campaigns, database_url, clock: FakeClock
+) -> None:
+    """Without an injected port, a run reads `segment_members` (the projector's read model)."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            f"INSERT INTO {SEGMENT_MEMBERS_TABLE} (app_id, segment_id, user_id, version, since_us)"
+            " VALUES ('shop', 'vip', 'u2', 1, 0), ('shop', 'vip', 'u1', 1, 0),"
+            " ('shop', 'other', 'u3', 1, 0), ('elsewhere', 'vip', 'u4', 1, 0)"
+        )
+    send_at = at_us("2026-06-02T09:00:00+00:00")
+    trigger = pb.Trigger(broadcast=pb.BroadcastTrigger(segment_id="vip"))
+    trigger.broadcast.send_time.FromMicroseconds(send_at)
+    await create(campaigns, campaign(name="vips", trigger=trigger))
+    clock.now = send_at
+    assert await campaign_app.scheduler.tick() == 1
+    assert sorted(r["user_id"] for r in deliveries(database_url)) == ["u1", "u2"]
