@@ -15,6 +15,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from services.devstack.embedded import free_port
 from tests.support.ingest import ACCEPTED, DUPLICATE, IngestClient, event
 from tests.support.processes import REPO
 
@@ -83,6 +84,11 @@ async def test_run_starts_embedded_servers_and_keeps_data(tmp_path: Path) -> Non
 
 def test_demo_starts_the_suite_runs_the_demo_once_and_stops_it_all(tmp_path: Path) -> None:
     var = tmp_path / "var"
+    var.mkdir()
+    # Ports of its own, not the defaults a `make run` on this machine may be using.
+    names = ("postgres", "nats", "ingest", "projector", "campaign")
+    names += tuple(f"{n}_metrics" for n in names[2:])
+    (var / "ports.json").write_text(json.dumps({n: free_port() for n in names}))
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "NATS_URL")}
     args = ["--once", "--users", "40", "--days", "30", "--speed", "0"]
     done = subprocess.run(
@@ -93,14 +99,14 @@ def test_demo_starts_the_suite_runs_the_demo_once_and_stops_it_all(tmp_path: Pat
         text=True,
         timeout=240,
     )
-    assert done.returncode == 0, done.stdout + done.stderr
+    log = var / "services.log"
+    assert done.returncode == 0, done.stdout + done.stderr + log.read_text()[-3000:]
     assert "segment cart-abandoners: created (version 1)" in done.stdout
     assert "cohortflow demo: settled" in done.stdout
     assert re.search(r"^lifecycle: .*\(total 40\)$", done.stdout, re.M), done.stdout
     assert done.stdout.rstrip().endswith("`make demo` again goes on from it.")
     # The services logged to a file of their own; every one of them stopped.
-    log = (var / "services.log").read_text()
-    assert log.count("stopped") >= 3, log[-2000:]
+    assert log.read_text().count("stopped") >= 3, log.read_text()[-2000:]
     ports = json.loads((var / "ports.json").read_text())
     for name in ("postgres", "nats", "ingest", "projector", "campaign"):
         with (
