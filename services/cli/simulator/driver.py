@@ -24,6 +24,9 @@ from services.cli.simulator.convert import event_pb, identify_pb
 from services.cli.simulator.model import US_PER_S, Emission, Kind, SimEvent
 
 ProgressCallback = Callable[[Summary], None]
+# Called as each TrackBatch is acknowledged: the event ids ingest accepted, and the
+# wall-clock time of the ack (benchmarks measure latency from it).
+AcceptedCallback = Callable[[list[str], float], None]
 
 
 class _Driver:
@@ -34,8 +37,10 @@ class _Driver:
         summary: Summary,
         group: asyncio.TaskGroup,
         on_progress: ProgressCallback,
+        on_accepted: AcceptedCallback | None = None,
     ) -> None:
         self.config, self.summary, self.group = config, summary, group
+        self.on_accepted = on_accepted
         self.conn = conn
         self.stub = ingest_pb2_grpc.IngestServiceStub(conn.channel)
         self.on_progress = on_progress
@@ -96,8 +101,12 @@ class _Driver:
 
     async def track(self, request: ingest_pb2.TrackBatchRequest) -> None:
         reply = await self.conn.unary(self.stub.TrackBatch, request, deadline_s=120, retries=6)
+        acked = time.time()
         for result in reply.results:
             self.summary.count(result)
+        if self.on_accepted is not None:
+            accepted = ingest_pb2.EventResult.STATUS_ACCEPTED
+            self.on_accepted([r.event_id for r in reply.results if r.status == accepted], acked)
 
     async def identify(self, request: ingest_pb2.IdentifyRequest) -> None:
         reply = await self.conn.unary(self.stub.Identify, request, deadline_s=60, retries=6)
@@ -127,6 +136,7 @@ async def run_simulation(
     on_progress: ProgressCallback | None = None,
     *,
     now: datetime | None = None,
+    on_accepted: AcceptedCallback | None = None,
 ) -> Summary:
     """Simulate `config.users` users over `config.days` through ingest at `ingest_address`.
 
@@ -140,7 +150,9 @@ async def run_simulation(
     target = Target(ingest=ingest_address, key=key)
     try:
         async with Connection(target, "ingest") as conn, asyncio.TaskGroup() as group:
-            driver = _Driver(config, conn, summary, group, on_progress or (lambda s: None))
+            driver = _Driver(
+                config, conn, summary, group, on_progress or (lambda s: None), on_accepted
+            )
             for emission in emissions:
                 await driver.send(emission)
             await driver.flush()
