@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from services.migrate import migrate
-from tests.bench import campaign, ingest, projector, segments
+from tests.bench import campaign, ingest, projector, replay, segments
 from tests.bench.report import Report
 from tests.support.infra import PostgresForTests
 
@@ -22,6 +22,7 @@ BENCHMARKS = {
     "projector": projector.run,
     "segments": segments.run,
     "campaign": campaign.run,
+    "replay": replay.run,
 }
 
 
