@@ -68,7 +68,11 @@ class HttpReceiver:
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
-                request = HttpRequest(self.path, dict(self.headers), self.rfile.read(length))
+                body = self.rfile.read(length)
+                if len(body) < length:  # the caller died mid-request: nothing arrived
+                    self.close_connection = True
+                    return
+                request = HttpRequest(self.path, dict(self.headers), body)
                 with receiver._lock:
                     receiver.requests.append(request)
                     failing = len(receiver.requests) <= receiver.fail_first

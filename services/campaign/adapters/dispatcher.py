@@ -3,9 +3,9 @@
 In-app: inbox row and "sent" commit together, so exactly once by construction.
 Providers (webhook, email, push, SMS): a batch of due sends is leased and
 committed, then the calls are made (each with the send id as its idempotency
-key), then the outcomes are recorded. A process that dies mid-call leaves its
-lease to expire; the send is then retried with the same key, so a receiver that
-honours the key sees it once. Retries back off exponentially with full jitter;
+key), each outcome recorded as it comes in. A process that dies mid-call leaves
+its lease to expire; the send is then retried with the same key, so a receiver
+that honours the key sees it once. Retries back off exponentially with full jitter;
 after `max_attempts` calls the send is dead-lettered (failed, "dead_letter").
 """
 
@@ -22,6 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 from services.campaign import metrics
 from services.campaign.adapters import deliveries as db
 from services.campaign.adapters.catalog import CampaignCatalog
+from services.campaign.adapters.outcomes import OutcomeLog
 from services.campaign.domain.clock import Clock
 from services.campaign.domain.ports import ChannelSender, Outgoing, SendResult
 
@@ -64,6 +65,7 @@ class Dispatcher:
         self._rng = rng or random.Random()
         self.wake = asyncio.Event()
         self._swept: set[str] = set()
+        self._outcomes = OutcomeLog(pool, clock)
 
     def channels(self) -> list[str]:
         return ["in_app", *self._senders]
@@ -96,10 +98,19 @@ class Dispatcher:
         async with self._pool.connection() as conn:
             claimed = await db.claim_due(conn, now, self._batch, self._lease_s)
         if claimed:
-            outcomes = await asyncio.gather(*(self._send(c) for c in claimed))
-            async with self._pool.connection() as conn:
-                await db.finish(conn, outcomes, self._clock.now_us())
+            results = await asyncio.gather(
+                *(self._dispatch(c) for c in claimed), return_exceptions=True
+            )
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result  # e.g. the database went away: the sends stay leased
         return in_app >= self._batch or len(claimed) >= self._batch
+
+    async def _dispatch(self, claimed: db.Claimed) -> None:
+        """Call the provider and record the outcome, holding a slot throughout: at most
+        `concurrency` calls are ever made and not yet recorded (see outcomes.py)."""
+        async with self._limit:
+            await self._outcomes.record(await self._send(claimed))
 
     async def _cancel_inactive(self) -> None:
         """Cancel what paused or archived campaigns still had pending (once each)."""
@@ -137,11 +148,10 @@ class Dispatcher:
             sender=content.get("sender", ""),
         )
         started = time.perf_counter()
-        async with self._limit:
-            try:
-                result = await sender.send(message)
-            except Exception as error:  # an adapter bug must not lose the send
-                result = SendResult(ok=False, retryable=True, error=repr(error))
+        try:
+            result = await sender.send(message)
+        except Exception as error:  # an adapter bug must not lose the send
+            result = SendResult(ok=False, retryable=True, error=repr(error))
         metrics.SEND_SECONDS.labels(channel).observe(time.perf_counter() - started)
         return self._outcome(claimed, result)
 

@@ -3,6 +3,8 @@ over SMTP (aiosmtpd), push (FCM HTTP v1 style) and SMS (Twilio style)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 from urllib.parse import parse_qs
@@ -184,3 +186,31 @@ async def test_email_push_and_sms_reach_their_providers_with_the_send_id(
     form = parse_qs(call.body.decode())
     assert form == {"To": ["+491701234567"], "From": ["+4930000"], "Body": ["Hello Eve"]}
     assert rows["sms"]["provider_id"] == "SM123"
+
+
+@pytest.mark.parametrize("campaign_app", [{"CAMPAIGN_DISPATCH_CONCURRENCY": 4}], indirect=True)
+async def test_a_crash_mid_round_repeats_at_most_the_calls_in_flight(
+    campaign_app: CampaignApp, campaigns, webhook: HttpReceiver, database_url, nats_server, stream
+) -> None:
+    """Each outcome is recorded before its slot takes another call: killed mid-round, the
+    service leaves unrecorded (to be repeated after the lease) only the calls in flight,
+    not every call of the round that already reached the provider."""
+    campaign_id = await create(campaigns, webhook_campaign(webhook.url))
+    users = [f"u{i}" for i in range(200)]
+    await deliver(
+        campaign_app,
+        nats_server.url,
+        stream,
+        *(membership("shop", user, "new_users") for user in users),
+    )
+    round_ = asyncio.create_task(campaign_app.dispatcher.step())
+    while len(webhook.requests) < 60 and not round_.done():  # noqa: ASYNC110 - a thread
+        await asyncio.sleep(0.001)
+    round_.cancel()  # the process dies here
+    with contextlib.suppress(asyncio.CancelledError):
+        await round_
+    status = {r["send_id"]: r["status"] for r in deliveries(database_url, campaign_id=campaign_id)}
+    reached = set(webhook.by_key)
+    assert len(reached) >= 60
+    unrecorded = [key for key in reached if status[key] != "sent"]
+    assert len(unrecorded) <= 4, f"{len(unrecorded)} calls that reached the provider unrecorded"
