@@ -22,15 +22,14 @@ from pathlib import Path
 
 import grpc
 import nats
-from cohortflow.campaigns.v1 import campaigns_pb2 as pb
 from cohortflow.changes.v1 import changes_pb2
 from cohortflow.ingest.v1 import ingest_pb2, ingest_pb2_grpc
-from cohortflow.types.v1 import types_pb2
 
 from tests.bench.deliveries import sent_times, wait_sent
 from tests.bench.report import Report, Row, percentile
 from tests.support.campaign import auth, campaign, define
 from tests.support.pipeline import Pipeline
+from tests.support.triggers import lifecycle_new_trigger
 
 PER_CALL = 20
 
@@ -113,9 +112,7 @@ async def measure(
             campaign(
                 name="welcome",
                 body="Welcome {{ user.first_name }}",
-                trigger=pb.Trigger(
-                    lifecycle=pb.LifecycleTrigger(to_states=[types_pb2.LIFECYCLE_STATE_NEW])
-                ),
+                trigger=await lifecycle_new_trigger(pipeline),
             ),
         )
         await nc.subscribe(f"{pipeline.streams.subject_prefix}.*.lifecycle", cb=on_change)

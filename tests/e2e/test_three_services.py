@@ -4,9 +4,10 @@ Driven only through public APIs: IngestService (Identify, TrackBatch), CampaignS
 InboxService, the change stream, and the receivers of the webhook and the email.
 
 1. A user's first event makes them `new` (a lifecycle change caused by the event; no clock
-   tick needed). Campaigns on that transition, one per channel, reach the inbox, a signed
-   webhook and an email, each exactly once per user, personalised from Identify's traits,
-   and the email only to those who consented.
+   tick needed) and enters them into a segment defined through SegmentService. Campaigns on
+   that transition (or on entering that segment), one per channel, reach the inbox, a
+   signed webhook and an email, each exactly once per user, personalised from Identify's
+   traits, and the email only to those who consented.
 2. The campaign process is killed with SIGKILL while users keep arriving, then started
    again: every triggering change gives exactly one in-app message and one webhook
    delivery, none lost, none doubled.
@@ -16,8 +17,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -25,14 +24,20 @@ import psycopg
 import pytest
 from cohortflow.campaigns.v1 import campaigns_pb2 as pb
 from cohortflow.campaigns.v1 import campaigns_pb2_grpc, inbox_pb2, inbox_pb2_grpc
-from cohortflow.changes.v1 import changes_pb2
 from cohortflow.types.v1 import types_pb2
 
 from tests.support.campaign import auth, campaign, define, sent_counts
-from tests.support.changes import Received, read_all
+from tests.support.changes import read_all
 from tests.support.infra import NatsForTests
 from tests.support.pipeline import Pipeline, Tracker, by_change, identify_then_track
 from tests.support.receivers import HttpReceiver, SmtpReceiver
+from tests.support.triggers import (
+    TriggerCase,
+    entered_segment,
+    is_new_user,
+    lifecycle_new_trigger,
+    segment_entered_trigger,
+)
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -42,62 +47,9 @@ WEBHOOK_SECRET = "whsec-shop"  # CAMPAIGN_WEBHOOK_SECRETS of tests.support.campa
 PROJECTOR = {"PROJECTOR_TICK_INTERVAL_S": "1"}
 
 
-@dataclass(frozen=True)
-class TriggerCase:
-    """How campaigns are triggered in a pipeline test, and which changes trigger them."""
-
-    make: Callable[[Pipeline], Awaitable[pb.Trigger]]
-    triggers: Callable[[Received], bool]
-
-
-async def lifecycle_new_trigger(pipeline: Pipeline) -> pb.Trigger:
-    return pb.Trigger(lifecycle=pb.LifecycleTrigger(to_states=[types_pb2.LIFECYCLE_STATE_NEW]))
-
-
-def is_new_user(received: Received) -> bool:
-    message = received.message
-    return (
-        isinstance(message, changes_pb2.LifecycleChanged)
-        and message.to_state == types_pb2.LIFECYCLE_STATE_NEW
-    )
-
-
-SEGMENT_ID = "opened-the-app"
-
-
-async def segment_entered_trigger(pipeline: Pipeline) -> pb.Trigger:
-    """SEGMENTS (issue 6): the segment-entered variant of the pipeline test goes here.
-
-    Once the projector serves segments: define, through its public segment API at
-    `pipeline.projector_address`, a segment `SEGMENT_ID` that every user of these tests
-    enters with their first event (e.g. "did App Opened at least once"), then return
-
-        pb.Trigger(segment=pb.SegmentTrigger(
-            segment_id=SEGMENT_ID, direction=pb.SegmentTrigger.DIRECTION_ENTERED))
-
-    and remove the skip mark of its case in TRIGGERS below. Tracking and every assertion
-    are shared with the lifecycle case. Segments are not faked here: until they exist,
-    the case is skipped.
-    """
-    raise NotImplementedError("the projector has no segments yet")
-
-
-def entered_segment(received: Received) -> bool:
-    message = received.message
-    return (
-        isinstance(message, changes_pb2.MembershipChanged)
-        and message.segment_id == SEGMENT_ID
-        and message.direction == changes_pb2.MembershipChanged.DIRECTION_ENTERED
-    )
-
-
 TRIGGERS = [
     pytest.param(TriggerCase(lifecycle_new_trigger, is_new_user), id="lifecycle-new"),
-    pytest.param(
-        TriggerCase(segment_entered_trigger, entered_segment),
-        id="segment-entered",
-        marks=pytest.mark.skip(reason="segments are not in the projector yet (issue 6)"),
-    ),
+    pytest.param(TriggerCase(segment_entered_trigger, entered_segment), id="segment-entered"),
 ]
 
 
@@ -150,8 +102,11 @@ async def test_first_events_reach_inbox_webhook_and_email_once_per_user(
         await identify_then_track(pipeline.ingest_address, PEOPLE)
 
         # The projector published one triggering change per user.
-        changes = await read_all(nats_server.url, pipeline.streams, expect=len(PEOPLE))
-        triggering = by_change(changes, case.triggers)
+        async def every_user_triggered() -> dict[str, str] | None:
+            chosen = by_change(await read_all(nats_server.url, pipeline.streams), case.triggers)
+            return chosen if len(chosen) == len(PEOPLE) else None
+
+        triggering = await eventually(every_user_triggered, "a triggering change per user")
         assert sorted(triggering.values()) == sorted(PEOPLE)
 
         # Wait until every decision is final (sent, or refused with its reason): from
@@ -236,7 +191,7 @@ async def test_campaign_killed_mid_stream_loses_and_doubles_nothing(
             "CAMPAIGN_LEASE_S": "2",
         },
     )
-    users = [f"user-{i}" for i in range(1500)]
+    users = [f"user-{i}" for i in range(1000)]
     tracker = Tracker(pipeline.ingest_address, users, per_call=10, every_s=0.05)
     producer: asyncio.Task[None] | None = None
     try:
