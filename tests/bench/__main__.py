@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from services.migrate import migrate
-from tests.bench import campaign, ingest, projector, replay, segments
+from tests.bench import campaign, ingest, projector, replay, segments, simulation
 from tests.bench.report import Report
 from tests.support.infra import PostgresForTests
 
@@ -23,6 +23,7 @@ BENCHMARKS = {
     "segments": segments.run,
     "campaign": campaign.run,
     "replay": replay.run,
+    "simulation": simulation.run,
 }
 
 

@@ -5,7 +5,10 @@
    from position 0 to the head. Baseline in the same run: a bare batched
    projector over the same log (same reads and decoding, a per-user counter as
    the only fold, one transaction per batch with its tracking position).
-2. Latency: ingest and projector as processes; TrackBatch calls at a steady
+2. Publishing: the changes that fold left in the outbox go to JetStream through the
+   projector's relay (in order, acks awaited, published rows deleted); baseline in the
+   same run: raw `publish_async` of the same messages onto another stream.
+3. Latency: ingest and projector as processes; TrackBatch calls at a steady
    2,000 events/s, each event a new user (so each makes a change); a NATS
    subscriber timestamps every change; latency = change received - Track acked.
 """
@@ -26,10 +29,17 @@ from cohortflow.changes.v1 import changes_pb2
 from cohortflow.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from eventsourcing.persistence import Tracking
 
-from services.common.jetstream import ChangeSubjects
+from services.common.jetstream import (
+    MSG_ID_HEADER,
+    TYPE_HEADER,
+    ChangeStreamSettings,
+    ChangeSubjects,
+    ensure_change_stream,
+)
 from services.devstack.embedded import free_port
 from services.eventlog.store import LOG_NAME, open_event_log
 from services.projector.adapters.follower import LogFollower
+from services.projector.adapters.relay import OutboxRelay, connect_jetstream
 from services.projector.adapters.store import open_store
 from services.projector.config import Policies
 from services.projector.runner import Projection
@@ -138,6 +148,64 @@ def throughput(report: Report, database_url: str, heavy: bool) -> None:
                 "vs baseline": (count / elapsed) / (count / bare),
                 "changes": changes,
             },
+        )
+    )
+
+
+async def _publish_rates(database_url: str, nats_url: str) -> tuple[int, float, float]:
+    """(changes, raw publish_async changes/s, outbox relay changes/s) of the outbox the
+    throughput run left, each onto a stream of its own."""
+    store = open_store(database_url, ChangeSubjects("bench.changes"), pool_size=2)
+    nc, js = await connect_jetstream(nats_url)
+    tag = uuid.uuid4().hex[:8]
+    raw = ChangeStreamSettings(CHANGES_STREAM=f"BENCH_RAW_{tag}", CHANGES_SUBJECT_PREFIX="raw")
+    relayed = ChangeStreamSettings(
+        CHANGES_STREAM=f"BENCH_RELAY_{tag}", CHANGES_SUBJECT_PREFIX="bench.changes"
+    )
+    try:
+        for settings in (raw, relayed):
+            await ensure_change_stream(js, settings)
+        rows = await asyncio.to_thread(store.outbox_batch, 10_000_000)
+        started = time.perf_counter()
+        for _id, subject, msg_id, msg_type, payload in rows:
+            await js.publish_async(
+                "raw." + subject.removeprefix("bench.changes."),
+                payload,
+                headers={MSG_ID_HEADER: msg_id, TYPE_HEADER: msg_type},
+            )
+        await js.publish_async_completed()
+        raw_s = time.perf_counter() - started
+        relay = OutboxRelay(store, js)
+        started = time.perf_counter()
+        while await relay.publish_once():
+            pass
+        relay_s = time.perf_counter() - started
+        for settings in (raw, relayed):
+            await js.delete_stream(settings.stream)
+        return len(rows), len(rows) / raw_s, relay.published / relay_s
+    finally:
+        await nc.close()
+        store.datastore.close()
+
+
+def publishing(report: Report, database_url: str, workdir: Path) -> None:
+    nats_server = NatsForTests(workdir)
+    try:
+        count, raw, relay = asyncio.run(_publish_rates(database_url, nats_server.url))
+    finally:
+        nats_server.close()
+    report.add(
+        Row(
+            NAME,
+            "baseline: raw JetStream publish_async of the same change messages",
+            {"changes": count, "changes/s": raw},
+        )
+    )
+    report.add(
+        Row(
+            NAME,
+            "outbox relay -> JetStream (read outbox, publish in order, await acks, delete)",
+            {"changes": count, "changes/s": relay, "vs baseline": relay / raw},
         )
     )
 
@@ -252,5 +320,6 @@ def latency(report: Report, database_url: str, workdir: Path, heavy: bool) -> No
 
 def run(report: Report, database_url: str, workdir: Path, heavy: bool = False) -> None:
     throughput(report, database_url, heavy)
+    publishing(report, database_url, workdir)
     with sibling_database(database_url, "lat") as fresh:
         latency(report, fresh, workdir, heavy)
