@@ -15,15 +15,20 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 import structlog
 from eventsourcing.persistence import IntegrityError
-from psycopg.types.json import Jsonb
+from psycopg import sql
 
 from services.eventlog.segments import Segment, segment_uuid
 from services.eventlog.store import EventLog
 from services.projector import schema
-from services.projector.adapters.history import compute_states
+from services.projector.adapters.history import (
+    WORK_MEM,
+    clock_query,
+    compute_states,
+    keyed_states_query,
+    tune,
+)
 from services.projector.adapters.store import ProjectorStore
 from services.projector.domain.segments import trackers as tr
 from services.projector.domain.segments.compile import compile_segment
@@ -102,11 +107,13 @@ class SegmentBuilder:
         committed_position: Callable[[], int],
         *,
         poll_s: float = 0.5,
+        work_mem: str = WORK_MEM,
     ) -> None:
         self._store = store
         self._log = log
         self._committed = committed_position
         self._poll_s = poll_s
+        self._work_mem = work_mem
 
     def run(self, stop: threading.Event) -> None:
         while not stop.wait(self._poll_s):
@@ -178,35 +185,27 @@ class SegmentBuilder:
                     (total * done // max(of, 1), app_id, segment_id, version),
                 )
 
-        with self._store.datastore.get_connection() as conn, conn.cursor() as cursor:
-            states = compute_states(_tuples(cursor), app_id, specs, position, progress)
         with self._store.datastore.transaction(commit=True) as curs:
+            tune(curs, self._work_mem)
             curs.execute(
                 f"DELETE FROM {schema.SEGMENT_BUILDS_TABLE}"
                 " WHERE app_id = %s AND segment_id = %s AND version = %s",
                 (app_id, segment_id, version),
             )
-            with curs.copy(
-                f"COPY {schema.SEGMENT_BUILDS_TABLE} (app_id, segment_id, version, user_id, states)"
-                " FROM STDIN"
-            ) as copy:
-                for user_id, user_states in states.items():
-                    copy.write_row(
-                        (app_id, segment_id, version, user_id, Jsonb(user_states, dumps=_dumps))
-                    )
+            users = _store_states(curs, app_id, segment_id, version, specs, position, progress)
             curs.execute(
                 f"UPDATE {schema.SEGMENT_BUILD_PROGRESS_TABLE} SET status = 'stored',"
                 " events_done = events_total, users = %s, finished_us = %s"
                 " WHERE app_id = %s AND segment_id = %s AND version = %s",
-                (len(states), _now_us(), app_id, segment_id, version),
+                (users, _now_us(), app_id, segment_id, version),
             )
-        self._append_built(app_id, segment_id, version, position, len(states))
+        self._append_built(app_id, segment_id, version, position, users)
         _log.info(
             "segment version built",
             app_id=app_id,
             segment_id=segment_id,
             version=version,
-            users=len(states),
+            users=users,
             events=total,
             seconds=round(time.perf_counter() - started, 3),
         )
@@ -228,5 +227,56 @@ class SegmentBuilder:
         raise RuntimeError(msg)
 
 
-def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
+def _store_states(
+    curs: Any,
+    app_id: str,
+    segment_id: str,
+    version: int,
+    specs: list[tr.TrackerSpec],
+    position: int,
+    progress: Callable[[int, int], None],
+) -> int:
+    """Writes compute_states' rows straight into segment_builds, server-side; the user count.
+
+    Each user's row is {tracker key: state} as compute_states gives it (one query per
+    tracker, a later tracker's state merged into the row of an earlier one), built in
+    SQL so no state travels through Python. Returns how many users have a row.
+    """
+    curs.execute(clock_query(position))
+    row = curs.fetchone()
+    now_us = int(row["now_us"]) if row else 0
+    table = sql.Identifier(schema.SEGMENT_BUILDS_TABLE)
+    inserted = 0
+    for index, spec in enumerate(specs):
+        merge = (
+            sql.SQL(
+                " ON CONFLICT (app_id, segment_id, version, user_id)"
+                " DO UPDATE SET states = {table}.states || EXCLUDED.states"
+            ).format(table=table)
+            if index
+            else sql.SQL("")
+        )
+        curs.execute(
+            sql.SQL(
+                "INSERT INTO {table} (app_id, segment_id, version, user_id, states)"
+                " SELECT {app}, {segment}, {version}, user_id, states FROM ({rows}) AS r{merge}"
+            ).format(
+                table=table,
+                app=sql.Literal(app_id),
+                segment=sql.Literal(segment_id),
+                version=sql.Literal(version),
+                rows=keyed_states_query(app_id, spec, position, now_us),
+                merge=merge,
+            )
+        )
+        inserted += curs.rowcount
+        progress(index + 1, len(specs))
+    if len(specs) <= 1:
+        return inserted
+    curs.execute(
+        f"SELECT count(*) AS n FROM {schema.SEGMENT_BUILDS_TABLE}"
+        " WHERE app_id = %s AND segment_id = %s AND version = %s",
+        (app_id, segment_id, version),
+    )
+    row = curs.fetchone()
+    return int(row["n"]) if row else 0

@@ -24,6 +24,20 @@ from services.projector.domain.segments.definition import Filter, TimeValue
 
 Query = tuple[sql.Composable, list[Any]]
 
+# Memory for the sorts and hashes of one set-based query (GROUP BY of millions of facts
+# by up to millions of users): with the server default (4MB) they spill to disk.
+WORK_MEM = "256MB"
+
+
+def tune(cursor: Any, work_mem: str = WORK_MEM) -> None:
+    """Settings for big set-based queries, for the current transaction only.
+
+    More memory for sorts and hashes, and no JIT (compiling cost more than it saved).
+    """
+    cursor.execute(
+        "SELECT set_config('work_mem', %s, true), set_config('jit', 'off', true)", (work_mem,)
+    )
+
 
 def _json_value(value: Any) -> str:
     return orjson.dumps(value.us if isinstance(value, TimeValue) else value).decode()
@@ -184,9 +198,19 @@ def tracker_query(app_id: str, spec: tr.TrackerSpec, through: int, now_us: int) 
     )
 
 
+def keyed_states_query(
+    app_id: str, spec: tr.TrackerSpec, through: int, now_us: int
+) -> sql.Composable:
+    """(user_id, {spec.key: state}) of every user with a state: a row of compute_states."""
+    return sql.SQL(
+        "SELECT user_id, jsonb_build_object({key}::text, state) AS states"
+        " FROM ({query}) AS q (user_id, state)"
+    ).format(key=sql.Literal(spec.key), query=tracker_query(app_id, spec, through, now_us))
+
+
 def clock_query(through: int) -> sql.Composable:
     return sql.SQL(
-        "SELECT coalesce(max(event_time_us), 0) FROM {table}"
+        "SELECT coalesce(max(event_time_us), 0) AS now_us FROM {table}"
         " WHERE app_id = '' AND name = {tick} AND position <= {through}"
     ).format(
         table=sql.Identifier(schema.FACTS_TABLE),

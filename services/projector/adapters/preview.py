@@ -39,6 +39,18 @@ from services.projector.domain.segments.definition import (
 EARTH_RADIUS_KM = 6371.0088  # the mean radius the haversine package uses
 
 
+def _holds(number: float, op: str, value: float) -> bool:
+    """`number op value`, as SQL compares two finite numbers."""
+    return {
+        "=": number == value,
+        "!=": number != value,
+        "<": number < value,
+        "<=": number <= value,
+        ">": number > value,
+        ">=": number >= value,
+    }.get(op, True)  # an unknown operator: assume it may hold (requires nothing)
+
+
 @dataclass
 class _Compiler:
     app_id: str
@@ -101,11 +113,14 @@ class _Compiler:
     def _rfm(self, node: Rfm) -> sql.Composable:
         return sql.SQL("u.rfm_group = ANY({})").format(sql.Literal(sorted(node.groups)))
 
-    def _events(self, node: Events) -> sql.Composable:
+    def _events_alias(self, node: Events) -> str:
         kind = tr.TOTAL if node.window_us is None else tr.WINDOW
-        alias = sql.Identifier(
-            self.tracker(tr.TrackerSpec(kind, node.name, node.where, node.window_us, node.property))
+        return self.tracker(
+            tr.TrackerSpec(kind, node.name, node.where, node.window_us, node.property)
         )
+
+    def _events(self, node: Events) -> sql.Composable:
+        alias = sql.Identifier(self._events_alias(node))
         op, value = sql.SQL(node.op), sql.Literal(node.value)
         if node.aggregate == "count":
             return sql.SQL("coalesce({a}.n, 0) {op} {v}").format(a=alias, op=op, v=value)
@@ -120,8 +135,11 @@ class _Compiler:
             a=alias, op=op, v=value
         )
 
+    def _recency_alias(self, node: Recency) -> str:
+        return self.tracker(tr.TrackerSpec(tr.LAST, node.name, node.where))
+
     def _recency(self, node: Recency) -> sql.Composable:
-        alias = sql.Identifier(self.tracker(tr.TrackerSpec(tr.LAST, node.name, node.where)))
+        alias = sql.Identifier(self._recency_alias(node))
         span = node.more_than_us if node.more_than_us is not None else node.less_than_us
         op = sql.SQL(">=" if node.more_than_us is not None else "<")
         return sql.SQL("({a}.last IS NOT NULL AND {now} - {a}.last {op} {span})").format(
@@ -145,10 +163,11 @@ class _Compiler:
             )
         return sql.SQL("({})").format(sql.SQL(" AND ").join(parts))
 
+    def _inaction_alias(self, node: Inaction) -> str:
+        return self.tracker(tr.TrackerSpec(tr.INACTION, node.did, node.where, other=node.not_did))
+
     def _inaction(self, node: Inaction) -> sql.Composable:
-        alias = sql.Identifier(
-            self.tracker(tr.TrackerSpec(tr.INACTION, node.did, node.where, other=node.not_did))
-        )
+        alias = sql.Identifier(self._inaction_alias(node))
         return sql.SQL(
             "({a}.did IS NOT NULL AND ({a}.ended IS NULL OR {a}.ended < {a}.did)"
             " AND {now} >= {a}.did + {within})"
@@ -159,6 +178,30 @@ class _Compiler:
             "EXISTS (SELECT 1 FROM {m} m WHERE m.app_id = u.app_id AND m.segment_id = {s}"
             " AND m.user_id = u.user_id)"
         ).format(m=sql.Identifier(schema.SEGMENT_MEMBERS_TABLE), s=sql.Literal(node.segment_id))
+
+    def required(self, node: Node) -> frozenset[str]:
+        """Aliases of trackers in which a user needs a row for `node` to hold.
+
+        Sound, not complete: a user without a row in one of them is never a member, so
+        the members can be found starting from that tracker's rows. Conditions a user
+        without facts can meet (count < 2, sum <= 0, none of ...) require nothing.
+        """
+        if isinstance(node, AllOf):
+            return frozenset().union(*(self.required(child) for child in node.children))
+        if isinstance(node, AnyOf):
+            each = [self.required(child) for child in node.children]
+            return frozenset.intersection(*each) if each else frozenset()
+        if isinstance(node, Events):
+            if node.aggregate in ("count", "sum") and (
+                not math.isfinite(node.value) or _holds(0.0, node.op, node.value)
+            ):
+                return frozenset()  # no row reads as 0, which may meet the condition
+            return frozenset({self._events_alias(node)})
+        if isinstance(node, Recency):
+            return frozenset({self._recency_alias(node)})
+        if isinstance(node, Inaction):
+            return frozenset({self._inaction_alias(node)})
+        return frozenset()  # profile conditions, segment references, none of ...
 
     def cte(self, alias: str, spec: tr.TrackerSpec) -> sql.Composable:
         facts = sql.Identifier(schema.FACTS_TABLE)
@@ -210,17 +253,30 @@ def members_query(app_id: str, definition: Definition, through: int, now_us: int
     """SELECT user_id of every member as of log position `through` and clock `now_us`."""
     compiler = _Compiler(app_id, through, now_us)
     condition = compiler.node(definition.root)
+    aliases = [alias for alias, _spec in compiler.trackers.values()]
+    required = compiler.required(definition.root)
+    # Where every member needs a row of some tracker, start from that tracker's users and
+    # look their profiles up by key, instead of reading every profile of the app.
+    driver = next((alias for alias in aliases if alias in required), None)
+    profiles = sql.SQL("{} u").format(sql.Identifier(schema.PROFILES_TABLE))
+    if driver is None:
+        source = profiles
+    else:
+        source = sql.SQL("{d} JOIN {p} ON u.app_id = {app} AND u.user_id = {d}.user_id").format(
+            d=sql.Identifier(driver), p=profiles, app=sql.Literal(app_id)
+        )
     joins = [
         sql.SQL(" LEFT JOIN {a} ON {a}.user_id = u.user_id").format(a=sql.Identifier(alias))
-        for alias, _spec in compiler.trackers.values()
+        for alias in aliases
+        if alias != driver
     ]
     ctes = [compiler.cte(alias, spec) for alias, spec in compiler.trackers.values()]
     with_clause = sql.SQL("WITH {} ").format(sql.SQL(", ").join(ctes)) if ctes else sql.SQL("")
     return sql.SQL(
-        "{with_}SELECT u.user_id FROM {profiles} u{joins} WHERE u.app_id = {app} AND ({cond})"
+        "{with_}SELECT u.user_id FROM {source}{joins} WHERE u.app_id = {app} AND ({cond})"
     ).format(
         with_=with_clause,
-        profiles=sql.Identifier(schema.PROFILES_TABLE),
+        source=source,
         joins=sql.SQL("").join(joins),
         app=sql.Literal(app_id),
         cond=condition,

@@ -6,6 +6,7 @@ from typing import Any
 
 from services.eventlog.store import LOG_NAME
 from services.projector import schema
+from services.projector.adapters.history import WORK_MEM, tune
 from services.projector.adapters.preview import preview_query
 from services.projector.adapters.store import ProjectorStore
 from services.projector.domain.segments.definition import Definition
@@ -123,8 +124,9 @@ class SegmentQueries:
 class HistoryQueries:
     """Previews and time travel: set-based over the facts and the change timeline."""
 
-    def __init__(self, store: ProjectorStore) -> None:
+    def __init__(self, store: ProjectorStore, work_mem: str = WORK_MEM) -> None:
         self._store = store
+        self._work_mem = work_mem
 
     def preview(
         self, app_id: str, segment_id: str, definition: Definition, sample: int
@@ -132,6 +134,7 @@ class HistoryQueries:
         with self._store.datastore.transaction(commit=False) as curs:
             # One snapshot: the facts, the clock and the live members agree.
             curs.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            tune(curs, self._work_mem)
             curs.execute(
                 f"SELECT notification_id FROM {schema.TRACKING_TABLE} WHERE application_name = %s",
                 (LOG_NAME,),
