@@ -709,11 +709,16 @@ class Engine:
         """Re-evaluate some active segments for a user (and whatever depends on them) at
         `at`; changes are dated `effective_us` (default `at`)."""
         segments = self.segments[user.app_id]
-        todo = set(candidates)
+        rank = segments.rank
+        # In dependency order (segments after those they refer to), each once; a segment
+        # whose membership changed brings in those that refer to it.
+        todo = sorted((s for s in candidates if s in rank), key=rank.__getitem__)
+        queued = set(todo)
         due = user.segment_due
-        for segment_id in segments.order:
-            if segment_id not in todo:
-                continue
+        index = 0
+        while index < len(todo):
+            segment_id = todo[index]
+            index += 1
             compiled = segments.active[segment_id]
             inside = compiled.member(user, at)
             if inside != (segment_id in user.memberships):
@@ -728,7 +733,15 @@ class Engine:
                     event,
                     deadline_us=deadline_us,
                 )
-                todo.update(segments.dependents.get(segment_id, ()))
+                here = rank[segment_id]
+                more = [
+                    d
+                    for d in segments.dependents.get(segment_id, ())
+                    if d not in queued and rank[d] > here
+                ]
+                if more:
+                    queued.update(more)
+                    todo[index:] = sorted([*todo[index:], *more], key=rank.__getitem__)
             if compiled.timed:
                 when = compiled.boundary(user, at)
                 if when is None:

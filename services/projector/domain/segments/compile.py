@@ -8,6 +8,7 @@ leaving, a recency or inaction deadline passing), or None.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,9 +54,9 @@ class Compiled:
     uses: set[str] = field(default_factory=set)
     references: frozenset[str] = frozenset()
 
-    @property
+    @functools.cached_property
     def timed(self) -> bool:
-        """Whether membership can change by time alone."""
+        """Whether membership can change by time alone (asked once compiled)."""
         return bool(self.trackers) or USES_FIRST_SEEN in self.uses
 
 

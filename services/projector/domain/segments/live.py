@@ -62,6 +62,7 @@ class AppSegments:
     pending: dict[str, Pending] = field(default_factory=dict)
     # Derived, rebuilt by reindex():
     order: list[str] = field(default_factory=list)
+    rank: dict[str, int] = field(default_factory=dict)  # segment -> index in order
     specs: dict[str, tr.TrackerSpec] = field(default_factory=dict)
     by_name: dict[str, list[tr.TrackerSpec]] = field(default_factory=dict)
     by_tracker: dict[str, set[str]] = field(default_factory=dict)
@@ -88,6 +89,7 @@ class AppSegments:
             for ref in compiled.references:
                 self.dependents.setdefault(ref, set()).add(segment_id)
         self.order = _topological(self.active)
+        self.rank = {segment_id: index for index, segment_id in enumerate(self.order)}
         self.timed = [s for s in self.order if self.active[s].timed]
 
     def live_keys(self) -> set[str]:

@@ -38,6 +38,11 @@ class TrackerSpec:
             (self.kind, self.name, filters, str(self.window_us or 0), self.prop, self.other)
         )
 
+    @functools.cached_property
+    def matches(self) -> Callable[[Mapping, Mapping, Mapping], bool]:
+        """Whether an event's (properties, time properties, context) pass the filters."""
+        return matcher(self.where)
+
     @property
     def names(self) -> tuple[str, ...]:
         return (self.name, self.other) if self.kind == INACTION else (self.name,)
@@ -133,12 +138,12 @@ def observe(
     if kind == INACTION:
         state = state or [None, None]
         slot = 0 if name == spec.name else 1
-        if slot == 0 and not matcher(spec.where)(props, times, ctx):
+        if slot == 0 and not spec.matches(props, times, ctx):
             return state if state != [None, None] else None
         if state[slot] is None or at > state[slot]:
             state[slot] = at
         return state
-    if not matcher(spec.where)(props, times, ctx):
+    if not spec.matches(props, times, ctx):
         return state
     if kind == LAST:
         if state is None or at > state[0]:
