@@ -43,6 +43,7 @@ from services.common.jetstream import ChangeSubjects
 from services.eventlog.store import LOG_NAME, open_event_log
 from services.projector import schema
 from services.projector.adapters.builds import SegmentBuilder
+from services.projector.adapters.history import tune
 from services.projector.adapters.preview import members_query
 from services.projector.adapters.store import open_store
 from services.projector.domain.engine import TICK_FACT
@@ -318,6 +319,13 @@ def _fetch(connection: Any, query: Any) -> list[Any]:
     return list(connection.execute(query).fetchall())
 
 
+def _preview(conn: psycopg.Connection, query: Any) -> list[Any]:
+    """Every member, as a preview runs its query: in one transaction, tuned by `tune`."""
+    with conn.transaction(), conn.cursor() as cursor:
+        tune(cursor)
+        return list(cursor.execute(query).fetchall())
+
+
 def _read_events(conn: psycopg.Connection, case: Case, through: int) -> int:
     """Facts of the names a definition reads (what its queries scan, windows aside)."""
     names = sorted(set(_names(case.definition)))
@@ -389,11 +397,11 @@ def run_sized(report: Report, url: str, workdir: Path, events: int, users: int) 
     slowest = {"pg": float("inf"), "rebuild": float("inf")}
     worst_ratio = {"pg": 0.0, "rebuild": 0.0}
     try:
-        with psycopg.connect(url) as conn:
+        with psycopg.connect(url, autocommit=True) as conn:
             for case in CASES:
                 definition = parse(case.definition)
                 query = members_query(APP, definition, head, NOW_US)
-                pg_s, rows = _median_timed(RUNS, _fetch, conn, query)
+                pg_s, rows = _median_timed(RUNS, _preview, conn, query)
                 pg_members = {r[0] for r in rows}
                 duck_sql = case.duckdb.format(through=head, now=NOW_US)
                 dd_s, dd_rows = _median_timed(RUNS, _fetch, db, duck_sql)

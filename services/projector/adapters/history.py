@@ -32,10 +32,16 @@ WORK_MEM = "256MB"
 def tune(cursor: Any, work_mem: str = WORK_MEM) -> None:
     """Settings for big set-based queries, for the current transaction only.
 
-    More memory for sorts and hashes, and no JIT (compiling cost more than it saved).
+    More memory for sorts and hashes; no JIT (compiling cost more than it saved); and
+    parallel scans and partial aggregates whenever the server allows workers (the
+    default costs keep the planner serial for aggregates over a few million facts; on
+    2 cores these settings made the bench previews about 18% faster).
     """
     cursor.execute(
-        "SELECT set_config('work_mem', %s, true), set_config('jit', 'off', true)", (work_mem,)
+        "SELECT set_config('work_mem', %s, true), set_config('jit', 'off', true),"
+        " set_config('parallel_setup_cost', '0', true),"
+        " set_config('parallel_tuple_cost', '0', true)",
+        (work_mem,),
     )
 
 

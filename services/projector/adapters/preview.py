@@ -246,7 +246,7 @@ class _Compiler:
                 facts=facts,
                 where=_where(self.app_id, [spec.name, spec.other], (), self.through),
             )
-        return sql.SQL("{} AS MATERIALIZED ({})").format(sql.Identifier(alias), body)
+        return sql.SQL("{} AS NOT MATERIALIZED ({})").format(sql.Identifier(alias), body)
 
 
 def members_query(app_id: str, definition: Definition, through: int, now_us: int) -> sql.Composable:
