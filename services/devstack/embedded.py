@@ -190,15 +190,28 @@ class EmbeddedNats:
     deploy/nats/nats-server.conf): NATS' default fsyncs every 2 minutes and loses acknowledged
     writes on a crash inside that window. `sync_always=False` keeps that default (the
     durability benchmark measures both). `http_port` turns on the monitoring endpoint.
+    With `cluster_port` and `routes` (the cluster ports of every member, loopback), the
+    server joins a JetStream cluster under `name`.
     """
 
     def __init__(
-        self, data_dir: Path, port: int = 0, *, sync_always: bool = True, http_port: int = 0
+        self,
+        data_dir: Path,
+        port: int = 0,
+        *,
+        sync_always: bool = True,
+        http_port: int = 0,
+        name: str = "cohortflow-dev",
+        cluster_port: int = 0,
+        routes: tuple[int, ...] = (),
     ) -> None:
         self.data_dir = data_dir.resolve()
         self.port = port
         self.sync_always = sync_always
         self.http_port = http_port
+        self.name = name
+        self.cluster_port = cluster_port
+        self.routes = routes
         self.process: subprocess.Popen | None = None
 
     @property
@@ -213,7 +226,7 @@ class EmbeddedNats:
         """The server's configuration file (written to `config_path` by `start`)."""
         lines = [
             f"listen: 127.0.0.1:{self.port}",
-            "server_name: cohortflow-dev",
+            f"server_name: {self.name}",
             f"jetstream {{\n  store_dir: {json.dumps(str(self.data_dir), ensure_ascii=False)}",
         ]
         if self.sync_always:
@@ -221,6 +234,15 @@ class EmbeddedNats:
         lines.append("}")
         if self.http_port:
             lines.append(f"http: 127.0.0.1:{self.http_port}")
+        if self.cluster_port:
+            routes = ", ".join(f'"nats://127.0.0.1:{port}"' for port in self.routes)
+            lines += [
+                "cluster {",
+                "  name: cohortflow",
+                f"  listen: 127.0.0.1:{self.cluster_port}",
+                f"  routes: [{routes}]",
+                "}",
+            ]
         return "\n".join(lines) + "\n"
 
     def start(self, timeout: float = 30.0) -> str:
