@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import socket
 import subprocess
 import sys
 import threading
@@ -99,3 +101,63 @@ def test_bad_arguments_print_usage() -> None:
     result = _probe("tcp", "127.0.0.1:1")
     assert result.returncode == 2
     assert "usage" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("grpc", "not an address"),
+        ("grpc", "127.0.0.1:99999"),
+        ("grpc", "127.0.0.1:0"),
+        ("grpc", "host\x01\x7f:50051"),
+        ("grpc", "a" * 100_000),
+        ("grpc", "".join(chr(c) for c in random.Random(7).sample(range(1, 0x2FF), 200))),
+        ("http", "file:///etc/passwd"),
+        ("http", "ftp://127.0.0.1/healthz"),
+        ("http", "http://[::1"),
+        ("http", "http://127.0.0.1:70000/healthz"),
+        ("http", "http://" + "a" * 100_000),
+    ],
+    ids=lambda a: repr(a)[:40],
+)
+def test_hostile_arguments_are_refused_with_a_reason(args: tuple[str, ...]) -> None:
+    result = _probe(*args)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith(("probe: ", "usage:"))
+
+
+@pytest.fixture
+def noise_server() -> Iterator[int]:
+    """A TCP server that answers every connection with random bytes and hangs up."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        rng = random.Random(3)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.sendall(bytes(rng.randrange(256) for _ in range(4096)))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join()
+    listener.close()
+
+
+def test_a_server_answering_random_bytes_is_unhealthy(noise_server: int) -> None:
+    for args in (
+        ("grpc", f"127.0.0.1:{noise_server}"),
+        ("http", f"http://127.0.0.1:{noise_server}/"),
+    ):
+        result = _probe(*args)
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.startswith("unhealthy: ")
+        assert "Traceback" not in result.stderr
