@@ -165,3 +165,22 @@ def test_stream_replicas_follow_the_nats_cluster_size() -> None:
     for container in k8s_containers():
         if container.service in ("projector", "campaign"):
             assert container.env()["CHANGES_REPLICAS"] == str(size)
+
+
+@pytest.mark.parametrize("service", k8s_kind("Service"), ids=lambda s: s["metadata"]["name"])
+def test_service_routes_to_ports_its_pods_declare(service: dict) -> None:
+    selector = service["spec"]["selector"].items()
+    pods = [
+        w
+        for w in k8s_kind("Deployment") + k8s_kind("StatefulSet")
+        if selector <= w["spec"]["template"]["metadata"]["labels"].items()
+    ]
+    assert pods, f"{service['metadata']['name']} selects no pods"
+    for workload in pods:
+        declared = {
+            p["name"]
+            for c in workload["spec"]["template"]["spec"]["containers"]
+            for p in c["ports"]
+        }
+        for port in service["spec"]["ports"]:
+            assert port["targetPort"] in declared, f"{port['targetPort']} not declared"
