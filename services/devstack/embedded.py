@@ -7,6 +7,7 @@ the caller's choosing (./var for `make run`, a temp dir for tests).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -183,34 +184,74 @@ def nats_server_binary() -> str:
 
 
 class EmbeddedNats:
-    """A NATS server with JetStream (file storage under `data_dir`) on 127.0.0.1:<port>."""
+    """A NATS server with JetStream (file storage under `data_dir`) on 127.0.0.1:<port>.
 
-    def __init__(self, data_dir: Path, port: int = 0) -> None:
+    JetStream fsyncs every write before acknowledging it (`sync_interval: always`, as in
+    deploy/nats/nats-server.conf): NATS' default fsyncs every 2 minutes and loses acknowledged
+    writes on a crash inside that window. `sync_always=False` keeps that default (the
+    durability benchmark measures both). `http_port` turns on the monitoring endpoint.
+    With `cluster_port` and `routes` (the cluster ports of every member, loopback), the
+    server joins a JetStream cluster under `name`.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int = 0,
+        *,
+        sync_always: bool = True,
+        http_port: int = 0,
+        name: str = "cohortflow-dev",
+        cluster_port: int = 0,
+        routes: tuple[int, ...] = (),
+    ) -> None:
         self.data_dir = data_dir.resolve()
         self.port = port
+        self.sync_always = sync_always
+        self.http_port = http_port
+        self.name = name
+        self.cluster_port = cluster_port
+        self.routes = routes
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
+    @property
+    def config_path(self) -> Path:
+        return self.data_dir / "nats-server.conf"
+
+    def config(self) -> str:
+        """The server's configuration file (written to `config_path` by `start`)."""
+        lines = [
+            f"listen: 127.0.0.1:{self.port}",
+            f"server_name: {self.name}",
+            f"jetstream {{\n  store_dir: {json.dumps(str(self.data_dir), ensure_ascii=False)}",
+        ]
+        if self.sync_always:
+            lines.append("  sync_interval: always")
+        lines.append("}")
+        if self.http_port:
+            lines.append(f"http: 127.0.0.1:{self.http_port}")
+        if self.cluster_port:
+            routes = ", ".join(f'"nats://127.0.0.1:{port}"' for port in self.routes)
+            lines += [
+                "cluster {",
+                "  name: cohortflow",
+                f"  listen: 127.0.0.1:{self.cluster_port}",
+                f"  routes: [{routes}]",
+                "}",
+            ]
+        return "\n".join(lines) + "\n"
+
     def start(self, timeout: float = 30.0) -> str:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port(self.port)
+        self.config_path.write_text(self.config())
         log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 - owned by the process
         self.process = subprocess.Popen(
-            [
-                nats_server_binary(),
-                "-a",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "-js",
-                "-sd",
-                str(self.data_dir),
-                "--server_name",
-                "cohortflow-dev",
-            ],
+            [nats_server_binary(), "-c", str(self.config_path)],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
