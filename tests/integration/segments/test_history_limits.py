@@ -164,6 +164,57 @@ async def test_a_100000_value_in_list_is_refused_and_nothing_is_stored(
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+def nested(depth: int) -> dict[str, Any]:
+    condition: dict[str, Any] = {"lifecycle": ["new"]}
+    for _ in range(depth):
+        condition = {"all": [condition]}
+    return condition
+
+
+async def test_every_limit_is_an_invalid_argument_naming_the_field(env: tuple) -> None:
+    _app, _log, stub, _position = env
+    long_where = [{"property": f"p{i}", "op": "=", "value": "v" * 900} for i in range(100)]
+    cases = [
+        (nested(13), "segment.condition" + ".all[0]" * 13, "conditions nest at most 12 deep"),
+        ({"any": [{"lifecycle": ["new"]}] * 200}, "segment.condition.any[199]", "at most 200"),
+        (
+            {"trait": {"key": "k" * 1_025, "op": "exists"}},
+            "segment.condition.trait.key",
+            "is 1025 characters long; at most 1024",
+        ),
+        (
+            {"trait": {"key": "plan", "op": "=", "value": "a\x00b"}},
+            "segment.condition.trait.value",
+            "must not contain NUL characters",
+        ),
+        (
+            {"events": {"name": "x", "where": long_where}},
+            "segment.condition",
+            "is more than 65536 bytes as JSON",
+        ),
+        (
+            {"geo": {"countries": ["DE"] * 1_001}},
+            "segment.condition.geo.countries",
+            "has 1001 items; at most 1000",
+        ),
+    ]
+    for condition, field, description in cases:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.CreateSegment(
+                segments_pb2.CreateSegmentRequest(segment_id="big", segment=draft(condition)),
+                metadata=auth("key-app"),
+            )
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        ((got_field, got_description),) = bad_request_of(caught.value)
+        assert got_field == field
+        assert description in got_description
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.GetSegment(
+            segments_pb2.GetSegmentRequest(segment_id="big"), metadata=auth("key-app")
+        )
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
 async def test_a_cancelled_preview_stops_its_query_in_postgresql(
     patient: tuple, database_url: str
 ) -> None:
