@@ -100,7 +100,9 @@ async def _watch_build(conn: Connection, segment_id: str, version: int, position
             )
             if build.status in ("live", "failed", "archived"):
                 if build.status == "failed":
-                    raise CliError(f"the build of {segment_id} v{build.version} failed")
+                    raise CliError(
+                        f"the build of {segment_id} v{build.version} failed: {build.error}"
+                    )
                 return
 
 
@@ -308,7 +310,7 @@ def get(
         b = s.build
         console.print(
             f"build of v{b.version}: {b.status}, {b.events_done:,}/{b.events_total:,} events,"
-            f" {b.events_per_second:,.0f} events/s",
+            f" {b.events_per_second:,.0f} events/s" + (f" ({b.error})" if b.error else ""),
             markup=False,
         )
     console.print(

@@ -15,21 +15,24 @@ they can be created one after the other. `cohortflow segments apply|preview|diff
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from services.cli import safe_yaml
 from services.projector.domain.segments.definition import (
+    LIMITS,
     SEGMENT_ID,
     DefinitionError,
     find_cycle,
     parse,
 )
+from services.projector.domain.segments.limits import label
 
 _FIELDS = frozenset({"segment_id", "display_name", "description", "condition"})
+MAX_SEGMENTS = 1_000
 
 
 class SegmentFileError(ValueError):
@@ -47,12 +50,16 @@ class SegmentSpec:
 
 
 def read_yaml(path: Path) -> Any:
-    """The parsed YAML of `path` (`-` reads stdin); SegmentFileError if unreadable."""
+    """The parsed YAML of `path` (`-` reads stdin); SegmentFileError if unreadable.
+
+    Read within the limits of `safe_yaml` (file size, nesting, nodes with aliases expanded).
+    """
     try:
-        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
-        return yaml.safe_load(text)
+        return safe_yaml.load(safe_yaml.read_text(path))
     except OSError as error:
         raise SegmentFileError(f"{path}: cannot read ({error.strerror})") from None
+    except safe_yaml.YamlFileError as error:
+        raise SegmentFileError(f"{path}: {error}") from None
     except yaml.YAMLError as error:
         raise SegmentFileError(f"{path}: not valid YAML ({error})") from None
 
@@ -60,9 +67,9 @@ def read_yaml(path: Path) -> Any:
 def _segment(item: Any, where: str) -> SegmentSpec:
     if not isinstance(item, dict):
         raise SegmentFileError(f"{where}: expected a mapping")
-    unknown = sorted(set(item) - _FIELDS)
+    unknown = [key for key in item if key not in _FIELDS]
     if unknown:
-        raise SegmentFileError(f"{where}.{unknown[0]}: unknown field")
+        raise SegmentFileError(f"{where}.{label(unknown[0])}: unknown field")
     segment_id = item.get("segment_id")
     if not isinstance(segment_id, str) or not SEGMENT_ID.fullmatch(segment_id):
         raise SegmentFileError(
@@ -72,7 +79,7 @@ def _segment(item: Any, where: str) -> SegmentSpec:
         if not isinstance(item.get(name) or "", str):
             raise SegmentFileError(f"{where}.{name}: must be text")
     try:
-        definition = parse(item.get("condition"), f"{where}.condition")
+        definition = parse(item.get("condition"), f"{where}.condition", limits=LIMITS)
     except DefinitionError as error:
         raise SegmentFileError(str(error)) from None
     return SegmentSpec(
@@ -91,6 +98,8 @@ def load_segments(path: Path) -> tuple[SegmentSpec, ...]:
         items = data["segments"]
         if not isinstance(items, list) or not items:
             raise SegmentFileError(f"{path}: expected a list under `segments:` (not empty)")
+        if len(items) > MAX_SEGMENTS:
+            raise SegmentFileError(f"{path}: segments: at most {MAX_SEGMENTS} in one file")
         places = [f"{path}: segments[{i}]" for i in range(len(items))]
     elif isinstance(data, dict) and "segment_id" in data:
         items, places = [data], [f"{path}: segment"]
@@ -109,16 +118,25 @@ def load_segments(path: Path) -> tuple[SegmentSpec, ...]:
         cycle = find_cycle(sid, graph)
         if cycle:
             raise SegmentFileError(f"{path}: segment references loop: {' -> '.join(cycle)}")
+    return _ordered(specs)
+
+
+def _ordered(specs: dict[str, SegmentSpec]) -> tuple[SegmentSpec, ...]:
+    """File order, except that a segment comes after those it references (no recursion:
+    a chain of references may be as long as the file)."""
     ordered: list[SegmentSpec] = []
-
-    def place(sid: str) -> None:
-        spec = specs.get(sid)
-        if spec is None or spec in ordered:
-            return  # defined elsewhere (the service checks), or placed already
-        for ref in sorted(spec.references):
-            place(ref)
-        ordered.append(spec)
-
-    for sid in specs:
-        place(sid)
+    placed: set[str] = set()
+    for first in specs:
+        stack = [(first, False)]
+        while stack:
+            sid, refs_placed = stack.pop()
+            spec = specs.get(sid)
+            if spec is None or sid in placed:
+                continue  # defined elsewhere (the service checks), or placed already
+            if refs_placed:
+                placed.add(sid)
+                ordered.append(spec)
+                continue
+            stack.append((sid, True))
+            stack.extend((ref, False) for ref in sorted(spec.references, reverse=True))
     return tuple(ordered)

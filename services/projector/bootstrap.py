@@ -150,13 +150,21 @@ async def start_projector(
     if settings.tick_interval_s > 0:
         ticker = Ticker(log, settings.tick_interval_s)
         threads.append(threading.Thread(target=ticker.run, args=(stop_threads,), name="ticker"))
-    builder = SegmentBuilder(store, log, lambda: projection.position)
+    builder = SegmentBuilder(
+        store,
+        log,
+        lambda: projection.position,
+        statement_timeout_s=settings.build_statement_timeout_s,
+    )
     threads.append(threading.Thread(target=builder.run, args=(stop_threads,), name="builder"))
     servicer = ProfileServicer(
         ProfileQueries(store), lambda: projection.position, read_wait_s=settings.read_wait_s
     )
     segments = SegmentServicer(
-        log, SegmentQueries(store), HistoryQueries(store), servicer.caught_up
+        log,
+        SegmentQueries(store),
+        HistoryQueries(store, timeout_s=settings.query_timeout_s),
+        servicer.caught_up,
     )
     served = await create_server(
         settings.listen,

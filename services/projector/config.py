@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.common.config import ServiceSettings
+from services.projector.adapters.query_guard import BUILD_STATEMENT_TIMEOUT_S, QUERY_TIMEOUT_S
 from services.projector.domain.policy import AppPolicy, LifecyclePolicy, RfmPolicy
 
 
@@ -87,6 +88,12 @@ class ProjectorSettings(ServiceSettings):
     # Longest a query waits for the projector to reach a requested min_position.
     read_wait_s: float = Field(10.0, alias="PROJECTOR_READ_WAIT_S", ge=0)
     db_pool_size: int = Field(6, alias="PROJECTOR_DB_POOL_SIZE", ge=2)
+    # Longest a preview or time-travel query runs (PostgreSQL statement_timeout).
+    query_timeout_s: float = Field(QUERY_TIMEOUT_S, alias="PROJECTOR_QUERY_TIMEOUT_S", gt=0)
+    # Longest one statement of a background segment build runs; past it the build fails.
+    build_statement_timeout_s: float = Field(
+        BUILD_STATEMENT_TIMEOUT_S, alias="PROJECTOR_BUILD_STATEMENT_TIMEOUT_S", gt=0
+    )
 
     def load_policies(self) -> Policies:
         """Raises ValueError naming what is wrong with the policy configuration."""

@@ -78,6 +78,14 @@ def unavailable(message: str) -> grpc.Status:
     return _status(code_pb2.UNAVAILABLE, message, "BACKEND_UNAVAILABLE")
 
 
+def resource_exhausted(message: str, reason: str = "RESOURCE_EXHAUSTED") -> grpc.Status:
+    return _status(code_pb2.RESOURCE_EXHAUSTED, message, reason)
+
+
+def deadline_exceeded(message: str) -> grpc.Status:
+    return _status(code_pb2.DEADLINE_EXCEEDED, message, "DEADLINE_EXCEEDED")
+
+
 async def abort(context: grpc.aio.ServicerContext, status: grpc.Status) -> NoReturn:
     await context.abort_with_status(status)
     raise AssertionError("unreachable: abort_with_status raises")

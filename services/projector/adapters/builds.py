@@ -22,81 +22,25 @@ from psycopg import sql
 from services.eventlog.segments import Segment, segment_uuid
 from services.eventlog.store import EventLog
 from services.projector import schema
-from services.projector.adapters.history import (
-    WORK_MEM,
-    clock_query,
-    compute_states,
-    keyed_states_query,
-    tune,
+from services.projector.adapters.history import WORK_MEM, clock_query, keyed_states_query, tune
+from services.projector.adapters.query_guard import (
+    BUILD_STATEMENT_TIMEOUT_S,
+    QueryTimeout,
+    QueryTooExpensive,
+    guarded,
 )
 from services.projector.adapters.store import ProjectorStore
+from services.projector.adapters.stored_builds import StoredBuilds
 from services.projector.domain.segments import trackers as tr
 from services.projector.domain.segments.compile import compile_segment
 from services.projector.domain.segments.definition import parse
 
+__all__ = ["SegmentBuilder", "StoredBuilds"]
 _log = structlog.get_logger("projector.builds")
 
 
 def _now_us() -> int:
     return time.time_ns() // 1000
-
-
-class StoredBuilds:
-    """The engine's BuildSource: stored build rows, or (replays) computed on the spot."""
-
-    def __init__(self, store: ProjectorStore) -> None:
-        self._store = store
-
-    def load(
-        self,
-        app_id: str,
-        segment_id: str,
-        version: int,
-        through_position: int,
-        specs: list[tr.TrackerSpec],
-    ) -> dict[str, dict[str, Any]]:
-        keys = {spec.key for spec in specs}
-        with self._store.datastore.transaction(commit=False) as curs:
-            curs.execute(
-                f"SELECT status FROM {schema.SEGMENT_BUILD_PROGRESS_TABLE}"
-                " WHERE app_id = %s AND segment_id = %s AND version = %s",
-                (app_id, segment_id, version),
-            )
-            row = curs.fetchone()
-            if row is not None and row["status"] == "stored":
-                curs.execute(
-                    f"SELECT user_id, states FROM {schema.SEGMENT_BUILDS_TABLE}"
-                    " WHERE app_id = %s AND segment_id = %s AND version = %s",
-                    (app_id, segment_id, version),
-                )
-                return {
-                    r["user_id"]: {k: v for k, v in r["states"].items() if k in keys}
-                    for r in curs.fetchall()
-                }
-        # Not stored (a rebuild replays the log into fresh tables): compute it now.
-        with self._store.datastore.get_connection() as conn, conn.cursor() as cursor:
-            return compute_states(_tuples(cursor), app_id, specs, through_position)
-
-
-class _TupleCursor:
-    """Adapts a dict-row cursor to the tuple rows compute_states reads."""
-
-    def __init__(self, cursor: Any) -> None:
-        self._cursor = cursor
-
-    def execute(self, query: Any) -> None:
-        self._cursor.execute(query)
-
-    def fetchone(self) -> tuple[Any, ...]:
-        row = self._cursor.fetchone()
-        return tuple(row.values())
-
-    def fetchall(self) -> list[tuple[Any, ...]]:
-        return [tuple(row.values()) for row in self._cursor.fetchall()]
-
-
-def _tuples(cursor: Any) -> _TupleCursor:
-    return _TupleCursor(cursor)
 
 
 class SegmentBuilder:
@@ -108,12 +52,14 @@ class SegmentBuilder:
         *,
         poll_s: float = 0.5,
         work_mem: str = WORK_MEM,
+        statement_timeout_s: float = BUILD_STATEMENT_TIMEOUT_S,
     ) -> None:
         self._store = store
         self._log = log
         self._committed = committed_position
         self._poll_s = poll_s
         self._work_mem = work_mem
+        self._timeout_s = statement_timeout_s
 
     def run(self, stop: threading.Event) -> None:
         while not stop.wait(self._poll_s):
@@ -155,11 +101,62 @@ class SegmentBuilder:
     def build(
         self, app_id: str, segment_id: str, version: int, position: int, definition: dict
     ) -> None:
+        """Build one version; one that is beyond the limits is marked failed, not retried.
+
+        A statement past PROJECTOR_BUILD_STATEMENT_TIMEOUT_S, or one PostgreSQL refuses for
+        its resources, fails the build for good (its reason in the build progress): the
+        same definition over the same history would fail again. Any other error (the
+        database away) is raised, and the next round tries again.
+        """
+        try:
+            self._build(app_id, segment_id, version, position, definition)
+        except QueryTimeout as error:
+            self._failed(
+                app_id,
+                segment_id,
+                version,
+                position,
+                f"a query of the build ran longer than {error.timeout_s:g} s"
+                " (PROJECTOR_BUILD_STATEMENT_TIMEOUT_S); make the definition cheaper"
+                " (fewer or narrower event conditions, shorter windows) and update it",
+            )
+        except QueryTooExpensive as error:
+            self._failed(
+                app_id, segment_id, version, position, f"PostgreSQL refused the build: {error}"
+            )
+
+    def _failed(
+        self, app_id: str, segment_id: str, version: int, position: int, reason: str
+    ) -> None:
+        now = _now_us()
+        with self._store.cursor() as curs:
+            curs.execute(
+                f"INSERT INTO {schema.SEGMENT_BUILD_PROGRESS_TABLE} (app_id, segment_id, version,"
+                " status, through_position, started_us, finished_us, error)"
+                " VALUES (%s, %s, %s, 'failed', %s, %s, %s, %s)"
+                " ON CONFLICT (app_id, segment_id, version) DO UPDATE SET status = 'failed',"
+                " finished_us = EXCLUDED.finished_us, error = EXCLUDED.error",
+                (app_id, segment_id, version, position, now, now, reason),
+            )
+        _log.warning(
+            "segment build failed",
+            app_id=app_id,
+            segment_id=segment_id,
+            version=version,
+            reason=reason,
+        )
+
+    def _build(
+        self, app_id: str, segment_id: str, version: int, position: int, definition: dict
+    ) -> None:
         started = time.perf_counter()
         compiled = compile_segment(segment_id, version, parse(definition))
         specs = [compiled.trackers[k] for k in sorted(compiled.trackers)]
         names = sorted({name for spec in specs for name in spec.names})
-        with self._store.datastore.transaction(commit=True) as curs:
+        with (
+            self._store.datastore.transaction(commit=True) as curs,
+            guarded(curs, self._timeout_s),
+        ):
             curs.execute(
                 f"SELECT count(*) AS n FROM {schema.FACTS_TABLE}"
                 " WHERE app_id = %s AND name = ANY(%s) AND position <= %s",
@@ -185,7 +182,10 @@ class SegmentBuilder:
                     (total * done // max(of, 1), app_id, segment_id, version),
                 )
 
-        with self._store.datastore.transaction(commit=True) as curs:
+        with (
+            self._store.datastore.transaction(commit=True) as curs,
+            guarded(curs, self._timeout_s),
+        ):
             tune(curs, self._work_mem)
             curs.execute(
                 f"DELETE FROM {schema.SEGMENT_BUILDS_TABLE}"

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from services.eventlog.store import LOG_NAME
 from services.projector import schema
 from services.projector.adapters.history import WORK_MEM, tune
 from services.projector.adapters.preview import preview_query
+from services.projector.adapters.query_guard import QUERY_TIMEOUT_S, QueryHandle, guarded
 from services.projector.adapters.store import ProjectorStore
 from services.projector.domain.segments.definition import Definition
 
@@ -122,19 +125,50 @@ class SegmentQueries:
 
 
 class HistoryQueries:
-    """Previews and time travel: set-based over the facts and the change timeline."""
+    """Previews and time travel: set-based over the facts and the change timeline.
 
-    def __init__(self, store: ProjectorStore, work_mem: str = WORK_MEM) -> None:
+    Every query runs in a read-only transaction within `query_guard`'s limits: at most
+    `timeout_s` (or the `timeout_s` a call passes, e.g. what is left of its deadline), and
+    cancellable through the `handle` a call passes.
+    """
+
+    def __init__(
+        self, store: ProjectorStore, work_mem: str = WORK_MEM, timeout_s: float = QUERY_TIMEOUT_S
+    ) -> None:
         self._store = store
         self._work_mem = work_mem
+        self.timeout_s = timeout_s
+
+    @contextlib.contextmanager
+    def _reading(
+        self,
+        timeout_s: float | None,
+        handle: QueryHandle | None,
+        *,
+        snapshot: bool = False,
+        tuned: bool = False,
+    ) -> Iterator[Any]:
+        limit = self.timeout_s if timeout_s is None else min(timeout_s, self.timeout_s)
+        with self._store.datastore.transaction(commit=False) as curs:
+            if snapshot:
+                curs.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            if tuned:
+                tune(curs, self._work_mem)
+            with guarded(curs, limit, handle):
+                yield curs
 
     def preview(
-        self, app_id: str, segment_id: str, definition: Definition, sample: int
+        self,
+        app_id: str,
+        segment_id: str,
+        definition: Definition,
+        sample: int,
+        *,
+        timeout_s: float | None = None,
+        handle: QueryHandle | None = None,
     ) -> dict[str, Any]:
-        with self._store.datastore.transaction(commit=False) as curs:
-            # One snapshot: the facts, the clock and the live members agree.
-            curs.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            tune(curs, self._work_mem)
+        # One snapshot: the facts, the clock and the live members agree.
+        with self._reading(timeout_s, handle, snapshot=True, tuned=True) as curs:
             curs.execute(
                 f"SELECT notification_id FROM {schema.TRACKING_TABLE} WHERE application_name = %s",
                 (LOG_NAME,),
@@ -149,7 +183,15 @@ class HistoryQueries:
         return {**result, "position": position, "now_us": now_us}
 
     def members_as_of(
-        self, app_id: str, segment_id: str, as_of_us: int, after: str, limit: int
+        self,
+        app_id: str,
+        segment_id: str,
+        as_of_us: int,
+        after: str,
+        limit: int,
+        *,
+        timeout_s: float | None = None,
+        handle: QueryHandle | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
         latest = (
             f"SELECT DISTINCT ON (user_id) user_id, to_value, effective_us"
@@ -157,7 +199,7 @@ class HistoryQueries:
             " WHERE app_id = %s AND kind = 'membership' AND details->>'segment_id' = %s"
             " AND effective_us <= %s ORDER BY user_id, effective_us DESC, sequence DESC"
         )
-        with self._store.cursor() as curs:
+        with self._reading(timeout_s, handle) as curs:
             curs.execute(
                 f"SELECT user_id, effective_us AS since_us FROM ({latest}) l"
                 " WHERE to_value = 'entered' AND user_id > %s ORDER BY user_id LIMIT %s",
@@ -172,9 +214,16 @@ class HistoryQueries:
         return rows, int(total["n"]) if total else 0
 
     def membership_as_of(
-        self, app_id: str, segment_id: str, user_id: str, as_of_us: int
+        self,
+        app_id: str,
+        segment_id: str,
+        user_id: str,
+        as_of_us: int,
+        *,
+        timeout_s: float | None = None,
+        handle: QueryHandle | None = None,
     ) -> dict[str, Any] | None:
-        with self._store.cursor() as curs:
+        with self._reading(timeout_s, handle) as curs:
             curs.execute(
                 f"SELECT to_value, effective_us, details FROM {schema.CHANGES_TABLE}"
                 " WHERE app_id = %s AND user_id = %s AND kind = 'membership'"
@@ -188,9 +237,17 @@ class HistoryQueries:
         return {"since_us": row["effective_us"], "version": row["details"]["segment_version"]}
 
     def membership_history(
-        self, app_id: str, user_id: str, segment_id: str, after_sequence: int, limit: int
+        self,
+        app_id: str,
+        user_id: str,
+        segment_id: str,
+        after_sequence: int,
+        limit: int,
+        *,
+        timeout_s: float | None = None,
+        handle: QueryHandle | None = None,
     ) -> list[dict[str, Any]]:
-        with self._store.cursor() as curs:
+        with self._reading(timeout_s, handle) as curs:
             curs.execute(
                 f"SELECT * FROM {schema.CHANGES_TABLE}"
                 " WHERE app_id = %s AND user_id = %s AND kind = 'membership' AND sequence > %s"

@@ -28,11 +28,13 @@ from services.eventlog.store import EventLog
 from services.projector.adapters.encode import CAUSES, DIRECTIONS
 from services.projector.adapters.segment_queries import HistoryQueries, SegmentQueries
 from services.projector.domain.segments.definition import (
+    LIMITS,
     SEGMENT_ID,
     DefinitionError,
     find_cycle,
     parse,
 )
+from services.projector.grpc.history_calls import run_query
 from services.projector.grpc.segment_convert import (
     condition_from_dict,
     condition_to_dict,
@@ -95,6 +97,7 @@ def build_progress(
         end = build["finished_us"] or now
         seconds = max((end - build["started_us"]) / 1e6, 1e-6)
         progress.events_per_second = build["events_done"] / seconds
+        progress.error = build.get("error") or ""
         if build["finished_us"]:
             progress.finish_time.FromMicroseconds(build["finished_us"])
         elif progress.events_per_second > 0:
@@ -167,7 +170,7 @@ class SegmentServicer(segments_pb2_grpc.SegmentServiceServicer):
             )
         data = condition_to_dict(segment.condition)
         try:
-            definition = parse(data, "segment.condition")
+            definition = parse(data, "segment.condition", limits=LIMITS)
         except DefinitionError as error:
             problems.extend(FieldViolation(path, message) for path, message in error.problems)
             definition = None
@@ -368,7 +371,9 @@ class SegmentServicer(segments_pb2_grpc.SegmentServiceServicer):
             await abort(context, not_found(f"no segment {request.segment_id!r} in this app"))
         size = page_size(request.page_size)
         if request.HasField("as_of_time"):
-            rows, total = await asyncio.to_thread(
+            rows, total = await run_query(
+                context,
+                self._history.timeout_s,
                 self._history.members_as_of,
                 app_id,
                 request.segment_id,
@@ -403,7 +408,9 @@ class SegmentServicer(segments_pb2_grpc.SegmentServiceServicer):
         if segment is None:
             await abort(context, not_found(f"no segment {request.segment_id!r} in this app"))
         if request.HasField("as_of_time"):
-            row = await asyncio.to_thread(
+            row = await run_query(
+                context,
+                self._history.timeout_s,
                 self._history.membership_as_of,
                 app_id,
                 request.segment_id,
@@ -483,8 +490,14 @@ class SegmentServicer(segments_pb2_grpc.SegmentServiceServicer):
         await self._caught_up(context, request.min_position)
         app_id = current_app_id()
         started = time.perf_counter()
-        result = await asyncio.to_thread(
-            self._history.preview, app_id, segment_id, parse(data), request.sample_size or 20
+        result = await run_query(
+            context,
+            self._history.timeout_s,
+            self._history.preview,
+            app_id,
+            segment_id,
+            parse(data),
+            request.sample_size or 20,
         )
         took = duration_pb2.Duration()
         took.FromMicroseconds(int((time.perf_counter() - started) * 1e6))
@@ -564,7 +577,9 @@ class SegmentServicer(segments_pb2_grpc.SegmentServiceServicer):
         cursor = await self._cursor(context, request.page_token, request.page_size)
         await self._caught_up(context, request.min_position)
         size = page_size(request.page_size)
-        rows = await asyncio.to_thread(
+        rows = await run_query(
+            context,
+            self._history.timeout_s,
             self._history.membership_history,
             current_app_id(),
             request.user_id,

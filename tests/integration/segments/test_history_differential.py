@@ -69,6 +69,16 @@ SEGMENTS: dict[str, dict[str, Any]] = {
             "where": [{"property": "k", "op": "!=", "value": "y"}],
         }
     },
+    "t-in-many": {  # more than 8 values: PostgreSQL hashes the array
+        "events": {
+            "name": "B",
+            "op": ">=",
+            "value": 2,
+            "where": [
+                {"property": "v", "op": "in", "values": [0, 2, 4, 6, 8, 10, "4", True, 12.5]}
+            ],
+        }
+    },
     "t-contains": {
         "events": {
             "name": "C",

@@ -369,12 +369,60 @@ def test_silent_redefinition_switches_without_publishing() -> None:
         ({"segment": "Not An Id"}, "condition.segment"),
         ({"rfm": ["vip"]}, "condition.rfm[0]"),
         ({"wat": 1}, "condition"),
+        # Names of the parser's own parts are not condition kinds.
+        *(
+            ({kind: body}, "condition")
+            for kind in (
+                "name",
+                "combine",
+                "fields",
+                "duration",
+                "scalar",
+                "operand",
+                "filters",
+                "names",
+                "node",
+                "fail",
+                "_init__",
+                "_class__",
+                "_getattribute__",
+                "_setattr__",
+                "__init__",
+                "__class__",
+            )
+            for body in ("x", {}, [], {"key": "a"}, None)
+        ),
+        ({"all": [{"trait": {"key": "a", "op": ["="]}}]}, "condition.all[0].trait.op"),
+        ({"lifecycle": [["new"]]}, "condition.lifecycle[0]"),
+        ({"events": {"name": "x", "aggregate": {}}}, "condition.events.aggregate"),
+        ({"events": {"name": "x", "op": []}}, "condition.events.op"),
+        ({"events": {"name": "x", "property": 5}}, "condition.events.property"),
+        ({"events": {"name": "x", "value": 10**400}}, "condition.events.value"),
+        ({"trait": {"key": "a", "op": "=", "value": 10**400}}, "condition.trait.value"),
+        ({"trait": {"key": "a", "op": "=", "value": 10**5000}}, "condition.trait.value"),
+        ({"geo": {"within_km": 10**400, "of": [0, 0]}}, "condition.geo.within_km"),
+        ({"events": {"name": "x", "window": "99999999999y"}}, "condition.events.window"),
+        ({"events": {"name": "x", "window": 10**30}}, "condition.events.window"),
+        ({"trait": {"key": "a", "op": "=", "value": [1]}}, "condition.trait.value"),
+        ({"trait": {"key": "a", "op": "=", "value": 1, 7: 8}}, "condition.trait.7"),
+        ({None: 1}, "condition"),
     ],
 )
 def test_bad_definitions_name_the_failing_node(condition: dict, path: str) -> None:
     with pytest.raises(DefinitionError) as caught:
         parse(condition)
     assert path in [p for p, _ in caught.value.problems], caught.value.problems
+
+
+def test_an_unknown_kind_is_named_with_the_valid_kinds() -> None:
+    with pytest.raises(DefinitionError) as caught:
+        parse({"all": [{"lifecycle": ["new"]}, {"scalar": "other"}]})
+    ((path, message),) = caught.value.problems
+    assert path == "condition.all[1]"
+    assert message == (
+        "unknown condition kind 'scalar'; one of all, any, none, trait, geo, lifecycle, rfm,"
+        " events, recency, first_seen, inaction, segment"
+    )
 
 
 def test_cycles_are_found() -> None:
