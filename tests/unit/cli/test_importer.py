@@ -11,6 +11,7 @@ from cohortflow.ingest.v1 import ingest_pb2
 
 from services.cli.client import CliError
 from services.cli.importer import import_records
+from services.cli.lines import read_lines
 from services.cli.records import read_jsonl
 
 Result = ingest_pb2.EventResult
@@ -71,7 +72,11 @@ def lines(
 
 async def run(text: str, ingest: Ingest, reports: list[str], **options: int) -> object:
     return await import_records(
-        read_jsonl(io.StringIO(text)), ingest.send, report=reports.append, **options
+        read_jsonl(read_lines(io.BytesIO(text.encode()))),
+        ingest.send,
+        report=reports.append,
+        source="f.jsonl",
+        **options,
     )
 
 
@@ -93,9 +98,9 @@ async def test_every_bad_line_is_reported_once_with_its_number() -> None:
     )
     assert (tally.accepted, tally.rejected, tally.unreadable) == (27, 2, 1)
     assert len(reports) == 3
-    assert "line 4 (event_id e4): name: is bad" in reports
-    assert "line 20 (event_id e20): name: is bad" in reports
-    assert any(r.startswith("line 7: not valid JSON") for r in reports)
+    assert "f.jsonl:4: name: is bad (event_id e4)" in reports
+    assert "f.jsonl:20: name: is bad (event_id e20)" in reports
+    assert any(r.startswith("f.jsonl:7: not valid JSON") for r in reports)
 
 
 async def test_importing_again_reports_everything_duplicate() -> None:
