@@ -114,3 +114,19 @@ async def test_a_failed_call_stops_the_import_with_its_one_line() -> None:
     ingest, reports = Ingest(fail_on_call=2), []
     with pytest.raises(CliError, match="UNAUTHENTICATED"):
         await run(lines(100), ingest, reports, batch_size=10, concurrency=2)
+
+
+async def test_calls_stay_under_the_byte_cap_and_a_bigger_event_is_a_reported_line() -> None:
+    ingest, reports = Ingest(), []
+    padded = [
+        f'{{"event_id": "p{n}", "user_id": "u", "name": "Opened",'
+        f' "properties": {{"pad": "{"x" * 900}"}}}}'
+        for n in range(1, 21)
+    ]
+    huge = '{"event_id": "huge", "user_id": "u", "name": "Opened", "properties": {"pad": "%s"}}'
+    text = "\n".join([*padded[:10], huge % ("y" * 9000), *padded[10:]]) + "\n"
+    tally = await run(text, ingest, reports, batch_size=1000, max_call_bytes=4000)
+    # About 950 bytes an event: 4 a call, never over the cap; the 9 kB one is not sent.
+    assert ingest.calls == [4, 4, 4, 4, 4]
+    assert (tally.accepted, tally.unreadable) == (20, 1)
+    assert reports == ["f.jsonl:11: is 9,031 bytes as an event; one call carries at most 4,000"]
