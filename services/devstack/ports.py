@@ -11,7 +11,7 @@ carries where it came from, so `make run` can say so.
 from __future__ import annotations
 
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from services.devstack.embedded import free_port
@@ -78,18 +78,39 @@ def is_free(host: str, port: int) -> bool:
 
 
 class PortPlan:
-    """Chooses every port of one start, never the same port twice."""
+    """Chooses every port of one start, never the same port twice. The ports of `settings`
+    (the *_LISTEN and *_METRICS_PORT variables) that are set are read first, so no default,
+    remembered or free port chosen for another child can take one of them."""
 
-    def __init__(self, environ: Mapping[str, str], remembered: Mapping[str, int]) -> None:
+    def __init__(
+        self,
+        environ: Mapping[str, str],
+        remembered: Mapping[str, int],
+        settings: Iterable[str] = (),
+    ) -> None:
         self.environ = environ
         self.remembered = remembered
         self.taken: set[int] = set()
+        self.reserved = {port for variable in settings if (port := self._asked(variable))}
+
+    def _asked(self, variable: str) -> int:
+        """The port `variable` asks for (0: none, or any)."""
+        text = self.environ.get(variable, "").strip()
+        if not text:
+            return 0
+        if variable.endswith("_LISTEN"):
+            return parse_listen(variable, text)[1]
+        return parse_port(variable, text)
 
     def _fresh(self, host: str, preferred: int) -> int:
         port = free_port(preferred, _ANY.get(host, host.strip("[]")))
-        while port in self.taken:
+        while port in self.taken or port in self.reserved:
             port = free_port(0, LOCALHOST)
         return port
+
+    def server(self, key: str) -> int:
+        """A port for the embedded server `key` (postgres, nats): as last time when free."""
+        return self._chosen(key, 0).port
 
     def _given(self, variable: str, text: str, host: str, port: int) -> Listen:
         source = f"{variable}={text}"
@@ -108,7 +129,7 @@ class PortPlan:
         preferred, source = (before, "as last time") if before else (default, "default")
         port = self._fresh(host, preferred)
         if port != preferred:
-            source = f"{preferred} was in use"
+            source = f"{preferred} was in use" if preferred else "a free port"
         return self._take(Listen(host, port, source))
 
     def listen(self, key: str, variable: str, default: int) -> Listen:

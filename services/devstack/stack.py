@@ -120,11 +120,13 @@ class Stack:
         self.notes: dict[str, str] = {}
         self.apps: DevApps | None = None
 
-    def _plan(self, environ: dict[str, str], remembered: dict[str, int]) -> list[Child]:
+    @staticmethod
+    def _plan(environ: dict[str, str], remembered: dict[str, int]) -> tuple[PortPlan, list[Child]]:
         """Every child's ports, chosen (and your settings checked) before anything starts."""
-        plan = PortPlan(environ, remembered)
+        settings = [v for s in SERVICES for v in (s.listen_env, s.metrics_env) if v]
         try:
-            return [
+            plan = PortPlan(environ, remembered, settings)
+            children = [
                 Child(
                     spec,
                     plan.listen(spec.name, spec.listen_env, spec.default_port),
@@ -136,23 +138,24 @@ class Stack:
             ]
         except PortProblem as problem:
             raise StackProblem(str(problem)) from None
+        return plan, children
 
     def start(self) -> dict[str, str]:
         self.var.mkdir(parents=True, exist_ok=True)
         environ = {**os.environ, **self.env}
         remembered = _ports_file(self.var)
-        children = self._plan(environ, remembered)
+        plan, children = self._plan(environ, remembered)
         try:
             self.apps = dev_apps(self.var, environ)
         except ValueError as problem:
             raise StackProblem(str(problem)) from None
         database_url = environ.get("DATABASE_URL")
         if not database_url:
-            self.postgres = EmbeddedPostgres(self.var / "postgres", remembered.get("postgres", 0))
+            self.postgres = EmbeddedPostgres(self.var / "postgres", plan.server("postgres"))
             database_url = with_database(self.postgres.start(), "cohortflow")
         nats_url = environ.get("NATS_URL")
         if not nats_url:
-            self.nats = EmbeddedNats(self.var / "nats", remembered.get("nats", 0))
+            self.nats = EmbeddedNats(self.var / "nats", plan.server("nats"))
             nats_url = self.nats.start()
         migrate(database_url)
         env = {
