@@ -20,7 +20,6 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import psycopg
 from psycopg import sql
@@ -31,7 +30,28 @@ from services.projector import schema
 from services.projector.adapters.follower import LogFollower
 from services.projector.adapters.store import open_store
 from services.projector.config import Policies
+from services.projector.rebuild_schema import (
+    SUBJECT_PREFIX,
+    SchemaExists,
+    create_schema,
+    drop_schema,
+    drop_statement,
+    leave,
+    without_password,
+)
 from services.projector.runner import Projection
+
+__all__ = [
+    "SUBJECT_PREFIX",
+    "SchemaExists",
+    "check",
+    "drop_schema",
+    "drop_statement",
+    "leave",
+    "rebuild",
+    "swap",
+    "without_password",
+]
 
 # Tables a rebuild replaces; the outbox (what is still to be published) is not among them.
 REBUILT_TABLES = [
@@ -49,8 +69,6 @@ REBUILT_TABLES = [
     schema.SEGMENT_BUILD_PROGRESS_TABLE,
     schema.TRACKING_TABLE,
 ]
-# Subjects of the changes a rebuild would publish (it publishes none; its outbox keeps them).
-SUBJECT_PREFIX = "rebuild"
 # Held by a running projector for its lifetime: a swap needs it free.
 PROJECTOR_LOCK = 0x70726F6A6563  # "projec"
 _COMPARED = (
@@ -76,70 +94,6 @@ class Progress:
 def use_schema(name: str) -> None:
     """Make every connection this process opens from now on see `name` first."""
     os.environ["PGOPTIONS"] = f"-c search_path={name},public"
-
-
-class SchemaExists(ValueError):
-    """The schema to build into exists already (a rebuild never writes into one it did not
-    create, nor drops one)."""
-
-
-def drop_statement(name: str) -> str:
-    """The SQL that drops a rebuild's schema, as a person would type it."""
-    quoted = name.replace('"', '""')
-    return f'DROP SCHEMA "{quoted}" CASCADE'
-
-
-def create_schema(database_url: str, name: str) -> None:
-    """Create schema `name` with empty read-model tables; SchemaExists if it is there."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        try:
-            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
-        except psycopg.errors.DuplicateSchema:
-            msg = (
-                f"schema {name} exists already; name a new one (or drop it: {drop_statement(name)})"
-            )
-            raise SchemaExists(msg) from None
-        conn.execute(sql.SQL("SET search_path TO {}, public").format(sql.Identifier(name)))
-        for statement in schema.STATEMENTS:
-            conn.execute(statement)
-    store = open_store(
-        database_url,
-        ChangeSubjects(SUBJECT_PREFIX),
-        create_table=True,
-        pool_size=1,
-        schema_name=name,
-    )
-    store.datastore.close()
-
-
-def drop_schema(database_url: str, name: str, lock_timeout_s: float = 10.0) -> None:
-    """Drop a rebuild's schema and everything in it (waiting at most `lock_timeout_s` for
-    its tables)."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(f"{lock_timeout_s}s")))
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
-
-
-def leave(database_url: str, name: str, *, keep: bool) -> str:
-    """Drop the rebuild's schema `name` unless `keep`; one sentence on what became of it (if
-    it stays: where it is and how to drop it)."""
-    where = f"in {without_password(database_url)}"
-    if keep:
-        return f"kept schema {name} {where}; drop it when done: {drop_statement(name)}"
-    try:
-        drop_schema(database_url, name)
-    except psycopg.Error as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        return f"could not drop schema {name} {where} ({reason}); drop it: {drop_statement(name)}"
-    return f"dropped schema {name}"
-
-
-def without_password(url: str) -> str:
-    """`url` with its password, if any, masked."""
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(f":{parts.password}@", ":***@")
-    return url
 
 
 def rebuild(
