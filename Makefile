@@ -59,8 +59,8 @@ test-integration: install
 test-e2e: install
 	$(PY) -m pytest tests/e2e
 
-run: install ## run the suite (embedded PostgreSQL and NATS unless DATABASE_URL / NATS_URL are set)
-	$(PY) -m services.devstack run
+run: install ## run the suite (embedded PostgreSQL and NATS unless DATABASE_URL / NATS_URL are set; RUN_ARGS="--var DIR")
+	$(PY) -m services.devstack run $(RUN_ARGS)
 
 demo: install ## the suite plus example segments, campaigns and simulated users, shown live (DEMO_ARGS="--users 300")
 	$(PY) -m services.devstack demo $(DEMO_ARGS)

@@ -14,12 +14,12 @@ from typing import Any
 
 from cohortflow.types.v1 import types_pb2
 
+from services.cli.lines import MAX_LINE_BYTES, FileProblem, Line
 from services.cli.records import (
     CONTEXT,
     COORDINATES,
     CSV_COLUMNS,
     PROP_PREFIX,
-    FileProblem,
     LineProblem,
     Record,
     build_event,
@@ -45,23 +45,24 @@ def columns(header: list[str]) -> list[Column]:
     for cell in header:
         name = cell.strip()
         if name in seen:
-            raise FileProblem(f"line 1: column {name!r} appears twice")
+            raise FileProblem(1, f"column {name!r} appears twice")
         seen.add(name)
         if name.startswith(PROP_PREFIX):
             key, _, kind = name[len(PROP_PREFIX) :].partition(":")
             if not key:
-                raise FileProblem(f"line 1: column {name!r} names no property")
+                raise FileProblem(1, f"column {name!r} names no property")
             if kind and kind not in KINDS:
                 raise FileProblem(
-                    f"line 1: column {name!r}: unknown type {kind!r}; use one of {', '.join(KINDS)}"
+                    1, f"column {name!r}: unknown type {kind!r}; use one of {', '.join(KINDS)}"
                 )
             out.append(Column(name, key, kind or None))
         elif name in CSV_COLUMNS:
             out.append(Column(name))
         else:
             raise FileProblem(
-                f"line 1: unknown column {name!r}; expected {', '.join(CSV_COLUMNS)}"
-                f" or {PROP_PREFIX}<key>[:type]"
+                1,
+                f"unknown column {name!r}; expected {', '.join(CSV_COLUMNS)}"
+                f" or {PROP_PREFIX}<key>[:type]",
             )
     return out
 
@@ -95,28 +96,69 @@ def _event(cols: list[Column], row: list[str], line: int) -> Record | LineProble
     return Record(line, event)
 
 
-def read_csv(lines: Iterable[str]) -> Iterator[Record | LineProblem]:
-    """Rows of a CSV file (opened with newline=""); line numbers count the header as 1."""
-    reader = csv.reader(iter(lines))
+class _Text:
+    """The text of each line for csv.reader (one string per line, so its line_num is the
+    line number); an unreadable line reads as empty and is kept in `bad`."""
+
+    def __init__(self, lines: Iterable[Line]) -> None:
+        self._lines = iter(lines)
+        self.bad: list[Line] = []
+
+    def __iter__(self) -> _Text:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._lines)
+        if line.problem:
+            self.bad.append(line)
+            return "\n"
+        return line.text + "\n"
+
+
+def _row_problem(first: int, last: int, reason: str) -> LineProblem:
+    if last > first:  # a quoted cell ran over several lines: say which, none goes unmentioned
+        reason += f" (the row of lines {first}-{last})"
+    return LineProblem(first, "", reason)
+
+
+def read_csv(lines: Iterable[Line]) -> Iterator[Record | LineProblem]:
+    """Rows of a CSV file; line numbers count the header as 1. A row is reported at the line
+    it starts on; an unreadable line at its own number (and the row it was part of)."""
+    text = _Text(lines)
+    reader = csv.reader(text, strict=True)  # `"a"b` or a quote open at the end: an error
+    csv.field_size_limit(MAX_LINE_BYTES)
     try:
         header = next(reader)
     except StopIteration:
         return
     except csv.Error as error:
-        raise FileProblem(f"line 1: not valid CSV ({error})") from None
+        raise FileProblem(1, f"not valid CSV ({error})") from None
+    if text.bad:
+        raise FileProblem(1, f"the header cannot be read: {text.bad[0].problem}")
     cols = columns(header)
     while True:
-        line = reader.line_num + 1
+        first = reader.line_num + 1
+        problem: LineProblem | None = None
         try:
             row = next(reader)
         except StopIteration:
-            return
+            row = []
         except csv.Error as error:
-            yield LineProblem(line, "", f"not valid CSV ({error})")
-            continue
-        if not any(cell.strip() for cell in row):
-            continue
-        if len(row) != len(cols):
-            yield LineProblem(line, "", f"has {len(row)} cells, the header has {len(cols)}")
-            continue
-        yield _event(cols, row, line)
+            row, problem = [], _row_problem(first, reader.line_num, f"not valid CSV ({error})")
+        last = reader.line_num
+        for bad in text.bad:
+            yield LineProblem(bad.number, "", bad.problem)
+        spans_bad = any(first <= bad.number <= last for bad in text.bad) and last > first
+        text.bad.clear()
+        if problem is not None:
+            yield problem
+        elif spans_bad:
+            yield _row_problem(first, last, "holds a line that cannot be read")
+        elif any(cell.strip(" \t\r") for cell in row):
+            if len(row) != len(cols):
+                reason = f"has {len(row)} cells, the header has {len(cols)}"
+                yield _row_problem(first, last, reason)
+            else:
+                yield _event(cols, row, first)
+        elif last < first:  # nothing more was read: the end of the file
+            return

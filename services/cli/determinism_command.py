@@ -17,9 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
-import psycopg
 import typer
-from psycopg import sql
 
 from services.cli import output
 from services.cli.client import CliError, target_of
@@ -106,7 +104,7 @@ def determinism(
 
     recorded, head = asyncio.run(record_and_simulate())
     name = f"determinism_{int(time.time())}_{chosen}"
-    done = rebuild_with_progress(db, name, loaded, until=head)
+    done = rebuild_with_progress(db, name, loaded, until=head, keep=keep)
     say(f"rebuilt positions 1..{done.position:,} in {done.seconds:,.1f} s")
     try:
         result = replay_check.compare(
@@ -114,7 +112,7 @@ def determinism(
         )
     finally:
         if not keep:
-            _drop_schema(db, name)
+            rebuilding.drop_schema(db, name)
     if not result.identical:
         output.error(f"DIFFERENT: {result.first_difference}")
         raise typer.Exit(1)
@@ -123,8 +121,3 @@ def determinism(
         f" {result.first_position:,}..{result.through_position:,}) equal the replay's,"
         " one by one"
     )
-
-
-def _drop_schema(database_url: str, name: str) -> None:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))

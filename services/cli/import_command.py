@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, TextIO
+from typing import Annotated, BinaryIO
 
 import typer
 from cohortflow.ingest.v1 import ingest_pb2, ingest_pb2_grpc
@@ -18,7 +17,8 @@ from rich.progress import MofNCompleteColumn, TextColumn
 from services.cli import output
 from services.cli.client import CliError, Connection, target_of
 from services.cli.csv_rows import read_csv
-from services.cli.importer import ImportTally, import_records
+from services.cli.importer import MAX_CALL_BYTES, ImportTally, import_records
+from services.cli.lines import read_lines
 from services.cli.records import LineProblem, Record, read_jsonl
 
 
@@ -41,13 +41,19 @@ def file_format(path: str, explicit: FileFormat | None) -> FileFormat:
     return found
 
 
-def _open(path: str, stack: ExitStack) -> TextIO:
+def _open(path: str, stack: ExitStack) -> BinaryIO:
+    """The file as bytes: each line is decoded and checked on its own (`lines`)."""
     if path == "-":
-        return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", newline="")
+        return sys.stdin.buffer
     try:
-        return stack.enter_context(open(path, encoding="utf-8-sig", newline=""))
+        return stack.enter_context(open(path, "rb"))
     except OSError as problem:
         raise CliError(f"cannot read {path}: {problem.strerror}") from None
+
+
+def source_name(path: str) -> str:
+    """How reports name the file: as given, `stdin` for -."""
+    return "stdin" if path == "-" else path
 
 
 def _count_lines(path: str) -> int | None:
@@ -74,12 +80,17 @@ def import_file(
         typer.Option("--format", "-f", help="File format (default: from the extension)."),
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=1000, help="Events per call.")] = 1000,
+    batch_bytes: Annotated[
+        int, typer.Option(min=64 * 1024, help="Most encoded event bytes per call.")
+    ] = MAX_CALL_BYTES,
     concurrency: Annotated[int, typer.Option(min=1, max=32, help="Calls in flight.")] = 4,
 ) -> None:
-    """Import events, one per line; every bad line is reported with its number and field.
+    """Import events, one per line; every bad line is reported as FILE:LINE: FIELD: PROBLEM.
 
-    Exits 1 if any line was unreadable or rejected. Re-importing the same file reports
-    every event DUPLICATE (event ids are the idempotency keys).
+    A bad line (not UTF-8, a NUL byte, longer than 1 MiB, not an event) is reported and
+    the import goes on; nothing of it is stored. Exits 1 if any line was unreadable or
+    rejected. Re-importing the same file reports every event DUPLICATE (event ids are the
+    idempotency keys).
     """
     target = target_of(ctx)
     kind = file_format(file, format)
@@ -92,7 +103,8 @@ def import_file(
         stats = f"{tally.sent:,} sent, {tally.failed:,} bad, {tally.events_per_second:,.0f}/s"
         progress.update(task, completed=tally.lines, stats=stats)
 
-    async def run(lines: TextIO) -> ImportTally:
+    async def run(stream: BinaryIO) -> ImportTally:
+        lines = read_lines(stream)
         items: Iterator[Record | LineProblem] = (
             read_jsonl(lines) if kind is FileFormat.jsonl else read_csv(lines)
         )
@@ -108,15 +120,17 @@ def import_file(
                 items,
                 send,
                 report=lambda line: output.problem(line, progress.console),
+                source=source_name(file),
                 on_progress=on_progress,
                 batch_size=batch_size,
                 concurrency=concurrency,
+                max_call_bytes=batch_bytes,
             )
 
     with ExitStack() as stack:
-        lines = _open(file, stack)
+        stream = _open(file, stack)
         with progress:
-            tally = asyncio.run(run(lines))
+            tally = asyncio.run(run(stream))
     output.stdout().print(summary_line(file, tally), markup=False, soft_wrap=True)
     if tally.failed:
         output.error(f"{tally.failed:,} of {tally.read:,} events were not imported (see above)")

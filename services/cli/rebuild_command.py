@@ -10,10 +10,12 @@ in place in one transaction.
 from __future__ import annotations
 
 import json
+import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
-from urllib.parse import urlsplit
 
 import typer
 from rich.progress import MofNCompleteColumn, TextColumn, TimeRemainingColumn
@@ -76,8 +78,17 @@ def rebuild(
         bool,
         typer.Option("--swap", help="Replace the live read models (stop the projector first)."),
     ] = False,
+    keep: Annotated[
+        bool,
+        typer.Option("--keep", help="Keep the rebuilt schema after --check (or a failure)."),
+    ] = False,
 ) -> None:
-    """Rebuild lifecycle, RFM and segment read models from the full event history."""
+    """Rebuild lifecycle, RFM and segment read models from the full event history.
+
+    With --check the rebuilt schema is dropped afterwards (pass or fail, also on Ctrl-C)
+    unless --keep; with neither --check nor --swap it is kept, and the command says how to
+    drop it.
+    """
     # Imported here: the rest of the CLI is a gRPC client and need not load the projector.
     from services.projector import rebuild as rebuilding
 
@@ -85,45 +96,79 @@ def rebuild(
     name = schema_name or f"rebuild_{int(time.time())}"
     loaded = policies_of(policies)
     console = output.stdout()
-    done = rebuild_with_progress(url, name, loaded)
-    console.print(
+    say = lambda line: console.print(line, markup=False, highlight=False)  # noqa: E731
+    done = rebuild_with_progress(url, name, loaded, keep=keep)
+    say(
         f"rebuilt through position {done.position:,} into schema {name} in {done.seconds:,.1f} s"
-        f" ({done.events_per_second:,.0f} positions/s)",
-        markup=False,
+        f" ({done.events_per_second:,.0f} positions/s)"
     )
-    if check:
-        result = rebuilding.check(url, name)
-        if not result.identical:
-            output.error(f"check: DIFFERENT: {result.first_difference}")
-            raise typer.Exit(1)
-        console.print(
-            f"check: identical: {result.compared:,} changes through position"
-            f" {result.through_position:,}",
-            markup=False,
-        )
-    if swap:
-        try:
-            retired = rebuilding.swap(url, name)
-        except rebuilding.ProjectorRunning as problem:
-            raise CliError(str(problem)) from None
-        console.print(
-            f"swapped: the rebuilt read models are live; the old ones are in schema {retired}",
-            markup=False,
-        )
+    with cleaned_up(url, name, "check" if check else "swap", keep=keep):
+        if check:
+            result = rebuilding.check(url, name)
+            if not result.identical:
+                output.error(f"check: DIFFERENT: {result.first_difference}")
+                raise typer.Exit(1)
+            say(
+                f"check: identical: {result.compared:,} changes through position"
+                f" {result.through_position:,}"
+            )
+        if swap:
+            try:
+                retired = rebuilding.swap(url, name)
+            except rebuilding.ProjectorRunning as problem:
+                raise CliError(str(problem)) from None
+            say(
+                f"swapped: the rebuilt read models are live; the old ones are in schema {retired}"
+                f" (drop it when done: {rebuilding.drop_statement(retired)})"
+            )
+    say(rebuilding.leave(url, name, keep=keep or not (check or swap)))
+
+
+@contextmanager
+def cleaned_up(url: str, name: str, step: str, *, keep: bool = False) -> Iterator[None]:
+    """Whatever ends `step` early (a failure, Ctrl-C or SIGTERM, a DIFFERENT check) drops the
+    rebuild's schema `name` unless `keep`, and says so on the same line."""
+    from services.projector import rebuild as rebuilding
+
+    before = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    except rebuilding.SchemaExists as problem:  # not ours: nothing was made, nothing dropped
+        raise CliError(str(problem)) from None
+    except KeyboardInterrupt:
+        output.error(f"interrupted; {rebuilding.leave(url, name, keep=keep)}")
+        raise typer.Exit(130) from None
+    except typer.Exit:
+        hint = "" if keep else " (--keep keeps it for inspection)"
+        output.error(rebuilding.leave(url, name, keep=keep) + hint)
+        raise
+    except CliError as failure:
+        raise CliError(f"{failure}; {rebuilding.leave(url, name, keep=keep)}") from None
+    except Exception as error:  # the database is away or refuses: one line, no trace
+        safe = rebuilding.without_password(url)
+        left = rebuilding.leave(url, name, keep=keep)
+        raise CliError(f"{step} against {safe} failed: {error}; {left}") from None
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def rebuild_with_progress(
-    url: str, name: str, policies: Policies, until: int | None = None
+    url: str, name: str, policies: Policies, until: int | None = None, *, keep: bool = False
 ) -> RebuildProgress:
-    """Fold the log (to `until`, default its head) into schema `name`, with a progress bar."""
+    """Fold the log (to `until`, default its head) into the new schema `name`, with a progress
+    bar. If that fails or is interrupted, the schema is dropped (unless `keep`) and the
+    command ends saying so."""
     from services.projector import rebuild as rebuilding
 
-    with output.live_progress(
-        f"rebuilding into {name}",
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeRemainingColumn(),
-    ) as bar:
+    with (
+        cleaned_up(url, name, "rebuild", keep=keep),
+        output.live_progress(
+            f"rebuilding into {name}",
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(),
+        ) as bar,
+    ):
         task = bar.add_task("rebuild", total=until, rate="")
 
         def show(p: RebuildProgress) -> None:
@@ -134,10 +179,7 @@ def rebuild_with_progress(
                 rate=f"{p.events_per_second:,.0f} positions/s",
             )
 
-        try:
-            return rebuilding.rebuild(url, name, policies, until=until, on_progress=show)
-        except Exception as error:  # the database is away or refuses: one line, not a trace
-            raise CliError(f"rebuild against {_safe(url)} failed: {error}") from None
+        return rebuilding.rebuild(url, name, policies, until=until, on_progress=show)
 
 
 def _json(text: str) -> dict[str, object]:
@@ -152,11 +194,3 @@ def _json(text: str) -> dict[str, object]:
             'expected a JSON object such as {"*": {"lifecycle": {"late_limit_days": 30}}}'
         )
     return data
-
-
-def _safe(url: str) -> str:
-    """The URL without a password."""
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(f":{parts.password}@", ":***@")
-    return url

@@ -1,12 +1,15 @@
 """Import files, one event per line, read into Event protos (JSONL here, CSV in csv_rows).
 
-Every problem names its line and field, so a bad line is reported, not fatal.
-The columns (CSV) and keys (JSONL) are documented in README.md, section CLI.
+Every problem names its line and field, so a bad line is reported, not fatal: each line
+becomes a whole event or a problem, never part of one. The physical lines come checked
+from `lines` (UTF-8, NUL bytes, length). The columns (CSV) and keys (JSONL) are
+documented in README.md, section CLI.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +18,10 @@ import orjson
 from cohortflow.ingest.v1 import ingest_pb2
 from cohortflow.types.v1 import types_pb2
 
+from services.cli.lines import FileProblem, Line
 from services.cli.values import BadValue, from_json, parse_time, timestamp
+
+__all__ = ["FileProblem", "LineProblem", "Record", "build_event", "read_jsonl"]
 
 IDENTITY = ("event_id", "user_id", "anonymous_id", "name")
 CONTEXT = ("platform", "os", "app_version", "locale", "timezone", "country", "city")
@@ -23,29 +29,33 @@ COORDINATES = ("latitude", "longitude")
 TOP_LEVEL = (*IDENTITY, "event_time", "properties", "context")
 CSV_COLUMNS = (*IDENTITY, "event_time", "properties", *CONTEXT, *COORDINATES)
 PROP_PREFIX = "prop."
+# Characters that would break a report line or drive the terminal: shown escaped.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(text: str) -> str:
+    """`text` with control characters (NUL, CR, LF, ESC...) escaped, so it stays one line."""
+    return _UNPRINTABLE.sub(lambda m: ascii(m.group())[1:-1], text)
 
 
 @dataclass(frozen=True)
 class LineProblem:
-    """Why one line cannot become an event (or, from ingest, why it was rejected)."""
+    """Why one line cannot become an event."""
 
     line: int
     field: str
     reason: str
 
-    def __str__(self) -> str:
-        where = f"line {self.line}: {self.field}" if self.field else f"line {self.line}"
-        return f"{where}: {self.reason}"
+    def at(self, source: str) -> str:
+        """`source:line: field: reason`, one printable line (no field: the whole line)."""
+        where = f"{source}:{self.line}: {self.field}" if self.field else f"{source}:{self.line}"
+        return printable(f"{where}: {self.reason}")
 
 
 @dataclass(frozen=True)
 class Record:
     line: int
     event: ingest_pb2.Event
-
-
-class FileProblem(Exception):
-    """The file as a whole cannot be read (e.g. an unknown CSV column)."""
 
 
 class BadField(ValueError):
@@ -110,7 +120,30 @@ def build_event(fields: dict[str, Any], properties: dict[str, types_pb2.Value]) 
         event.event_time.CopyFrom(timestamp(moment))
     if fields.get("context") is not None:
         _context(event, fields["context"])
+    _refuse_nul(event)
     return event
+
+
+def _nul_in(value: types_pb2.Value) -> bool:
+    if value.HasField("list_value"):
+        return any(_nul_in(item) for item in value.list_value.values)
+    return "\x00" in value.string_value
+
+
+def _refuse_nul(event: ingest_pb2.Event) -> None:
+    """No text of the event holds a NUL character (a JSON "\\u0000"): BadField naming it."""
+    reason = "holds a NUL character (\\u0000)"
+    for name in IDENTITY:
+        if "\x00" in getattr(event, name):
+            raise BadField(name, reason)
+    for name in CONTEXT:
+        if "\x00" in getattr(event.context, name):
+            raise BadField(f"context.{name}", reason)
+    for key, value in event.properties.items():
+        if "\x00" in key:
+            raise BadField(f'properties["{key}"]', "the key " + reason)
+        if _nul_in(value):
+            raise BadField(f'properties["{key}"]', reason)
 
 
 def json_properties(value: Any) -> dict[str, types_pb2.Value]:
@@ -139,10 +172,14 @@ def problem_of(line: int, error: ValueError) -> LineProblem:
     return LineProblem(line, "", str(error))
 
 
-def read_jsonl(lines: Iterable[str]) -> Iterator[Record | LineProblem]:
-    """One JSON object per line; blank lines are skipped."""
-    for number, text in enumerate(lines, start=1):
-        if not text.strip():
+def read_jsonl(lines: Iterable[Line]) -> Iterator[Record | LineProblem]:
+    """One JSON object per line; blank lines (spaces and tabs only) are skipped."""
+    for line in lines:
+        number, text = line.number, line.text
+        if line.problem:
+            yield LineProblem(number, "", line.problem)
+            continue
+        if not text.strip(" \t\r"):
             continue
         try:
             obj = orjson.loads(text)

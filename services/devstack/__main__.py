@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 from services.devstack.demo import DEMO_VAR, run_demo
-from services.devstack.stack import DEV_APP_ID, Stack
+from services.devstack.stack import Stack
 
 EXAMPLE = """\
 Try it (another terminal, from the repo):
@@ -25,6 +25,17 @@ Try it (another terminal, from the repo):
       metadata=[("authorization", "Bearer {key}")]))
   PY
 """
+
+
+def running_table(addresses: dict[str, str], notes: dict[str, str]) -> str:
+    """One line per address, with where its setting came from in parentheses."""
+    width = max(len(k) for k in addresses)
+    shown = max(len(v) for v in addresses.values())
+    lines = []
+    for name, address in addresses.items():
+        note = f"  ({notes[name]})" if name in notes else ""
+        lines.append(f"  {name:<{width}}  {address:<{shown}}{note}".rstrip())
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,13 +65,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cohortflow: could not start: {error}", file=sys.stderr)
         stack.stop()
         return 1
-    width = max(len(k) for k in addresses)
     print("\ncohortflow is running:")
-    for name, address in addresses.items():
-        print(f"  {name:<{width}}  {address}")
+    print(running_table(addresses, stack.notes))
     key = addresses["api key"].split()[0]
     print("\n" + EXAMPLE.format(ingest=addresses["ingest"], key=key))
-    print(f"Ctrl-C stops everything; data stays in {var}/ (app {DEV_APP_ID!r}).\n", flush=True)
+    apps = addresses["apps"]
+    print(f"Ctrl-C stops everything; data stays in {var}/ (apps: {apps}).\n", flush=True)
     dead = stack.watch(stop)
     if dead:
         print(f"cohortflow: {dead} exited unexpectedly; stopping the rest", file=sys.stderr)

@@ -1,16 +1,21 @@
 """`make run`: the whole suite on one machine.
 
 Starts embedded PostgreSQL and NATS (unless DATABASE_URL / NATS_URL name
-servers to use), migrates, starts every service as a child process with its
-output prefixed, prints where everything is and the development API key, and
-stops it all in order on Ctrl-C or SIGTERM. Data stays under ./var.
+servers to use), migrates, starts every service in `SERVICES` as a child process
+with its output prefixed, prints where everything is and the development API key,
+and stops it all in order on Ctrl-C or SIGTERM. Data stays under ./var.
+
+Each child gets this process's whole environment, so every documented setting
+applies, plus: DATABASE_URL and NATS_URL (the servers in use), COHORTFLOW_API_KEYS
+(see `apps`), LOG_FORMAT (console unless set), and for every service its listen and
+metrics variables (yours when set, see `ports`) and its client variable
+(COHORTFLOW_INGEST, ...), so a child can reach the others.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -21,50 +26,73 @@ from pathlib import Path
 from typing import TextIO
 
 from services.common.database import with_database
-from services.devstack.embedded import EmbeddedNats, EmbeddedPostgres, free_port, wait_for_port
+from services.devstack.apps import DEV_APP_ID, DEV_KEY_FILE, DevApps, dev_apps
+from services.devstack.embedded import EmbeddedNats, EmbeddedPostgres, wait_for_port
+from services.devstack.ports import Listen, PortPlan, PortProblem
 from services.migrate import migrate
 
-DEV_APP_ID = "demo"
+__all__ = ["DEV_APP_ID", "SERVICES", "ServiceSpec", "Stack", "StackProblem"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class ServiceSpec:
+    """One child of the dev stack: `python -m module`, listening where `listen_env` says."""
+
     name: str
     module: str
-    port_env: str
-    preferred_port: int
-    metrics_env: str
-    preferred_metrics_port: int
+    listen_env: str
+    default_port: int
+    # the child's metrics port variable (its host is the matching *_METRICS_HOST), if any
+    metrics_env: str | None = None
+    default_metrics_port: int = 0
+    # the variable by which the other children (and the CLI) find this one
+    client_env: str | None = None
+    # how its address is shown, e.g. "http://{address}/" for a web server
+    shown_as: str = "{address}"
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
 SERVICES = [
-    ServiceSpec("ingest", "services.ingest", "INGEST_LISTEN", 50051, "INGEST_METRICS_PORT", 9101),
     ServiceSpec(
-        "projector", "services.projector", "PROJECTOR_LISTEN", 50052, "PROJECTOR_METRICS_PORT", 9102
+        "ingest", "services.ingest", "INGEST_LISTEN", 50051, "INGEST_METRICS_PORT", 9101,
+        "COHORTFLOW_INGEST",
     ),
     ServiceSpec(
-        "campaign", "services.campaign", "CAMPAIGN_LISTEN", 50053, "CAMPAIGN_METRICS_PORT", 9103
+        "projector", "services.projector", "PROJECTOR_LISTEN", 50052, "PROJECTOR_METRICS_PORT",
+        9102, "COHORTFLOW_PROJECTOR",
     ),
-]
+    ServiceSpec(
+        "campaign", "services.campaign", "CAMPAIGN_LISTEN", 50053, "CAMPAIGN_METRICS_PORT", 9103,
+        "COHORTFLOW_CAMPAIGN",
+    ),
+]  # fmt: skip
 
 
-def dev_api_key(var: Path) -> str:
-    """The development key of app "demo", created once and kept in var/dev-api-key."""
-    path = var / "dev-api-key"
-    if path.exists():
-        return path.read_text().strip()
-    key = "cf_dev_" + secrets.token_urlsafe(24)
-    path.write_text(key + "\n")
-    path.chmod(0o600)
-    return key
+class StackProblem(RuntimeError):
+    """A setting the stack cannot honour; the message names it."""
+
+
+@dataclass(frozen=True)
+class Child:
+    spec: ServiceSpec
+    listen: Listen
+    metrics: Listen | None
+
+    def env(self) -> dict[str, str]:
+        out = {self.spec.listen_env: self.listen.address, **self.spec.extra_env}
+        if self.spec.metrics_env:
+            out[self.spec.metrics_env] = str(self.metrics.port if self.metrics else 0)
+        return out
 
 
 def _ports_file(var: Path) -> dict[str, int]:
     try:
-        return json.loads((var / "ports.json").read_text())
+        data = json.loads((var / "ports.json").read_text())
     except (OSError, ValueError):
         return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, int) and 0 < v < 65536}
 
 
 def _pump(name: str, stream, out) -> None:
@@ -80,6 +108,7 @@ class Stack:
     def __init__(
         self, var: Path, log: TextIO | None = None, env: dict[str, str] | None = None
     ) -> None:
+        self.shown_var = var
         self.var = var.resolve()
         self.log = log
         self.env = env or {}
@@ -87,66 +116,106 @@ class Stack:
         self.nats: EmbeddedNats | None = None
         self.children: dict[str, subprocess.Popen] = {}
         self.addresses: dict[str, str] = {}
+        # where a shown address or setting came from, by the same names as `addresses`
+        self.notes: dict[str, str] = {}
+        self.apps: DevApps | None = None
+
+    @staticmethod
+    def _plan(environ: dict[str, str], remembered: dict[str, int]) -> tuple[PortPlan, list[Child]]:
+        """Every child's ports, chosen (and your settings checked) before anything starts."""
+        settings = [v for s in SERVICES for v in (s.listen_env, s.metrics_env) if v]
+        try:
+            plan = PortPlan(environ, remembered, settings)
+            children = [
+                Child(
+                    spec,
+                    plan.listen(spec.name, spec.listen_env, spec.default_port),
+                    plan.metrics(spec.name, spec.metrics_env, spec.default_metrics_port)
+                    if spec.metrics_env
+                    else None,
+                )
+                for spec in SERVICES
+            ]
+        except PortProblem as problem:
+            raise StackProblem(str(problem)) from None
+        return plan, children
 
     def start(self) -> dict[str, str]:
         self.var.mkdir(parents=True, exist_ok=True)
+        environ = {**os.environ, **self.env}
         remembered = _ports_file(self.var)
-        database_url = os.environ.get("DATABASE_URL")
+        plan, children = self._plan(environ, remembered)
+        try:
+            self.apps = dev_apps(self.var, environ)
+        except ValueError as problem:
+            raise StackProblem(str(problem)) from None
+        database_url = environ.get("DATABASE_URL")
         if not database_url:
-            self.postgres = EmbeddedPostgres(self.var / "postgres", remembered.get("postgres", 0))
-            server_url = self.postgres.start()
-            database_url = with_database(server_url, "cohortflow")
-        nats_url = os.environ.get("NATS_URL")
+            self.postgres = EmbeddedPostgres(self.var / "postgres", plan.server("postgres"))
+            database_url = with_database(self.postgres.start(), "cohortflow")
+        nats_url = environ.get("NATS_URL")
         if not nats_url:
-            self.nats = EmbeddedNats(self.var / "nats", remembered.get("nats", 0))
+            self.nats = EmbeddedNats(self.var / "nats", plan.server("nats"))
             nats_url = self.nats.start()
         migrate(database_url)
-        key = dev_api_key(self.var)
         env = {
-            **os.environ,
+            **environ,
             "DATABASE_URL": database_url,
             "NATS_URL": nats_url,
-            "COHORTFLOW_API_KEYS": f"{DEV_APP_ID}:{key}",
-            "LOG_FORMAT": os.environ.get("LOG_FORMAT", "console"),
+            "COHORTFLOW_API_KEYS": self.apps.keys_setting,
+            "LOG_FORMAT": environ.get("LOG_FORMAT", "console"),
             "PYTHONUNBUFFERED": "1",
-            **self.env,
         }
+        for child in children:
+            if child.spec.client_env:
+                env[child.spec.client_env] = child.listen.client_address
         ports = {
             "postgres": self.postgres.port if self.postgres else 0,
             "nats": self.nats.port if self.nats else 0,
         }
-        for spec in SERVICES:
-            port = free_port(remembered.get(spec.name, spec.preferred_port))
-            metrics = free_port(remembered.get(f"{spec.name}_metrics", spec.preferred_metrics_port))
-            ports[spec.name], ports[f"{spec.name}_metrics"] = port, metrics
-            child_env = {
-                **env,
-                spec.port_env: f"127.0.0.1:{port}",
-                spec.metrics_env: str(metrics),
-                **spec.extra_env,
-            }
-            process = subprocess.Popen(
-                [sys.executable, "-m", spec.module],
-                env=child_env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            self.children[spec.name] = process
-            threading.Thread(
-                target=_pump, args=(spec.name, process.stdout, self.log or sys.stdout), daemon=True
-            ).start()
-            wait_for_port("127.0.0.1", port, 30, process)
-            self.addresses[spec.name] = f"127.0.0.1:{port}"
-            self.addresses[f"{spec.name} metrics"] = f"http://127.0.0.1:{metrics}/metrics"
+        for child in children:
+            self._start_child(child, {**env, **child.env()})
+            ports[child.spec.name] = child.listen.port
+            if child.metrics is not None:
+                ports[f"{child.spec.name}_metrics"] = child.metrics.port
         (self.var / "ports.json").write_text(json.dumps(ports, indent=2))
         # For tools that work on the database and stream themselves (rebuild, determinism).
         (self.var / "database-url").write_text(database_url + "\n")
         (self.var / "nats-url").write_text(nats_url + "\n")
-        self.addresses["database"] = database_url
-        self.addresses["nats"] = nats_url
-        self.addresses["api key"] = f"{key}  (app {DEV_APP_ID!r})"
+        self._show("database", database_url, "DATABASE_URL" if not self.postgres else "embedded")
+        self._show("nats", nats_url, "NATS_URL" if not self.nats else "embedded")
+        more = " + ".join(self.apps.sources) or "more: COHORTFLOW_API_KEYS=app:key,..."
+        self._show("apps", ", ".join(self.apps.apps), more)
+        kept = self.shown_var / DEV_KEY_FILE
+        self._show("api key", f"{self.apps.dev_key}  (app {DEV_APP_ID!r})", f"kept in {kept}")
         return self.addresses
+
+    def _show(self, name: str, value: str, note: str = "") -> None:
+        self.addresses[name] = value
+        if note:
+            self.notes[name] = note
+
+    def _start_child(self, child: Child, env: dict[str, str]) -> None:
+        spec = child.spec
+        process = subprocess.Popen(
+            [sys.executable, "-m", spec.module],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.children[spec.name] = process
+        threading.Thread(
+            target=_pump, args=(spec.name, process.stdout, self.log or sys.stdout), daemon=True
+        ).start()
+        wait_for_port(child.listen.reachable_host, child.listen.port, 30, process)
+        shown = spec.shown_as.format(address=child.listen.client_address)
+        self._show(spec.name, shown, child.listen.source)
+        if child.metrics is not None:
+            url = f"http://{child.metrics.client_address}/metrics"
+            self._show(f"{spec.name} metrics", url, child.metrics.source)
+        elif spec.metrics_env:
+            self._show(f"{spec.name} metrics", "off", f"{spec.metrics_env}=0")
 
     def watch(self, stop: threading.Event) -> str | None:
         """Block until `stop` is set or a service dies; the dead service's name, if any."""

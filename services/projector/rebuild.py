@@ -17,6 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +30,28 @@ from services.projector import schema
 from services.projector.adapters.follower import LogFollower
 from services.projector.adapters.store import open_store
 from services.projector.config import Policies
+from services.projector.rebuild_schema import (
+    SUBJECT_PREFIX,
+    SchemaExists,
+    create_schema,
+    drop_schema,
+    drop_statement,
+    leave,
+    without_password,
+)
 from services.projector.runner import Projection
+
+__all__ = [
+    "SUBJECT_PREFIX",
+    "SchemaExists",
+    "check",
+    "drop_schema",
+    "drop_statement",
+    "leave",
+    "rebuild",
+    "swap",
+    "without_password",
+]
 
 # Tables a rebuild replaces; the outbox (what is still to be published) is not among them.
 REBUILT_TABLES = [
@@ -47,8 +69,6 @@ REBUILT_TABLES = [
     schema.SEGMENT_BUILD_PROGRESS_TABLE,
     schema.TRACKING_TABLE,
 ]
-# Subjects of the changes a rebuild would publish (it publishes none; its outbox keeps them).
-SUBJECT_PREFIX = "rebuild"
 # Held by a running projector for its lifetime: a swap needs it free.
 PROJECTOR_LOCK = 0x70726F6A6563  # "projec"
 _COMPARED = (
@@ -76,22 +96,6 @@ def use_schema(name: str) -> None:
     os.environ["PGOPTIONS"] = f"-c search_path={name},public"
 
 
-def create_schema(database_url: str, name: str) -> None:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("SET search_path TO {}, public").format(sql.Identifier(name)))
-        for statement in schema.STATEMENTS:
-            conn.execute(statement)
-    store = open_store(
-        database_url,
-        ChangeSubjects(SUBJECT_PREFIX),
-        create_table=True,
-        pool_size=1,
-        schema_name=name,
-    )
-    store.datastore.close()
-
-
 def rebuild(
     database_url: str,
     name: str,
@@ -100,35 +104,39 @@ def rebuild(
     until: int | None = None,
     on_progress: Callable[[Progress], None] = lambda p: None,
 ) -> Progress:
-    """Fold the log up to `until` (default: its head now) into schema `name`."""
+    """Fold the log up to `until` (default: its head now) into schema `name` (new: a schema
+    that exists is refused with SchemaExists). On failure or Ctrl-C the schema stays, with
+    no connection of this process left on it: the caller drops it (`drop_schema`)."""
     create_schema(database_url, name)
     use_schema(name)
-    log = open_event_log(database_url, pool_size=2)
-    store = open_store(database_url, ChangeSubjects(SUBJECT_PREFIX), pool_size=3, schema_name=name)
-    head = until if until is not None else log.head_position()
-    follower = LogFollower(log, database_url, batch_size=2000, wait_s=0.2)
-    stop = threading.Event()
-    started = time.perf_counter()
-    last_report = [0.0]
-    projection = Projection(log, store, follower, policies)
+    with ExitStack() as closing:
+        log = open_event_log(database_url, pool_size=2)
+        closing.callback(log.close)
+        store = open_store(
+            database_url, ChangeSubjects(SUBJECT_PREFIX), pool_size=3, schema_name=name
+        )
+        closing.callback(store.datastore.close)
+        head = until if until is not None else log.head_position()
+        follower = LogFollower(log, database_url, batch_size=2000, wait_s=0.2)
+        stop = threading.Event()
+        started = time.perf_counter()
+        last_report = [0.0]
+        projection = Projection(log, store, follower, policies)
 
-    def committed() -> None:
-        elapsed = time.perf_counter() - started
-        position = projection.position
-        if position >= head:
-            stop.set()
-        if position >= head or elapsed - last_report[0] >= 0.5:
-            last_report[0] = elapsed
-            on_progress(Progress(position, head, position / max(elapsed, 1e-6), elapsed))
+        def committed() -> None:
+            elapsed = time.perf_counter() - started
+            position = projection.position
+            if position >= head:
+                stop.set()
+            if position >= head or elapsed - last_report[0] >= 0.5:
+                last_report[0] = elapsed
+                on_progress(Progress(position, head, position / max(elapsed, 1e-6), elapsed))
 
-    projection._on_commit = committed
-    if head > 0:
-        projection.run(stop)
+        projection._on_commit = committed
+        if head > 0:
+            projection.run(stop)
     elapsed = time.perf_counter() - started
-    done = Progress(projection.position, head, projection.position / max(elapsed, 1e-6), elapsed)
-    log.close()
-    store.datastore.close()
-    return done
+    return Progress(projection.position, head, projection.position / max(elapsed, 1e-6), elapsed)
 
 
 @dataclass
@@ -148,7 +156,8 @@ def check(database_url: str, name: str) -> CheckResult:
     rebuilt_tracking = sql.SQL("{}.{}").format(
         sql.Identifier(name), sql.Identifier(schema.TRACKING_TABLE)
     )
-    with psycopg.connect(database_url) as conn:
+    with ExitStack() as stack:
+        conn = stack.enter_context(psycopg.connect(database_url))
         positions = []
         for table in (live_tracking, rebuilt_tracking):
             row = conn.execute(
@@ -167,7 +176,7 @@ def check(database_url: str, name: str) -> CheckResult:
             ),
             (through,),
         )
-        other = psycopg.connect(database_url).cursor(name="rebuilt_changes")
+        other = stack.enter_context(psycopg.connect(database_url)).cursor(name="rebuilt_changes")
         other.execute(
             query.format(
                 cols=sql.SQL(_COMPARED),
@@ -236,6 +245,7 @@ def swap(database_url: str, name: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
+    import signal
     import sys
 
     from services.projector.config import ProjectorSettings
@@ -244,8 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--schema", default=f"rebuild_{int(time.time())}")
     parser.add_argument("--check", action="store_true", help="compare with the live changes")
     parser.add_argument("--swap", action="store_true", help="replace the live read models")
+    parser.add_argument("--keep", action="store_true", help="keep the schema after --check")
     args = parser.parse_args(argv)
     settings = ProjectorSettings()
+    url, name = settings.database_url, args.schema
 
     def show(p: Progress) -> None:
         print(
@@ -255,24 +267,37 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
 
-    done = rebuild(settings.database_url, args.schema, settings.load_policies(), on_progress=show)
-    print(
-        f"rebuilt through position {done.position:,} into schema {args.schema}"
-        f" in {done.seconds:,.1f} s"
-    )
-    if args.check:
-        result = check(settings.database_url, args.schema)
-        if not result.identical:
-            print(f"check: DIFFERENT: {result.first_difference}")
-            return 1
-        print(
-            f"check: identical: {result.compared:,} changes through position"
-            f" {result.through_position:,}"
-        )
-    if args.swap:
-        retired = swap(settings.database_url, args.schema)
-        print(f"swapped: the rebuilt read models are live; the old ones are in {retired}")
-    return 0
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        done = rebuild(url, name, settings.load_policies(), on_progress=show)
+    except SchemaExists as problem:
+        print(f"rebuild: {problem}", file=sys.stderr)
+        return 1
+    except BaseException:
+        print(f"rebuild: failed; {leave(url, name, keep=args.keep)}", file=sys.stderr)
+        raise
+    print(f"rebuilt through position {done.position:,} into schema {name} in {done.seconds:,.1f} s")
+    code = 0
+    try:
+        if args.check:
+            result = check(url, name)
+            if result.identical:
+                print(
+                    f"check: identical: {result.compared:,} changes through position"
+                    f" {result.through_position:,}"
+                )
+            else:
+                print(f"check: DIFFERENT: {result.first_difference}")
+                code = 1
+        if args.swap and code == 0:
+            retired = swap(url, name)
+            print(
+                f"swapped: the rebuilt read models are live; the old ones are in {retired}"
+                f" (drop it when done: {drop_statement(retired)})"
+            )
+    finally:
+        print(leave(url, name, keep=args.keep or not (args.check or args.swap)), file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

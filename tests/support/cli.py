@@ -63,6 +63,12 @@ SUMMARY = re.compile(
 )
 
 
+def position_of(result: subprocess.CompletedProcess) -> str:
+    """The log position `cohortflow track` printed."""
+    assert "position=" in result.stdout, result.stdout + result.stderr
+    return result.stdout.split("position=")[1].split()[0]
+
+
 def summary_of(result: subprocess.CompletedProcess) -> dict[str, int]:
     found = SUMMARY.search(result.stdout)
     assert found, result.stdout + result.stderr

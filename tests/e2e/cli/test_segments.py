@@ -1,4 +1,4 @@
-"""`cohortflow segments ...`, `watch` and `rebuild` against ingest and the projector."""
+"""`cohortflow segments ...` and `watch` against ingest and the projector."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli import Suite
+from tests.support.cli import Suite, position_of
 
 pytestmark = pytest.mark.e2e
 
@@ -33,12 +33,6 @@ condition:
 """
     )
     return path
-
-
-def position_of(result: object) -> str:
-    out = result.stdout  # type: ignore[attr-defined]
-    assert "position=" in out, out + result.stderr  # type: ignore[attr-defined]
-    return out.split("position=")[1].split()[0]
 
 
 def test_define_preview_diff_apply_and_read_a_segment(suite: Suite) -> None:
@@ -121,15 +115,3 @@ def test_a_bad_segment_file_names_the_file_and_the_field(suite: Suite) -> None:
     missing = suite.cli("segments", "get", f"none-{tag}")
     assert missing.returncode == 1
     assert "NOT_FOUND" in missing.stderr
-
-
-def test_rebuild_from_history_is_identical(suite: Suite) -> None:
-    tag = uuid.uuid4().hex[:8]
-    last = suite.cli("track", f"r-{tag}", "App Opened")
-    suite.cli("profile", f"r-{tag}", "--min-position", position_of(last))
-    result = suite.cli(
-        "rebuild", "--schema", f"rebuild_cli_{tag}", "--check", DATABASE_URL=suite.database_url
-    )
-    assert result.returncode == 0, result.stderr
-    assert f"into schema rebuild_cli_{tag}" in result.stdout
-    assert "check: identical:" in result.stdout

@@ -11,6 +11,7 @@ from cohortflow.ingest.v1 import ingest_pb2
 
 from services.cli.client import CliError
 from services.cli.importer import import_records
+from services.cli.lines import read_lines
 from services.cli.records import read_jsonl
 
 Result = ingest_pb2.EventResult
@@ -71,7 +72,11 @@ def lines(
 
 async def run(text: str, ingest: Ingest, reports: list[str], **options: int) -> object:
     return await import_records(
-        read_jsonl(io.StringIO(text)), ingest.send, report=reports.append, **options
+        read_jsonl(read_lines(io.BytesIO(text.encode()))),
+        ingest.send,
+        report=reports.append,
+        source="f.jsonl",
+        **options,
     )
 
 
@@ -93,9 +98,9 @@ async def test_every_bad_line_is_reported_once_with_its_number() -> None:
     )
     assert (tally.accepted, tally.rejected, tally.unreadable) == (27, 2, 1)
     assert len(reports) == 3
-    assert "line 4 (event_id e4): name: is bad" in reports
-    assert "line 20 (event_id e20): name: is bad" in reports
-    assert any(r.startswith("line 7: not valid JSON") for r in reports)
+    assert "f.jsonl:4: name: is bad (event_id e4)" in reports
+    assert "f.jsonl:20: name: is bad (event_id e20)" in reports
+    assert any(r.startswith("f.jsonl:7: not valid JSON") for r in reports)
 
 
 async def test_importing_again_reports_everything_duplicate() -> None:
@@ -109,3 +114,19 @@ async def test_a_failed_call_stops_the_import_with_its_one_line() -> None:
     ingest, reports = Ingest(fail_on_call=2), []
     with pytest.raises(CliError, match="UNAUTHENTICATED"):
         await run(lines(100), ingest, reports, batch_size=10, concurrency=2)
+
+
+async def test_calls_stay_under_the_byte_cap_and_a_bigger_event_is_a_reported_line() -> None:
+    ingest, reports = Ingest(), []
+    padded = [
+        f'{{"event_id": "p{n}", "user_id": "u", "name": "Opened",'
+        f' "properties": {{"pad": "{"x" * 900}"}}}}'
+        for n in range(1, 21)
+    ]
+    huge = '{"event_id": "huge", "user_id": "u", "name": "Opened", "properties": {"pad": "%s"}}'
+    text = "\n".join([*padded[:10], huge % ("y" * 9000), *padded[10:]]) + "\n"
+    tally = await run(text, ingest, reports, batch_size=1000, max_call_bytes=4000)
+    # About 950 bytes an event: 4 a call, never over the cap; the 9 kB one is not sent.
+    assert ingest.calls == [4, 4, 4, 4, 4]
+    assert (tally.accepted, tally.unreadable) == (20, 1)
+    assert reports == ["f.jsonl:11: is 9,031 bytes as an event; one call carries at most 4,000"]

@@ -7,19 +7,21 @@ import io
 import pytest
 
 from services.cli.csv_rows import read_csv
+from services.cli.lines import read_lines
 from services.cli.records import FileProblem, LineProblem, Record, read_jsonl
 
 
 def jsonl(*lines: str) -> list[Record | LineProblem]:
-    return list(read_jsonl(io.StringIO("\n".join(lines) + "\n")))
+    data = ("\n".join(lines) + "\n").encode()
+    return list(read_jsonl(read_lines(io.BytesIO(data))))
 
 
 def csv_rows(text: str) -> list[Record | LineProblem]:
-    return list(read_csv(io.StringIO(text, newline="")))
+    return list(read_csv(read_lines(io.BytesIO(text.encode()))))
 
 
 def problems(items: list[Record | LineProblem]) -> list[str]:
-    return [str(item) for item in items if isinstance(item, LineProblem)]
+    return [item.at("f") for item in items if isinstance(item, LineProblem)]
 
 
 def test_a_jsonl_line_becomes_an_event_with_every_field() -> None:
@@ -72,20 +74,20 @@ def test_every_bad_jsonl_line_is_named_by_number_and_field() -> None:
     )
     assert [item.line for item in items if isinstance(item, Record)] == [1]
     found = problems(items)
-    assert found[0].startswith("line 3: not valid JSON (")
+    assert found[0].startswith("f:3: not valid JSON (")
     assert found[1:] == [
-        "line 4: must be a JSON object, one event per line",
-        "line 5: user: unknown key; expected one of event_id, user_id, anonymous_id, name,"
+        "f:4: must be a JSON object, one event per line",
+        "f:5: user: unknown key; expected one of event_id, user_id, anonymous_id, name,"
         " event_time, properties, context",
-        'line 6: properties["cart"]: objects are not values (only {"$time": "<ISO-8601>"}'
+        'f:6: properties["cart"]: objects are not values (only {"$time": "<ISO-8601>"}'
         " for a timestamp)",
-        "line 7: properties: must be a JSON object",
-        "line 8: event_time: 'tomorrow' is not an ISO-8601 date-time like 2024-05-01T10:00:00Z",
-        "line 9: context.latitude: latitude and longitude go together",
-        "line 10: context.planet: unknown; expected one of platform, os, app_version, locale,"
+        "f:7: properties: must be a JSON object",
+        "f:8: event_time: 'tomorrow' is not an ISO-8601 date-time like 2024-05-01T10:00:00Z",
+        "f:9: context.latitude: latitude and longitude go together",
+        "f:10: context.planet: unknown; expected one of platform, os, app_version, locale,"
         " timezone, country, city, latitude, longitude",
-        "line 11: context.latitude: 'north' is not a number",
-        "line 12: event_id: must be a string, got bool",
+        "f:11: context.latitude: 'north' is not a number",
+        "f:12: event_id: must be a string, got bool",
     ]
 
 
@@ -125,17 +127,18 @@ def test_csv_problems_name_the_line_and_column() -> None:
         + "c5,u1,Opened,,,,,,,,,,{bad\n"
     )
     assert problems(items) == [
-        "line 2: latitude: latitude and longitude go together",
-        "line 5: event_time: 'soon' is not an ISO-8601 date-time like 2024-05-01T10:00:00Z",
-        "line 6: has 3 cells, the header has 13",
-        "line 8: properties: is not a valid JSON object",
+        "f:2: latitude: latitude and longitude go together",
+        "f:5: event_time: 'soon' is not an ISO-8601 date-time like 2024-05-01T10:00:00Z",
+        "f:6: has 3 cells, the header has 13",
+        "f:8: properties: is not a valid JSON object",
     ]
     assert [i.line for i in items if isinstance(i, Record)] == [3]
 
 
 def test_a_typed_csv_column_refuses_a_cell_of_another_kind() -> None:
     (item,) = csv_rows("event_id,user_id,name,prop.n:number\ne,u,Opened,many\n")
-    assert str(item) == "line 2: prop.n:number: 'many' is not a number"
+    assert isinstance(item, LineProblem)
+    assert item.at("f") == "f:2: prop.n:number: 'many' is not a number"
 
 
 @pytest.mark.parametrize(
