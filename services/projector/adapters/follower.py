@@ -37,6 +37,11 @@ class LogFollower:
         self._wait_s = wait_s
         self._channel = log.log_recorder.channel_name
 
+    @property
+    def batch_size(self) -> int:
+        """Most notifications in one batch."""
+        return self._batch_size
+
     def _listen(self) -> psycopg.Connection:
         conn = psycopg.connect(self._database_url, autocommit=True)
         conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
