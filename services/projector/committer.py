@@ -68,6 +68,11 @@ class Committer:
             raise self.failed
         self._queue.put(item)
 
+    def check(self) -> None:
+        """Raise if a commit failed (without waiting for the ones queued)."""
+        if self.failed is not None:
+            raise self.failed
+
     def flush(self) -> None:
         """Wait until everything submitted is committed (raise if a commit failed)."""
         self._queue.join()

@@ -46,6 +46,7 @@ REBUILT_TABLES = [
     schema.SEGMENT_BUILDS_TABLE,
     schema.SEGMENT_BUILD_PROGRESS_TABLE,
     schema.TRACKING_TABLE,
+    schema.QUARANTINE_TABLE,
 ]
 # Subjects of the changes a rebuild would publish (it publishes none; its outbox keeps them).
 SUBJECT_PREFIX = "rebuild"

@@ -22,7 +22,7 @@ from services.eventlog.store import EventLog
 from services.projector import metrics
 from services.projector.adapters.builds import StoredBuilds
 from services.projector.adapters.follower import LogFollower
-from services.projector.adapters.poison import refused
+from services.projector.adapters.poison import UnencodableRows, refused, transient
 from services.projector.adapters.quarantine import Quarantined, QuarantineQueries
 from services.projector.adapters.store import ProjectorStore
 from services.projector.committer import CommitFailed, Committer, Prepared, commit
@@ -52,6 +52,8 @@ class Projection:
         self._folder = Folder(log.mapper)
         self.position = 0
         self.healthy = True
+        self._progressed = False  # a commit since the last failure
+        self._backoff_s = 0.5
         self.ready = threading.Event()
 
     def run(self, stop: threading.Event, lock: tuple[str, int] | None = None) -> None:
@@ -82,7 +84,6 @@ class Projection:
         return conn
 
     def _run(self, stop: threading.Event) -> None:
-        backoff = 0.5
         suspect = 0  # isolate the events up to here before following normally again
         while not stop.is_set():
             try:
@@ -97,31 +98,33 @@ class Projection:
                     )
                     engine = isolation.run(engine, self.position, suspect, stop)
                     suspect = 0
-                backoff = 0.5
                 self._follow(engine, stop)
             except (FoldFailed, CommitFailed) as failure:
-                error = failure.error if isinstance(failure, CommitFailed) else failure
-                if isinstance(failure, FoldFailed) or refused(failure.error):
-                    # Maybe one event's fault: narrow it down at once (the database works).
-                    suspect = max(suspect, failure.position)
-                    _log.warning(
-                        "a batch failed; isolating the event it fails on",
-                        through_position=failure.position,
-                        error=repr(error),
-                    )
-                    self._health(False)
+                if isinstance(failure, CommitFailed) and not refused(failure.error):
+                    self._failed(failure.error, stop)
                     continue
-                self._failed(error, stop, backoff)
-                backoff = min(backoff * 2, 10.0)
+                # Maybe one event's fault: narrow it down at once (the database works).
+                suspect = max(suspect, failure.position)
+                self._health(False)
+                _log.warning(
+                    "a batch failed; isolating the event it fails on",
+                    through_position=failure.position,
+                    error=repr(failure.error),
+                )
             except Exception as error:
-                self._failed(error, stop, backoff)
-                backoff = min(backoff * 2, 10.0)
+                self._failed(error, stop)
 
-    def _failed(self, error: BaseException, stop: threading.Event, backoff: float) -> None:
+    def _failed(self, error: BaseException, stop: threading.Event) -> None:
+        """Wait before resuming from the last commit: 0.5 s after a failure that follows a
+        commit, doubling (up to 10 s) while nothing commits."""
         self._health(False)
         metrics.BATCH_FAILURES.inc()
         _log.error("projection failed; resuming from the last commit", error=repr(error))
-        stop.wait(backoff)
+        if self._progressed:
+            self._progressed = False
+            self._backoff_s = 0.5
+        wait, self._backoff_s = self._backoff_s, min(self._backoff_s * 2, 10.0)
+        stop.wait(wait)
 
     def _health(self, healthy: bool) -> None:
         if healthy != self.healthy:
@@ -143,7 +146,10 @@ class Projection:
             users=len(engine.users),
             seconds=round(time.perf_counter() - started, 3),
         )
-        if self._log.head_position() <= self.position:
+        head = self._log.head_position()
+        metrics.HEAD.set(head)
+        metrics.LAG.set(max(0, head - self.position))  # true from the start, not after 1 s
+        if head <= self.position:
             self._health(True)  # nothing to commit: nothing that fails
         self.ready.set()
         return engine
@@ -151,6 +157,7 @@ class Projection:
     def _committed(self, item: Prepared) -> None:
         """After a commit (on the committing thread)."""
         self.position = item.position
+        self._progressed = True
         metrics.EVENTS.inc(item.events)
         metrics.BATCH_SIZE.observe(item.events)
         metrics.COMMIT_SECONDS.observe(time.perf_counter() - item.started)
@@ -170,7 +177,14 @@ class Projection:
         drained = engine.drain()
         for change in drained.changes:
             metrics.CHANGES.labels(change.kind).inc()
-        batch = self._store.prepare(drained)
+        try:
+            batch = self._store.prepare(drained)
+        except Exception as error:
+            if transient(error):
+                raise
+            unencodable = UnencodableRows(f"the rows through position {position}")
+            unencodable.__cause__ = error
+            raise CommitFailed(position, unencodable) from error
         return Prepared(batch, position, len(drained.facts), started, records)
 
     def _commit_now(self, engine: Engine, position: int, records: list[Quarantined]) -> None:
@@ -179,7 +193,7 @@ class Projection:
     def _follow(self, engine: Engine, stop: threading.Event) -> None:
         committer = Committer(self._commit_one)
         try:
-            for batch in self._follower.batches(self.position, stop):
+            for batch in self._follower.batches(self.position, stop, committer.check):
                 started = time.perf_counter()
                 last = 0
                 records: list[Quarantined] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -46,9 +47,17 @@ def append_raw(log: EventLog, topic: str, state: bytes) -> int:
     return positions[0]
 
 
-def replayed_change_ids(log: EventLog, skipped: set[int]) -> list[str]:
-    """Ids of the changes a fold of the whole log without `skipped` publishes, in order:
-    computed in memory, independently of the projector's store and batches."""
+@dataclass
+class Replayed:
+    """What a fold of the log computes in memory, independently of the projector's store
+    and batches: the published change ids in order, and each user's event count."""
+
+    change_ids: list[str]
+    event_counts: dict[tuple[str, str], int]
+
+
+def replay(log: EventLog, skipped: set[int]) -> Replayed:
+    """Fold the whole log, without the events at `skipped`."""
     engine = Engine(Policies())
     start = 0
     while page := log.recorder.select_notifications(
@@ -58,7 +67,14 @@ def replayed_change_ids(log: EventLog, skipped: set[int]) -> list[str]:
             if notification.id not in skipped:
                 engine.apply(log.mapper.to_domain_event(notification), notification.id)
         start = page[-1].id
-    return [c.change_id for c in engine.drain().changes if c.published]
+    changes = [c.change_id for c in engine.drain().changes if c.published]
+    return Replayed(changes, {key: user.event_count for key, user in engine.users.items()})
+
+
+def profile_counts(database_url: str) -> dict[tuple[str, str], int]:
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute("SELECT app_id, user_id, event_count FROM projector_profiles")
+        return {(app, user): count for app, user, count in rows}
 
 
 def quarantine_rows(database_url: str, schema_name: str = "public") -> list[tuple[Any, ...]]:

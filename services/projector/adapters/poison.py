@@ -6,7 +6,8 @@ Three kinds of failure can be tied to one event:
   event alone, so every replay finds the same ones whatever its batch boundaries;
 - committed alone, its rows are refused with a data error (SQLSTATE class 22, such
   as a number out of range, or 54, such as an index row too large; or the client
-  refusing to encode a value): `refused`. Found by bisecting the failed batch;
+  refusing to encode a value), or cannot even be built (`UnencodableRows`, e.g. an
+  integer beyond 64 bits for jsonb): `refused`. Found by bisecting the failed batch;
 - decoding or folding it raises.
 
 Everything else never quarantines anything: a lost connection, a database that is
@@ -50,6 +51,10 @@ _NUL_ESCAPE = b"\\u0000"
 _MIN_US, _MAX_US = -62_135_596_800_000_000, 253_402_300_799_999_999
 
 
+class UnencodableRows(Exception):
+    """The rows of a batch could not be built from what it folded (its cause says why)."""
+
+
 def _chain(error: BaseException) -> Iterator[BaseException]:
     seen: set[int] = set()
     current: BaseException | None = error
@@ -65,6 +70,8 @@ def _database_error(error: BaseException) -> psycopg.Error | None:
 
 def refused(error: BaseException) -> bool:
     """A commit failure caused by the values written: possibly tied to one event."""
+    if any(isinstance(e, UnencodableRows) for e in _chain(error)):
+        return True
     found = _database_error(error)
     if found is not None:
         if found.sqlstate:
@@ -85,6 +92,8 @@ def transient(error: BaseException) -> bool:
 
 def condition(error: BaseException) -> str:
     """A short, stable name of what went wrong (no values of the event in it)."""
+    if isinstance(error, UnencodableRows) and error.__cause__ is not None:
+        return f"{type(error.__cause__).__name__} while building its rows"
     found = _database_error(error)
     if found is not None and found.sqlstate:
         name = type(found).__name__

@@ -91,11 +91,3 @@ class QuarantineQueries:
             curs.execute(f"SELECT count(*) AS n FROM {schema.QUARANTINE_TABLE}")
             row = curs.fetchone()
             return int(row["n"]) if row else 0
-
-    def all_positions(self) -> list[tuple[int, str]]:
-        """(position, reason) of every record, in order (for comparing replays)."""
-        with self._store.cursor() as curs:
-            curs.execute(
-                f"SELECT position, reason FROM {schema.QUARANTINE_TABLE} ORDER BY position"
-            )
-            return [(row["position"], row["reason"]) for row in curs.fetchall()]
