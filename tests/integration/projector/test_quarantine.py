@@ -265,6 +265,34 @@ async def test_poison_events_are_quarantined_and_everything_else_goes_on(
         await delete_stream(nats_server.url, streams)
 
 
+async def test_a_poison_event_arriving_while_the_projector_runs_is_isolated(
+    database_url: str, nats_server: Any
+) -> None:
+    streams = unique_streams()
+    log = open_event_log(database_url)
+    app = await _start(database_url, nats_server.url, streams)
+    try:
+        first = append(log, *_crowd(T0))
+        await wait_position(app, first[-1])
+        # Alone in its batch, then with others behind it: the commit fails on the
+        # committing thread while the fold waits for more, or goes on folding.
+        alone = append(log, track(os.urandom(6000).hex(), T0 + HOUR))
+        await wait_position(app, alone[0])
+        behind = append(log, track("late\x00", T0 + HOUR), *_crowd(T0 + 2 * HOUR))
+        crowded = append(log, track("dave", 2**63 + 5), *_crowd(T0 + 3 * HOUR))
+        await wait_position(app, crowded[-1])
+        skipped = {alone[0], behind[0], crowded[0]}
+        assert positions_of(quarantine_rows(database_url)) == sorted(skipped)
+        expected = replay(log, skipped).change_ids
+        received = await read_all(nats_server.url, streams, expect=len(expected))
+        assert [r.msg_id for r in received] == expected
+        assert await health_status(app.port) == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        await app.stop(1)
+        log.close()
+        await delete_stream(nats_server.url, streams)
+
+
 async def test_the_rpc_refuses_hostile_requests_clearly(
     database_url: str, nats_server: Any
 ) -> None:
