@@ -5,17 +5,21 @@ value PostgreSQL can never store is recorded and not folded. An event that does 
 decode, or that the fold raises on, raises `FoldFailed`; a commit refused with a data
 error raises `CommitFailed` (see `adapters/poison.py` for what counts as either).
 
-`Isolation` then re-folds the failed stretch from the last commit in ever smaller
-commits: a part that commits moves on (the next part twice as big again), a part that
-fails is reloaded from the last commit and halved, until one event fails alone right
-after a commit. That event is skipped: an empty commit moves the tracked position past
-it with its quarantine record in the same transaction. If even that commit is refused,
-the failure was not the event's (`NotIsolated`) and nothing is skipped. Transient
-failures are raised as they are, to the projection's retry from its last commit.
+`Isolation` then re-folds the failed stretch from the last commit in parts of about
+the square root of its length: a part that commits moves on; a part whose commit fails is
+reloaded from the last commit and committed again one event at a time, until one event
+fails alone right after a commit (a fold that raises names its event at once). That event
+is skipped: an empty commit moves the tracked position past it with its quarantine
+record in the same transaction. Each failed attempt costs a reload of the whole state,
+so narrowing one event down costs two reloads and about 2 x sqrt(batch) commits, whatever
+the size of the batch. If even the empty commit is refused, the failure was not the
+event's (`NotIsolated`) and nothing is skipped. Transient failures are raised as they
+are, to the projection's retry from its last commit.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -124,19 +128,22 @@ class Isolation:
         """Fold and commit (after, until] around the events that fail; returns the engine,
         which then holds exactly what is committed."""
         pending = self._read(after, until)
-        chunk = max(1, len(pending) // 2)
+        size = max(1, math.isqrt(len(pending)))
+        narrow_until = 0  # inside a part that failed: one event per commit up to here
+        cap = 0  # the next part ends before the event the fold raised on
         while pending and not stop.is_set():
+            chunk = 1 if pending[0].id <= narrow_until else size
+            if cap:
+                chunk, cap = min(chunk, cap), 0
             part = self._part(pending, chunk)
             try:
                 records = self._folder.fold_all(engine, part)
             except FoldFailed as failed:
                 engine = self._resume()  # the failed apply may have half-changed it
-                index = next(i for i, n in enumerate(part) if n.id == failed.position)
-                if index > 0:
-                    chunk = index  # commit what comes before it first
-                    continue
-                self._skip(engine, failed.notification, failed.record())
-                pending = pending[1:]
+                cap = next(i for i, n in enumerate(part) if n.id == failed.position)
+                if not cap:
+                    self._skip(engine, failed.notification, failed.record())
+                    pending = pending[1:]
                 continue
             try:
                 self._commit_now(engine, part[-1].id, records)
@@ -145,13 +152,12 @@ class Isolation:
                     raise
                 engine = self._resume()
                 if len(part) > 1:
-                    chunk = max(1, len(part) // 2)
+                    narrow_until = part[-1].id
                     continue
                 self._skip(engine, part[0], self._refused(part[0], failed.error))
                 pending = pending[1:]
                 continue
             pending = pending[len(part) :]
-            chunk = min(chunk * 2, self._batch_size)
         return engine
 
     def _refused(self, notification: Notification, error: BaseException) -> Quarantined:
