@@ -22,7 +22,11 @@ from services.eventlog.store import EventLog
 from services.projector import metrics
 from services.projector.adapters.builds import StoredBuilds
 from services.projector.adapters.follower import LogFollower
-from services.projector.adapters.poison import UnencodableRows, refused, transient
+from services.projector.adapters.poison import (
+    UNENCODABLE_VALUE_ERRORS,
+    UnencodableRows,
+    refused,
+)
 from services.projector.adapters.quarantine import Quarantined, QuarantineQueries
 from services.projector.adapters.store import ProjectorStore
 from services.projector.committer import CommitFailed, Committer, Prepared, commit
@@ -179,9 +183,7 @@ class Projection:
             metrics.CHANGES.labels(change.kind).inc()
         try:
             batch = self._store.prepare(drained)
-        except Exception as error:
-            if transient(error):
-                raise
+        except UNENCODABLE_VALUE_ERRORS as error:
             unencodable = UnencodableRows(f"the rows through position {position}")
             unencodable.__cause__ = error
             raise CommitFailed(position, unencodable) from error

@@ -7,7 +7,8 @@ Three kinds of failure can be tied to one event:
 - committed alone, its rows are refused with a data error (SQLSTATE class 22, such
   as a number out of range, or 54, such as an index row too large; or the client
   refusing to encode a value), or cannot even be built (`UnencodableRows`, e.g. an
-  integer beyond 64 bits for jsonb): `refused`. Found by bisecting the failed batch;
+  integer beyond 64 bits for jsonb): `refused`. Found by folding the failed batch
+  again in smaller commits (isolation.py);
 - decoding or folding it raises.
 
 Everything else never quarantines anything: a lost connection, a database that is
@@ -53,6 +54,11 @@ _MIN_US, _MAX_US = -62_135_596_800_000_000, 253_402_300_799_999_999
 
 class UnencodableRows(Exception):
     """The rows of a batch could not be built from what it folded (its cause says why)."""
+
+
+# What building rows raises for a value no encoder takes (orjson: integers beyond 64 bits;
+# protobuf: times out of range). Anything else there is a bug, and quarantines nothing.
+UNENCODABLE_VALUE_ERRORS = (orjson.JSONEncodeError, ValueError, OverflowError, UnicodeError)
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:
