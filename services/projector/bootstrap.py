@@ -8,6 +8,7 @@ import threading
 from dataclasses import dataclass, field
 
 import structlog
+from cohortflow.operations.v1 import operations_pb2, operations_pb2_grpc
 from cohortflow.profiles.v1 import profiles_pb2, profiles_pb2_grpc
 from cohortflow.segments.v1 import segments_pb2, segments_pb2_grpc
 
@@ -22,12 +23,14 @@ from services.common.jetstream import (
 from services.eventlog.store import EventLog, open_event_log
 from services.projector.adapters.builds import SegmentBuilder
 from services.projector.adapters.follower import LogFollower
+from services.projector.adapters.quarantine import QuarantineQueries
 from services.projector.adapters.queries import ProfileQueries
 from services.projector.adapters.relay import OutboxRelay
 from services.projector.adapters.segment_queries import HistoryQueries, SegmentQueries
 from services.projector.adapters.store import ProjectorStore, open_store
 from services.projector.adapters.ticker import Ticker
 from services.projector.config import Policies, ProjectorSettings
+from services.projector.grpc.operations import OperationsServicer
 from services.projector.grpc.segments import SegmentServicer
 from services.projector.grpc.servicer import ProfileServicer
 from services.projector.rebuild import PROJECTOR_LOCK
@@ -35,6 +38,7 @@ from services.projector.runner import Projection, monitor
 
 PROFILE_SERVICE = profiles_pb2.DESCRIPTOR.services_by_name["ProfileService"].full_name
 SEGMENT_SERVICE = segments_pb2.DESCRIPTOR.services_by_name["SegmentService"].full_name
+OPERATIONS_SERVICE = operations_pb2.DESCRIPTOR.services_by_name["OperationsService"].full_name
 _log = structlog.get_logger("projector")
 
 
@@ -50,12 +54,28 @@ class ProjectorApp:
     relay_task: asyncio.Task[None]
     relay: OutboxRelay | None = None
     nats_closers: list = field(default_factory=list)
+    stopping: bool = False
+    health_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    health_tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property
     def port(self) -> int:
         return self.served.port
 
+    async def sync_health(self) -> None:
+        """Report SERVING exactly while the projection can commit (and we are not stopping)."""
+        async with self.health_lock:
+            await self.served.set_serving(self.projection.healthy and not self.stopping)
+
+    def health_changed(self) -> None:
+        task = asyncio.ensure_future(self.sync_health())
+        self.health_tasks.add(task)
+        task.add_done_callback(self.health_tasks.discard)
+
     async def stop(self, grace: float, drain: float = 0.0) -> None:
+        self.stopping = True
+        async with self.health_lock:
+            pass  # no health update overtakes the NOT_SERVING of stopping
         await self.served.stop(grace, drain)
         self.stop_threads.set()
         for thread in self.threads:
@@ -136,7 +156,13 @@ async def start_projector(
         if app is not None and app.relay is not None:
             loop.call_soon_threadsafe(app.relay.nudge)
 
-    projection = Projection(log, store, follower, policies, on_commit)
+    def on_health(healthy: bool) -> None:
+        """Health follows the projection: NOT_SERVING while it cannot commit."""
+        app = holder.get("app")
+        if app is not None:
+            loop.call_soon_threadsafe(app.health_changed)
+
+    projection = Projection(log, store, follower, policies, on_commit, on_health)
     threads = [
         threading.Thread(
             target=projection.run,
@@ -175,6 +201,11 @@ async def start_projector(
             Registration(
                 segments_pb2_grpc.add_SegmentServiceServicer_to_server, segments, SEGMENT_SERVICE
             ),
+            Registration(
+                operations_pb2_grpc.add_OperationsServiceServicer_to_server,
+                OperationsServicer(QuarantineQueries(store)),
+                OPERATIONS_SERVICE,
+            ),
         ],
         keys,
     )
@@ -192,4 +223,5 @@ async def start_projector(
     app.relay_task = loop.create_task(_relay_forever(app, settings, streams))
     for thread in threads:
         thread.start()
+    await app.sync_health()
     return app

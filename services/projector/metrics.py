@@ -36,3 +36,15 @@ PUBLISH_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 OUTBOX = Gauge("cohortflow_projector_outbox_depth", "Changes waiting in the outbox")
+QUARANTINED_TOTAL = Counter(
+    "cohortflow_projector_quarantined_total",
+    "Log events isolated and skipped (recorded in the quarantine), by reason",
+    ["reason"],
+)
+QUARANTINED = Gauge(
+    "cohortflow_projector_quarantined_events", "Log events in the quarantine (all apps)"
+)
+STALLED = Gauge(
+    "cohortflow_projector_stalled",
+    "1 while the projection cannot commit (a failure, until the next commit succeeds)",
+)

@@ -68,6 +68,7 @@ REBUILT_TABLES = [
     schema.SEGMENT_BUILDS_TABLE,
     schema.SEGMENT_BUILD_PROGRESS_TABLE,
     schema.TRACKING_TABLE,
+    schema.QUARANTINE_TABLE,
 ]
 # Held by a running projector for its lifetime: a swap needs it free.
 PROJECTOR_LOCK = 0x70726F6A6563  # "projec"

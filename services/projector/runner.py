@@ -1,87 +1,39 @@
 """The projection loop: follow the log, fold batches, commit each with its position.
 
-Runs in a thread (the event store API is synchronous). Any failure discards the
-in-memory state and resumes from the last commit, so a failed batch is simply
-done again: the commit of state and position is atomic.
+Runs in a thread (the event store API is synchronous). A failure discards the
+in-memory state and resumes from the last commit, so a failed batch is simply done
+again: the commit of state and position is atomic. A failure that may be tied to one
+event (the fold raised on it, or the commit was refused with a data error) is first
+narrowed to that event, which is quarantined and skipped (see isolation.py); any other
+failure (the database is down, a connection was lost) is retried with a backoff, and
+health says NOT_SERVING until a commit succeeds again.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import structlog
-from eventsourcing.persistence import Tracking
-from eventsourcing.utils import get_topic
 
-from services.eventlog.segments import Segment
-from services.eventlog.store import LOG_NAME, EventLog
+from services.eventlog.store import EventLog
 from services.projector import metrics
 from services.projector.adapters.builds import StoredBuilds
 from services.projector.adapters.follower import LogFollower
-from services.projector.adapters.store import PreparedBatch, ProjectorStore
+from services.projector.adapters.poison import (
+    UNENCODABLE_VALUE_ERRORS,
+    UnencodableRows,
+    refused,
+)
+from services.projector.adapters.quarantine import Quarantined, QuarantineQueries
+from services.projector.adapters.store import ProjectorStore
+from services.projector.committer import CommitFailed, Committer, Prepared, commit
 from services.projector.domain.engine import Engine, PolicySource
+from services.projector.isolation import BUILT_TOPIC, Folder, FoldFailed, Isolation
 
 _log = structlog.get_logger("projector")
-_BUILT_TOPIC = get_topic(Segment.Built)
-
-
-class _Committer:
-    """Commits prepared batches in order on its own thread, so the next batch is folded
-    while the previous one is written. At most one batch waits; after a failure it
-    refuses the rest until the fold reloads from the last commit."""
-
-    def __init__(self, store: ProjectorStore, on_commit: Callable[[int], None]) -> None:
-        self._store = store
-        self._on_commit = on_commit
-        self._queue: queue.Queue[tuple[PreparedBatch, int, int, float] | None] = queue.Queue(1)
-        self.failed: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="projection-commit", daemon=True)
-        self._thread.start()
-
-    def submit(self, batch: PreparedBatch, position: int, events: int, started: float) -> None:
-        if self.failed is not None:
-            raise self.failed
-        self._queue.put((batch, position, events, started))
-
-    def flush(self) -> None:
-        """Wait until everything submitted is committed (raise if a commit failed)."""
-        self._queue.join()
-        if self.failed is not None:
-            raise self.failed
-
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            try:
-                if item is None:
-                    return
-                if self.failed is None:
-                    self._commit(*item)
-            finally:
-                self._queue.task_done()
-
-    def _commit(self, batch: PreparedBatch, position: int, events: int, started: float) -> None:
-        try:
-            self._store.commit(batch, Tracking(LOG_NAME, position))
-        except BaseException as error:
-            self.failed = error
-            return
-        self._on_commit(position)
-        metrics.EVENTS.inc(events)
-        metrics.BATCH_SIZE.observe(events)
-        metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
-        metrics.POSITION.set(position)
-
-    def close(self) -> None:
-        """Wait for queued commits; raise if one failed."""
-        self._queue.put(None)
-        self._thread.join()
-        if self.failed is not None:
-            raise self.failed
 
 
 class Projection:
@@ -92,13 +44,20 @@ class Projection:
         follower: LogFollower,
         policies: PolicySource,
         on_commit: Callable[[], None] = lambda: None,
+        on_health: Callable[[bool], None] = lambda healthy: None,
     ) -> None:
         self._log = log
         self._store = store
         self._follower = follower
         self._policies = policies
         self._on_commit = on_commit
+        self._on_health = on_health
+        self._quarantine = QuarantineQueries(store)
+        self._folder = Folder(log.mapper)
         self.position = 0
+        self.healthy = True
+        self._progressed = False  # a commit since the last failure
+        self._backoff_s = 0.5
         self.ready = threading.Event()
 
     def run(self, stop: threading.Event, lock: tuple[str, int] | None = None) -> None:
@@ -129,59 +88,147 @@ class Projection:
         return conn
 
     def _run(self, stop: threading.Event) -> None:
-        backoff = 0.5
+        suspect = 0  # isolate the events up to here before following normally again
         while not stop.is_set():
             try:
-                self._follow(stop)
+                engine = self._resume()
+                if suspect:
+                    isolation = Isolation(
+                        self._log,
+                        self._folder,
+                        self._resume,
+                        self._commit_now,
+                        self._follower.batch_size,
+                    )
+                    engine = isolation.run(engine, self.position, suspect, stop)
+                    suspect = 0
+                self._follow(engine, stop)
+            except (FoldFailed, CommitFailed) as failure:
+                if isinstance(failure, CommitFailed) and not refused(failure.error):
+                    self._failed(failure.error, stop)
+                    continue
+                # Maybe one event's fault: narrow it down at once (the database works).
+                suspect = max(suspect, failure.position)
+                self._health(False)
+                _log.warning(
+                    "a batch failed; isolating the event it fails on",
+                    through_position=failure.position,
+                    error=repr(failure.error),
+                )
             except Exception as error:
-                metrics.BATCH_FAILURES.inc()
-                _log.error("projection failed; resuming from the last commit", error=repr(error))
-                stop.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
+                self._failed(error, stop)
 
-    def _committed(self, position: int) -> None:
-        self.position = position
-        self._on_commit()
+    def _failed(self, error: BaseException, stop: threading.Event) -> None:
+        """Wait before resuming from the last commit: 0.5 s after a failure that follows a
+        commit, doubling (up to 10 s) while nothing commits."""
+        self._health(False)
+        metrics.BATCH_FAILURES.inc()
+        _log.error("projection failed; resuming from the last commit", error=repr(error))
+        if self._progressed:
+            self._progressed = False
+            self._backoff_s = 0.5
+        wait, self._backoff_s = self._backoff_s, min(self._backoff_s * 2, 10.0)
+        stop.wait(wait)
 
-    def _follow(self, stop: threading.Event) -> None:
+    def _health(self, healthy: bool) -> None:
+        if healthy != self.healthy:
+            self.healthy = healthy
+            metrics.STALLED.set(0 if healthy else 1)
+            _log.info("projection health", committing=healthy)
+            self._on_health(healthy)
+
+    def _resume(self) -> Engine:
+        """A fresh engine holding exactly what is committed (and its position)."""
         engine = Engine(self._policies, builds=StoredBuilds(self._store), facts=True)
         started = time.perf_counter()
         self.position = self._store.load(engine)
         metrics.POSITION.set(self.position)
+        metrics.QUARANTINED.set(self._quarantine.count())
         _log.info(
             "resumed",
             position=self.position,
             users=len(engine.users),
             seconds=round(time.perf_counter() - started, 3),
         )
+        head = self._log.head_position()
+        metrics.HEAD.set(head)
+        metrics.LAG.set(max(0, head - self.position))  # true from the start, not after 1 s
+        if head <= self.position:
+            self._health(True)  # nothing to commit: nothing that fails
         self.ready.set()
-        mapper = self._log.mapper
-        committer = _Committer(self._store, self._committed)
-        try:
-            for batch in self._follow_batches(stop):
-                started = time.perf_counter()
-                last = 0
-                for notification in batch:
-                    if notification.topic == _BUILT_TOPIC:
-                        # Merging a build reads what was committed up to its definition:
-                        # commit everything folded so far first.
-                        if last:
-                            self._submit(engine, committer, last, started)
-                        committer.flush()
-                    engine.apply(mapper.to_domain_event(notification), notification.id)
-                    last = notification.id
-                self._submit(engine, committer, last, started)
-        finally:
-            committer.close()
+        return engine
 
-    def _follow_batches(self, stop: threading.Event) -> Any:
-        return self._follower.batches(self.position, stop)
+    def _committed(self, item: Prepared) -> None:
+        """After a commit (on the committing thread)."""
+        self.position = item.position
+        self._progressed = True
+        metrics.EVENTS.inc(item.events)
+        metrics.BATCH_SIZE.observe(item.events)
+        metrics.COMMIT_SECONDS.observe(time.perf_counter() - item.started)
+        metrics.POSITION.set(item.position)
+        for record in item.quarantined:
+            _quarantined(record)
+        self._health(True)
+        self._on_commit()
 
-    def _submit(self, engine: Engine, committer: _Committer, position: int, started: float) -> None:
+    def _commit_one(self, item: Prepared) -> None:
+        commit(self._store, item)
+        self._committed(item)
+
+    def _prepare(
+        self, engine: Engine, position: int, started: float, records: list[Quarantined]
+    ) -> Prepared:
         drained = engine.drain()
         for change in drained.changes:
             metrics.CHANGES.labels(change.kind).inc()
-        committer.submit(self._store.prepare(drained), position, len(drained.facts), started)
+        try:
+            batch = self._store.prepare(drained)
+        except UNENCODABLE_VALUE_ERRORS as error:
+            unencodable = UnencodableRows(f"the rows through position {position}")
+            unencodable.__cause__ = error
+            raise CommitFailed(position, unencodable) from error
+        return Prepared(batch, position, len(drained.facts), started, records)
+
+    def _commit_now(self, engine: Engine, position: int, records: list[Quarantined]) -> None:
+        self._commit_one(self._prepare(engine, position, time.perf_counter(), records))
+
+    def _follow(self, engine: Engine, stop: threading.Event) -> None:
+        committer = Committer(self._commit_one)
+        try:
+            for batch in self._follower.batches(self.position, stop, committer.check):
+                started = time.perf_counter()
+                last = 0
+                records: list[Quarantined] = []
+                for notification in batch:
+                    if notification.topic == BUILT_TOPIC:
+                        # Merging a build reads what was committed up to its definition:
+                        # commit everything folded so far first.
+                        if last:
+                            committer.submit(self._prepare(engine, last, started, records))
+                            records = []
+                        committer.flush()
+                    found = self._folder.fold(engine, notification)
+                    if found is not None:
+                        records.append(found)
+                    last = notification.id
+                committer.submit(self._prepare(engine, last, started, records))
+        finally:
+            committer.close()
+
+
+def _quarantined(record: Quarantined) -> None:
+    metrics.QUARANTINED_TOTAL.labels(record.reason).inc()
+    metrics.QUARANTINED.inc()
+    _log.error(
+        "event quarantined",
+        position=record.position,
+        app_id=record.app_id,
+        kind=record.kind,
+        event_id=record.event_id,
+        user_id=record.user_id,
+        reason=record.reason,
+        detail=record.detail,
+    )
 
 
 def monitor(

@@ -20,6 +20,7 @@ SEGMENT_VERSIONS_TABLE = "segment_versions"
 SEGMENT_MEMBERS_TABLE = "segment_members"
 SEGMENT_BUILDS_TABLE = "segment_builds"
 SEGMENT_BUILD_PROGRESS_TABLE = "segment_build_progress"
+QUARANTINE_TABLE = "projector_quarantine"
 
 STATEMENTS = [
     f"""
@@ -216,4 +217,26 @@ STATEMENTS = [
         PRIMARY KEY (app_id, segment_id, version)
     )
     """,
+    # Log events the projector isolated and skipped (see adapters/quarantine.py), written in
+    # the transaction that moves the tracked position past them.
+    f"""
+    CREATE TABLE IF NOT EXISTS {QUARANTINE_TABLE} (
+        position bigint PRIMARY KEY,
+        -- "" for events of no app (clock ticks) or that could not be decoded.
+        app_id text NOT NULL,
+        -- "track", "identify", "segment", "tick" or "unknown".
+        kind text NOT NULL,
+        event_id text NOT NULL DEFAULT '',
+        user_id text NOT NULL DEFAULT '',
+        anonymous_id text NOT NULL DEFAULT '',
+        event_name text NOT NULL DEFAULT '',
+        segment_id text NOT NULL DEFAULT '',
+        event_time_us bigint,
+        -- "unstorable_value", "refused_by_database", "fold_failed" or "undecodable".
+        reason text NOT NULL,
+        detail text NOT NULL,
+        quarantined_us bigint NOT NULL
+    )
+    """,
+    f"CREATE INDEX IF NOT EXISTS {QUARANTINE_TABLE}_app ON {QUARANTINE_TABLE} (app_id, position)",
 ]

@@ -9,7 +9,7 @@ that way is counted as a recovery.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import psycopg
 import structlog
@@ -37,13 +37,25 @@ class LogFollower:
         self._wait_s = wait_s
         self._channel = log.log_recorder.channel_name
 
+    @property
+    def batch_size(self) -> int:
+        """Most notifications in one batch."""
+        return self._batch_size
+
     def _listen(self) -> psycopg.Connection:
         conn = psycopg.connect(self._database_url, autocommit=True)
         conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
         return conn
 
-    def batches(self, after: int, stop: threading.Event) -> Iterator[Sequence[Notification]]:
-        """Batches of notifications with ids > `after`, in order, until `stop` is set."""
+    def batches(
+        self,
+        after: int,
+        stop: threading.Event,
+        idle: Callable[[], None] = lambda: None,
+    ) -> Iterator[Sequence[Notification]]:
+        """Batches of notifications with ids > `after`, in order, until `stop` is set.
+        `idle()` runs before each wait for more: an exception it raises ends the batches
+        (the projection checks there that its last commit went through)."""
         position = after
         listener: psycopg.Connection | None = None
         notified: bool = True
@@ -64,6 +76,7 @@ class LogFollower:
                     yield batch
                     notified = len(batch) == self._batch_size or notified
                     continue
+                idle()
                 outcome = self._wait(listener)
                 if outcome is None:
                     listener = None

@@ -8,7 +8,7 @@ replayed position is refused, so no event is ever applied twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -415,8 +415,14 @@ class ProjectorStore(PostgresTrackingRecorder):
             consumed_builds=list(drained.consumed_builds),
         )
 
-    def commit(self, batch: PreparedBatch | Drained, tracking: Tracking) -> int:
-        """Write one batch and its position in one transaction. Returns changes written."""
+    def commit(
+        self,
+        batch: PreparedBatch | Drained,
+        tracking: Tracking,
+        also: Callable[[Cursor[DictRow]], None] | None = None,
+    ) -> int:
+        """Write one batch and its position in one transaction. Returns changes written.
+        `also(curs)` writes more in the same transaction (the quarantine records)."""
         if isinstance(batch, Drained):
             batch = self.prepare(batch)
         with self.datastore.transaction(commit=True) as curs:
@@ -494,6 +500,8 @@ class ProjectorStore(PostgresTrackingRecorder):
                 " ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
                 (batch.now_us,),
             )
+            if also is not None:
+                also(curs)
             self._insert_tracking(curs, tracking)
         return batch.change_count
 

@@ -1,0 +1,200 @@
+"""Isolate the one event a batch fails on, so that no single event can wedge the projection.
+
+`Folder` folds log events one by one and screens each before: an event that holds a
+value PostgreSQL can never store is recorded and not folded. An event that does not
+decode, or that the fold raises on, raises `FoldFailed`; a commit refused with a data
+error raises `CommitFailed` (see `adapters/poison.py` for what counts as either).
+
+`Isolation` then re-folds the failed stretch from the last commit in parts of about
+the square root of its length: a part that commits moves on; a part whose commit fails is
+reloaded from the last commit and committed again one event at a time, until one event
+fails alone right after a commit (a fold that raises names its event at once). That event
+is skipped: an empty commit moves the tracked position past it with its quarantine
+record in the same transaction. Each failed attempt costs a reload of the whole state,
+so narrowing one event down costs two reloads and about 2 x sqrt(batch) commits, whatever
+the size of the batch. If even the empty commit is refused, the failure was not the
+event's (`NotIsolated`) and nothing is skipped. Transient failures are raised as they
+are, to the projection's retry from its last commit.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from eventsourcing.persistence import Mapper, Notification
+from eventsourcing.utils import get_topic
+
+from services.eventlog.segments import Segment
+from services.eventlog.store import EventLog
+from services.projector.adapters.poison import condition, describe, refused, screen, transient
+from services.projector.adapters.quarantine import (
+    FOLD_FAILED,
+    REFUSED_BY_DATABASE,
+    UNDECODABLE,
+    Quarantined,
+)
+from services.projector.committer import CommitFailed
+from services.projector.domain.engine import Engine
+
+BUILT_TOPIC = get_topic(Segment.Built)
+
+
+class FoldFailed(Exception):
+    """Decoding or folding the event at `notification` raised `error` (not transiently)."""
+
+    def __init__(
+        self, notification: Notification, event: object | None, reason: str, error: Exception
+    ) -> None:
+        super().__init__(f"position {notification.id}: {reason}: {error!r}")
+        self.notification = notification
+        self.event = event
+        self.reason = reason
+        self.error = error
+
+    @property
+    def position(self) -> int:
+        return self.notification.id
+
+    def record(self) -> Quarantined:
+        what = "does not decode" if self.reason == UNDECODABLE else "the fold raised"
+        detail = f"{what}: {condition(self.error)}"
+        return describe(self.notification, self.event, self.reason, detail)
+
+
+class NotIsolated(RuntimeError):
+    """Even the commit without the suspected event was refused: nothing was skipped."""
+
+
+class Folder:
+    """Folds log events into an engine one at a time, screening each first."""
+
+    def __init__(self, mapper: Mapper[Any]) -> None:
+        self._mapper = mapper
+
+    def decode(self, notification: Notification) -> object:
+        try:
+            return self._mapper.to_domain_event(notification)
+        except Exception as error:
+            if transient(error):
+                raise
+            raise FoldFailed(notification, None, UNDECODABLE, error) from error
+
+    def fold(self, engine: Engine, notification: Notification) -> Quarantined | None:
+        """Apply one event; its quarantine record instead if it can never be stored."""
+        event = self.decode(notification)
+        found = screen(notification, event)
+        if found is not None:
+            return found
+        try:
+            engine.apply(event, notification.id)
+        except Exception as error:
+            if transient(error):
+                raise
+            raise FoldFailed(notification, event, FOLD_FAILED, error) from error
+        return None
+
+    def fold_all(self, engine: Engine, notifications: Sequence[Notification]) -> list[Quarantined]:
+        records = []
+        for notification in notifications:
+            found = self.fold(engine, notification)
+            if found is not None:
+                records.append(found)
+        return records
+
+
+# Commit what `engine` folded (and these records) with the position; raise CommitFailed.
+CommitNow = Callable[[Engine, int, list[Quarantined]], None]
+
+
+class Isolation:
+    def __init__(
+        self,
+        log: EventLog,
+        folder: Folder,
+        resume: Callable[[], Engine],
+        commit_now: CommitNow,
+        batch_size: int,
+    ) -> None:
+        self._log = log
+        self._folder = folder
+        self._resume = resume
+        self._commit_now = commit_now
+        self._batch_size = batch_size
+
+    def run(self, engine: Engine, after: int, until: int, stop: threading.Event) -> Engine:
+        """Fold and commit (after, until] around the events that fail; returns the engine,
+        which then holds exactly what is committed."""
+        pending = self._read(after, until)
+        size = max(1, math.isqrt(len(pending)))
+        narrow_until = 0  # inside a part that failed: one event per commit up to here
+        cap = 0  # the next part ends before the event the fold raised on
+        while pending and not stop.is_set():
+            chunk = 1 if pending[0].id <= narrow_until else size
+            if cap:
+                chunk, cap = min(chunk, cap), 0
+            part = self._part(pending, chunk)
+            try:
+                records = self._folder.fold_all(engine, part)
+            except FoldFailed as failed:
+                engine = self._resume()  # the failed apply may have half-changed it
+                cap = next(i for i, n in enumerate(part) if n.id == failed.position)
+                if not cap:
+                    self._skip(engine, failed.notification, failed.record())
+                    pending = pending[1:]
+                continue
+            try:
+                self._commit_now(engine, part[-1].id, records)
+            except CommitFailed as failed:
+                if not refused(failed.error):
+                    raise
+                engine = self._resume()
+                if len(part) > 1:
+                    narrow_until = part[-1].id
+                    continue
+                self._skip(engine, part[0], self._refused(part[0], failed.error))
+                pending = pending[1:]
+                continue
+            pending = pending[len(part) :]
+        return engine
+
+    def _refused(self, notification: Notification, error: BaseException) -> Quarantined:
+        event = self._folder.decode(notification)
+        detail = f"the database refused its rows: {condition(error)}"
+        return describe(notification, event, REFUSED_BY_DATABASE, detail)
+
+    def _skip(self, engine: Engine, notification: Notification, record: Quarantined) -> None:
+        try:
+            self._commit_now(engine, notification.id, [record])
+        except CommitFailed as failed:
+            if refused(failed.error):
+                msg = f"the commit without position {notification.id} was refused too"
+                raise NotIsolated(msg) from failed.error
+            raise
+
+    @staticmethod
+    def _part(pending: Sequence[Notification], chunk: int) -> list[Notification]:
+        """The next `chunk` events, cut before a segment build (whose merge reads what was
+        committed before it)."""
+        part = list(pending[:chunk])
+        for index in range(1, len(part)):
+            if part[index].topic == BUILT_TOPIC:
+                return part[:index]
+        return part
+
+    def _read(self, after: int, until: int) -> list[Notification]:
+        out: list[Notification] = []
+        start = after
+        while True:
+            page = self._log.recorder.select_notifications(
+                start=start, limit=self._batch_size, inclusive_of_start=False
+            )
+            for notification in page:
+                if notification.id > until:
+                    return out
+                out.append(notification)
+            if len(page) < self._batch_size:
+                return out
+            start = page[-1].id
