@@ -152,8 +152,10 @@ def call(
 
 
 def judge(outcome: Outcome, what: str) -> None:
-    """No INTERNAL/UNKNOWN, no stalled unary call, bad input explained, no internal text."""
+    """No INTERNAL/UNKNOWN, no stalled call, bad input explained, no internal text."""
     assert outcome.code not in NEVER, f"{what}: {outcome.code} {outcome.message}"
+    # Streams are read for STREAM_READ_S and then left (see `call`): never a deadline here.
+    assert outcome.code != grpc.StatusCode.DEADLINE_EXCEEDED, f"{what}: stalled"
     if outcome.code == grpc.StatusCode.INVALID_ARGUMENT:
         assert outcome.violations(), f"{what}: INVALID_ARGUMENT without field violations"
     for leak in LEAKS:
