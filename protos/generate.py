@@ -3,6 +3,9 @@
 Generated code is not committed; `make proto` (and every target that needs it)
 recreates it. `-I protos` keeps import paths equal to proto packages, so
 `cohortflow.ingest.v1.ingest_pb2` imports `cohortflow.types.v1.types_pb2` as is.
+
+Only protos/cohortflow/ is generated: protos/google/rpc/ holds Google's error protos verbatim
+for foreign clients; in Python they come from the googleapis-common-protos package.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ OUT = ROOT / "gen"
 def main() -> int:
     shutil.rmtree(OUT, ignore_errors=True)
     OUT.mkdir()
-    protos = sorted(str(p.relative_to(SRC)) for p in SRC.rglob("*.proto"))
+    protos = sorted(str(p.relative_to(SRC)) for p in (SRC / "cohortflow").rglob("*.proto"))
     well_known = str(files("grpc_tools") / "_proto")
     args = [
         "grpc_tools.protoc",

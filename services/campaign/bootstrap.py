@@ -183,6 +183,7 @@ async def start_campaign(
             ),
         ],
         keys,
+        max_receive_bytes=settings.max_receive_bytes,
     )
     app = CampaignApp(
         served=served,

@@ -16,6 +16,10 @@ class CampaignSettings(ServiceSettings):
     metrics_port: int = Field(9103, alias="CAMPAIGN_METRICS_PORT")
     metrics_host: str = Field("127.0.0.1", alias="CAMPAIGN_METRICS_HOST")
     db_pool_size: int = Field(8, alias="CAMPAIGN_DB_POOL_SIZE", ge=2)
+    # Largest request (bytes) the gRPC server reads; larger ones get RESOURCE_EXHAUSTED.
+    max_receive_bytes: int = Field(
+        4 * 1024 * 1024, alias="CAMPAIGN_MAX_RECEIVE_BYTES", ge=64 * 1024, le=64 * 1024 * 1024
+    )
     # The durable JetStream consumer of the change stream (shared by replicas).
     consumer: str = Field("campaign", alias="CAMPAIGN_CONSUMER")
     fetch_batch: int = Field(256, alias="CAMPAIGN_FETCH_BATCH", ge=1, le=10_000)

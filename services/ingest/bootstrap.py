@@ -52,8 +52,18 @@ async def start_ingest(
     )
     served = await create_server(
         settings.listen,
-        [Registration(ingest_pb2_grpc.add_IngestServiceServicer_to_server, servicer, SERVICE_NAME)],
+        [
+            # Unchecked by the common guard: validation judges every field, each event of a
+            # batch on its own (a NUL in one event rejects that event, not the batch).
+            Registration(
+                ingest_pb2_grpc.add_IngestServiceServicer_to_server,
+                servicer,
+                SERVICE_NAME,
+                checked=False,
+            )
+        ],
         keys,
         reuse_port=settings.reuse_port,
+        max_receive_bytes=settings.max_receive_bytes,
     )
     return IngestApp(served=served, appender=appender, log=event_log)

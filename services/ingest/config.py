@@ -23,6 +23,10 @@ class IngestSettings(ServiceSettings):
     max_batch_events: int = Field(2000, alias="INGEST_MAX_BATCH_EVENTS", ge=1, le=10_000)
     max_batch_bytes: int = Field(2_000_000, alias="INGEST_MAX_BATCH_BYTES", ge=10_000)
     max_inflight: int = Field(2, alias="INGEST_MAX_INFLIGHT", ge=1, le=16)
+    # Largest request (bytes) the gRPC server reads; larger ones get RESOURCE_EXHAUSTED.
+    max_receive_bytes: int = Field(
+        4 * 1024 * 1024, alias="INGEST_MAX_RECEIVE_BYTES", ge=64 * 1024, le=64 * 1024 * 1024
+    )
     # Most events one TrackBatch call may carry.
     max_events_per_call: int = Field(1000, alias="INGEST_MAX_EVENTS_PER_CALL", ge=1, le=1000)
     # Validation limits.

@@ -208,6 +208,7 @@ async def start_projector(
             ),
         ],
         keys,
+        max_receive_bytes=settings.max_receive_bytes,
     )
     app = ProjectorApp(
         served=served,

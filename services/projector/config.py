@@ -87,6 +87,10 @@ class ProjectorSettings(ServiceSettings):
     relay_ack_timeout_s: float = Field(5.0, alias="PROJECTOR_RELAY_ACK_TIMEOUT_S", gt=0)
     # Longest a query waits for the projector to reach a requested min_position.
     read_wait_s: float = Field(10.0, alias="PROJECTOR_READ_WAIT_S", ge=0)
+    # Largest request (bytes) the gRPC server reads; larger ones get RESOURCE_EXHAUSTED.
+    max_receive_bytes: int = Field(
+        4 * 1024 * 1024, alias="PROJECTOR_MAX_RECEIVE_BYTES", ge=64 * 1024, le=64 * 1024 * 1024
+    )
     db_pool_size: int = Field(6, alias="PROJECTOR_DB_POOL_SIZE", ge=2)
     # Longest a preview or time-travel query runs (PostgreSQL statement_timeout).
     query_timeout_s: float = Field(QUERY_TIMEOUT_S, alias="PROJECTOR_QUERY_TIMEOUT_S", gt=0)

@@ -12,10 +12,10 @@ def encode(offset: int) -> str:
 
 
 def decode(token: str) -> int | None:
-    """The offset in a token ("" is 0); None for a token we did not issue."""
+    """The offset in a token ("" is 0); None for a token we did not issue (any other
+    shape, a non-integer, a negative or an absurdly large offset)."""
     try:
-        cursor = decode_token(token, {"offset"})
+        cursor = decode_token(token, {"offset": int})
     except BadPageToken:
         return None
-    offset = 0 if cursor is None else cursor["offset"]
-    return offset if isinstance(offset, int) and offset >= 0 else None
+    return 0 if cursor is None else int(cursor["offset"])

@@ -23,7 +23,12 @@ from services.campaign.domain.stats import rate, uplift
 from services.campaign.domain.validation import Violation, check_definition, check_policy
 from services.campaign.grpc import convert, paging
 from services.common.grpc.auth import current_app_id
-from services.common.grpc.errors import abort, failed_precondition, invalid_argument, not_found
+from services.common.grpc.errors import (
+    abort,
+    campaign_not_found,
+    failed_precondition,
+    invalid_argument,
+)
 from services.eventlog.events import datetime_to_us
 
 CONFIDENCE_LEVEL = 0.95
@@ -77,7 +82,7 @@ class CampaignServicer(rpc.CampaignServiceServicer):
         try:
             return await asyncio.to_thread(call)
         except CampaignNotFound as error:
-            await abort(context, not_found(f"campaign {error}"))
+            await abort(context, campaign_not_found(str(error)))
         except VersionConflict as error:
             await abort(context, failed_precondition(str(error), "VERSION_CONFLICT"))
         except CampaignError as error:
@@ -160,7 +165,7 @@ class CampaignServicer(rpc.CampaignServiceServicer):
             self._store.definition_at, app_id, campaign_id, request.version
         )
         if data is None:
-            await abort(context, not_found(f"version {request.version} of campaign {campaign_id}"))
+            await abort(context, campaign_not_found(campaign_id, request.version))
         message = campaign_message(campaign, CampaignDefinition.model_validate(data))
         message.version = request.version
         return pb.GetCampaignResponse(campaign=message)

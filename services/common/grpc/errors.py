@@ -1,4 +1,11 @@
-"""The one place where problems become gRPC status codes (google.rpc.Status, AIP-193)."""
+"""The one place where problems become gRPC status codes (google.rpc.Status, AIP-193).
+
+Every status carries an `ErrorInfo` (domain `cohortflow.dev`, a stable `reason`); bad input
+also a `BadRequest` naming each field, unknown resources a `ResourceInfo`. The details travel
+in the `grpc-status-details-bin` trailer; protos/google/rpc/ holds their definitions for
+clients in other languages. Texts are clipped so a status always fits in the trailers
+(clients refuse metadata beyond 8 KiB by default) even when it quotes a huge input.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +14,29 @@ from dataclasses import dataclass
 from typing import NoReturn, Protocol
 
 import grpc
+import psycopg
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
+from psycopg_pool import PoolTimeout
 
 ERROR_DOMAIN = "cohortflow.dev"
+# Bytes (UTF-8) of the message and of each violation's field and description; with at most
+# MAX_VIOLATIONS the whole status stays under 5 KiB in the trailers, base64 included.
+MAX_MESSAGE_BYTES = 400
+MAX_VIOLATIONS = 10
+MAX_VIOLATION_BYTES = 160
+_CLIPPED = "...(clipped)"
+
+
+def clip(text: str, limit: int) -> str:
+    """`text`, cut to at most `limit` UTF-8 bytes (marked as clipped) if it was longer."""
+    if len(text) * 4 <= limit:
+        return text
+    encoded = text.encode()
+    if len(encoded) <= limit:
+        return text
+    return encoded[: limit - len(_CLIPPED)].decode(errors="ignore") + _CLIPPED
 
 
 class FieldProblem(Protocol):
@@ -20,6 +45,14 @@ class FieldProblem(Protocol):
 
     @property
     def description(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    """A bad request field, for edges that have no domain violation type of their own."""
+
+    field: str
+    description: str
 
 
 def _status(code: int, message: str, reason: str, details: Iterable[object] = ()) -> grpc.Status:
@@ -31,7 +64,9 @@ def _status(code: int, message: str, reason: str, details: Iterable[object] = ()
         holder = any_pb2.Any()
         holder.Pack(detail)  # type: ignore[arg-type]
         packed.append(holder)
-    return rpc_status.to_status(status_pb2.Status(code=code, message=message, details=packed))
+    return rpc_status.to_status(
+        status_pb2.Status(code=code, message=clip(message, MAX_MESSAGE_BYTES), details=packed)
+    )
 
 
 def invalid_argument(
@@ -39,27 +74,81 @@ def invalid_argument(
 ) -> grpc.Status:
     """INVALID_ARGUMENT with a BadRequest naming every bad field."""
     bad_request = error_details_pb2.BadRequest()
+    count = 0
     for problem in problems:
-        bad_request.field_violations.add(
-            field=f"{prefix}{problem.field}", description=problem.description
-        )
+        count += 1
+        if count <= MAX_VIOLATIONS:
+            bad_request.field_violations.add(
+                field=clip(f"{prefix}{problem.field}", MAX_VIOLATION_BYTES),
+                description=clip(problem.description, MAX_VIOLATION_BYTES),
+            )
     first = bad_request.field_violations[0] if bad_request.field_violations else None
     message = f"{first.field}: {first.description}" if first else "invalid request"
-    if len(bad_request.field_violations) > 1:
-        message += f" (and {len(bad_request.field_violations) - 1} more)"
+    if count > 1:
+        message += f" (and {count - 1} more)"
+    if count > MAX_VIOLATIONS:
+        message += f"; the first {MAX_VIOLATIONS} are listed"
     return _status(code_pb2.INVALID_ARGUMENT, message, reason, [bad_request])
 
 
-@dataclass(frozen=True)
-class FieldViolation:
-    """A bad request field, for edges that have no domain violation type of their own."""
+def malformed_request(type_name: str) -> grpc.Status:
+    """The request bytes are not a message of the method's request type."""
+    return invalid_argument(
+        [
+            FieldViolation(
+                "request",
+                f"not a valid {type_name} protobuf message: truncated or wrong wire types,"
+                " invalid UTF-8 in a string field, or nested deeper than 100 levels",
+            )
+        ],
+        reason="MALFORMED_REQUEST",
+    )
 
-    field: str
-    description: str
+
+def not_found(
+    message: str, *, reason: str = "NOT_FOUND", resource_type: str = "", resource_name: str = ""
+) -> grpc.Status:
+    """NOT_FOUND; with `resource_type` also a ResourceInfo naming what is missing."""
+    details: list[object] = []
+    if resource_type:
+        details.append(
+            error_details_pb2.ResourceInfo(
+                resource_type=resource_type,
+                resource_name=clip(resource_name, MAX_VIOLATION_BYTES),
+                description="not found in the app of the calling API key",
+            )
+        )
+    return _status(code_pb2.NOT_FOUND, message, reason, details)
 
 
-def not_found(message: str) -> grpc.Status:
-    return _status(code_pb2.NOT_FOUND, message, "NOT_FOUND")
+def missing(kind: str, name: str, version: int = 0) -> grpc.Status:
+    """NOT_FOUND for a `kind` ("user", "segment", "campaign") or one version of it, in the
+    caller's app: reason `<KIND>_NOT_FOUND` / `<KIND>_VERSION_NOT_FOUND`, with a ResourceInfo."""
+    if version:
+        return not_found(
+            f"{kind} {name!r} has no version {version}",
+            reason=f"{kind.upper()}_VERSION_NOT_FOUND",
+            resource_type=f"{kind}_version",
+            resource_name=f"{name}@{version}",
+        )
+    return not_found(
+        f"no {kind} {name!r} in this app",
+        reason=f"{kind.upper()}_NOT_FOUND",
+        resource_type=kind,
+        resource_name=name,
+    )
+
+
+def user_not_found(user_id: str) -> grpc.Status:
+    return missing("user", user_id)
+
+
+def segment_not_found(segment_id: str, version: int = 0) -> grpc.Status:
+    return missing("segment", segment_id, version)
+
+
+def campaign_not_found(campaign_id: str, version: int = 0) -> grpc.Status:
+    return missing("campaign", campaign_id, version)
 
 
 def failed_precondition(message: str, reason: str = "FAILED_PRECONDITION") -> grpc.Status:
@@ -82,8 +171,29 @@ def resource_exhausted(message: str, reason: str = "RESOURCE_EXHAUSTED") -> grpc
     return _status(code_pb2.RESOURCE_EXHAUSTED, message, reason)
 
 
-def deadline_exceeded(message: str) -> grpc.Status:
-    return _status(code_pb2.DEADLINE_EXCEEDED, message, "DEADLINE_EXCEEDED")
+def deadline_exceeded(message: str, reason: str = "DEADLINE_EXCEEDED") -> grpc.Status:
+    return _status(code_pb2.DEADLINE_EXCEEDED, message, reason)
+
+
+def failure(error: Exception, error_id: str) -> grpc.Status:
+    """The status for an exception no handler turned into one: the database's own
+    unavailability or timeouts as such, anything else a bug (INTERNAL, `error_id` only)."""
+    if isinstance(error, psycopg.errors.QueryCanceled):
+        return deadline_exceeded(
+            "the query ran longer than the server allows; narrow it", "QUERY_TIMEOUT"
+        )
+    if isinstance(error, psycopg.OperationalError | PoolTimeout):
+        return unavailable("the database is unavailable; retry")
+    return internal(error_id)
+
+
+def internal(error_id: str) -> grpc.Status:
+    """A bug: the client learns only that it happened and the id the server logged it under."""
+    return _status(
+        code_pb2.INTERNAL,
+        f"internal error; the server logged it as {error_id}",
+        "INTERNAL",
+    )
 
 
 async def abort(context: grpc.aio.ServicerContext, status: grpc.Status) -> NoReturn:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 import structlog
 from prometheus_client import Counter, Histogram
 
-from services.common.grpc.auth import Behavior, current_app_id, wrap_handler
+from services.common.grpc.auth import current_app_id
+from services.common.grpc.handlers import Behavior, HandlerInterceptor, wrap_handler
 
 CALLS = Counter("cohortflow_grpc_calls_total", "gRPC calls handled", ["method", "code"])
 CALL_SECONDS = Histogram(
@@ -35,21 +35,15 @@ def _code_name(context: grpc.aio.ServicerContext, error: BaseException | None) -
     return "OK"
 
 
-class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
+class ObservabilityInterceptor(HandlerInterceptor):
     """Outermost interceptor: sees every call, including those auth refuses."""
 
     def __init__(self, quiet_prefixes: tuple[str, ...] = ("/grpc.health.v1.",)) -> None:
-        self._quiet = quiet_prefixes
+        self.skipped = quiet_prefixes
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
+    def intercept(
+        self, method: str, handler: grpc.RpcMethodHandler, details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method or ""
-        if handler is None or method.startswith(self._quiet):
-            return handler
         short = method.rsplit("/", 1)[-1]
 
         def finish(context: grpc.aio.ServicerContext, start: float, error: BaseException | None):

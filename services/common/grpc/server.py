@@ -1,4 +1,11 @@
-"""gRPC servers in one shape: servicers + health + reflection + auth and observability."""
+"""gRPC servers in one shape: servicers + health + reflection + auth and observability.
+
+Interceptors, outermost first: observability (every call logged and counted), API key
+(a call without a valid key is refused before its request is read), request guard
+(malformed bytes and bad text or times refused; a handler's bug answered INTERNAL with
+an error id only). A request larger than `max_receive_bytes` is refused by gRPC with
+RESOURCE_EXHAUSTED before it is parsed.
+"""
 
 from __future__ import annotations
 
@@ -12,18 +19,26 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from services.common.grpc.auth import ApiKeyInterceptor, ApiKeys
+from services.common.grpc.guard import RequestGuardInterceptor
 from services.common.grpc.observability import ObservabilityInterceptor
 
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# Requests: gRPC's own default, configurable per service (INGEST_MAX_RECEIVE_BYTES, ...).
+DEFAULT_MAX_RECEIVE_BYTES = 4 * 1024 * 1024
+# Answers are built by us, bounded by page sizes; this only guards against a runaway one.
+MAX_SEND_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
 class Registration:
-    """How to add one servicer: `add(servicer, server)` and its full service name."""
+    """How to add one servicer: `add(servicer, server)` and its full service name.
+
+    `checked=False` leaves every request field to the servicer (see `guard`).
+    """
 
     add: Callable[[Any, grpc.aio.Server], None]
     servicer: Any
     service_name: str
+    checked: bool = True
 
 
 @dataclass
@@ -62,16 +77,22 @@ async def create_server(
     keys: ApiKeys,
     *,
     reuse_port: bool = False,
+    max_receive_bytes: int = DEFAULT_MAX_RECEIVE_BYTES,
 ) -> Served:
     """Build and start a server listening on `address` ("host:port", port 0 = any free).
 
     `reuse_port` lets several worker processes share one port (SO_REUSEPORT).
     """
+    unchecked = [r.service_name for r in registrations if not r.checked]
     server = grpc.aio.server(
-        interceptors=[ObservabilityInterceptor(), ApiKeyInterceptor(keys)],
+        interceptors=[
+            ObservabilityInterceptor(),
+            ApiKeyInterceptor(keys),
+            RequestGuardInterceptor(unchecked),
+        ],
         options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", max_receive_bytes),
+            ("grpc.max_send_message_length", MAX_SEND_BYTES),
             ("grpc.so_reuseport", 1 if reuse_port else 0),
         ],
     )

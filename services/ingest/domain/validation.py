@@ -6,11 +6,13 @@ are unit tested without a server.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from functools import lru_cache
 from zoneinfo import available_timezones
 
+from services.common.text import is_clean_text, name_problem, text_problem
 from services.eventlog.events import SYSTEM_EVENT_NAMES
 from services.ingest.domain.model import (
     ContextDraft,
@@ -65,6 +67,11 @@ def _printable(text: str) -> bool:
     return text.isprintable()
 
 
+def _key_path(field: str, key: str) -> str:
+    """`properties["key"]`, the key escaped JSON-style (so a NUL shows as \\u0000)."""
+    return f"{field}[{json.dumps(key, ensure_ascii=False)}]"
+
+
 def check_event(draft: EventDraft, now_us: int, limits: Limits) -> list[Violation]:
     """Every violation of a Track event (empty when it may be stored)."""
     out: list[Violation] = []
@@ -93,7 +100,9 @@ def check_identify(draft: IdentifyDraft, now_us: int, limits: Limits) -> list[Vi
     _check_identity(draft.user_id, draft.anonymous_id, limits, out)
     _check_time("event_time", draft.event_time_us, now_us, limits, out)
     _check_values("traits", draft.traits, now_us, limits, out)
-    if draft.email and (len(draft.email) > _MAX_EMAIL or not _EMAIL.fullmatch(draft.email)):
+    if draft.email and (problem := name_problem(draft.email)):
+        out.append(Violation("contact.email", problem))
+    elif draft.email and (len(draft.email) > _MAX_EMAIL or not _EMAIL.fullmatch(draft.email)):
         out.append(Violation("contact.email", "must be an email address like name@example.com"))
     if draft.phone and not _PHONE.fullmatch(draft.phone):
         out.append(Violation("contact.phone", "must be an E.164 number like +4915112345678"))
@@ -148,6 +157,8 @@ def _check_identity(user_id: str, anonymous_id: str, limits: Limits, out: list[V
             continue
         if len(value) > limits.max_user_id_length:
             out.append(Violation(name, f"must be at most {limits.max_user_id_length} characters"))
+        elif problem := name_problem(value):
+            out.append(Violation(name, problem))
         elif not value.isprintable() or value.strip() != value:
             out.append(Violation(name, "must be printable, without leading or trailing spaces"))
 
@@ -203,7 +214,7 @@ def _check_values(
         if len(key) > limits.max_property_key_length or not _is_valid_key(key):
             out.append(
                 Violation(
-                    f'{field}["{key}"]',
+                    _key_path(field, key),
                     f"key must start with a letter or $, use letters, digits and _ . $ -,"
                     f" and be at most {limits.max_property_key_length} characters",
                 )
@@ -212,17 +223,17 @@ def _check_values(
         size += len(key) + 4
         # Fast path for the common scalars; everything else gets the full check.
         kind = type(value)
-        if kind is str and len(value) <= max_string:  # type: ignore[arg-type]
+        if kind is str and len(value) <= max_string and is_clean_text(value):  # type: ignore[arg-type]
             size += len(value) + 2  # type: ignore[arg-type]
         elif kind is float and math.isfinite(value):  # type: ignore[arg-type]
             size += 12
         elif kind is bool:
             size += 5
         elif isinstance(value, list):
-            _check_list(f'{field}["{key}"]', value, now_us, limits, out)
+            _check_list(_key_path(field, key), value, now_us, limits, out)
             size += sum(len(v) + 2 if isinstance(v, str) else 12 for v in value)
         else:
-            _check_scalar(f'{field}["{key}"]', value, now_us, limits, out)
+            _check_scalar(_key_path(field, key), value, now_us, limits, out)
             size += 12
     return size
 
@@ -258,6 +269,8 @@ def _check_scalar(
             out.append(
                 Violation(path, f"strings are at most {limits.max_string_length} characters")
             )
+        elif problem := text_problem(value):
+            out.append(Violation(path, problem))
     elif isinstance(value, bool):
         return
     elif isinstance(value, float | int):

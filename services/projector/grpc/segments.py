@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 from cohortflow.changes.v1 import changes_pb2
 from cohortflow.segments.v1 import segments_pb2, segments_pb2_grpc
+from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 from google.protobuf import duration_pb2
 
@@ -20,7 +21,7 @@ from services.common.grpc.errors import (
     already_exists,
     failed_precondition,
     invalid_argument,
-    not_found,
+    segment_not_found,
 )
 from services.common.grpc.paging import BadPageToken, decode_token, encode_token, page_size
 from services.eventlog.segments import Segment, SegmentArchivedError, segment_uuid
@@ -29,7 +30,6 @@ from services.projector.adapters.encode import CAUSES, DIRECTIONS
 from services.projector.adapters.segment_queries import HistoryQueries, SegmentQueries
 from services.projector.domain.segments.definition import (
     LIMITS,
-    SEGMENT_ID,
     DefinitionError,
     find_cycle,
     parse,
@@ -41,14 +41,18 @@ from services.projector.grpc.segment_convert import (
     now_us,
     us_to_timestamp,
 )
+from services.projector.grpc.segment_requests import (
+    create_id_problems,
+    segment_id_problems,
+    text_field_problems,
+)
 
 _STATES = {
     "building": segments_pb2.Segment.STATE_BUILDING,
     "active": segments_pb2.Segment.STATE_ACTIVE,
     "archived": segments_pb2.Segment.STATE_ARCHIVED,
 }
-MAX_NAME = 200
-MAX_DESCRIPTION = 2000
+_INNER_ID = "segment.segment_id"
 
 
 def segment_pb(row: dict[str, Any], version_row: dict[str, Any] | None) -> segments_pb2.Segment:
@@ -153,21 +157,10 @@ class SegmentServicer(segments_pb2_grpc.SegmentServiceServicer):
         context: grpc.aio.ServicerContext,
         segment: segments_pb2.Segment,
         segment_id: str,
+        id_problems: list[FieldViolation],
     ) -> dict[str, Any]:
         """The dict form of the request's condition, or abort naming every bad field."""
-        problems: list[FieldViolation] = []
-        if not SEGMENT_ID.fullmatch(segment_id):
-            problems.append(
-                FieldViolation("segment_id", "lowercase letters, digits and -, 1 to 63 characters")
-            )
-        if len(segment.display_name) > MAX_NAME:
-            problems.append(
-                FieldViolation("segment.display_name", f"at most {MAX_NAME} characters")
-            )
-        if len(segment.description) > MAX_DESCRIPTION:
-            problems.append(
-                FieldViolation("segment.description", f"at most {MAX_DESCRIPTION} characters")
-            )
+        problems = [*id_problems, *text_field_problems(segment)]
         data = condition_to_dict(segment.condition)
         try:
             definition = parse(data, "segment.condition", limits=LIMITS)
@@ -198,7 +191,9 @@ class SegmentServicer(segments_pb2_grpc.SegmentServiceServicer):
         self, request: segments_pb2.CreateSegmentRequest, context: grpc.aio.ServicerContext
     ) -> segments_pb2.CreateSegmentResponse:
         app_id = current_app_id()
-        data = await self._validated(context, request.segment, request.segment_id)
+        data = await self._validated(
+            context, request.segment, request.segment_id, create_id_problems(request)
+        )
         segment = Segment(
             app_id=app_id,
             segment_id=request.segment_id,
@@ -235,14 +230,16 @@ class SegmentServicer(segments_pb2_grpc.SegmentServiceServicer):
             return await asyncio.to_thread(
                 self._log.repository.get, segment_uuid(current_app_id(), segment_id)
             )
-        except Exception:
-            await abort(context, not_found(f"no segment {segment_id!r} in this app"))
+        except AggregateNotFoundError:
+            await abort(context, segment_not_found(segment_id))
 
     async def UpdateSegment(
         self, request: segments_pb2.UpdateSegmentRequest, context: grpc.aio.ServicerContext
     ) -> segments_pb2.UpdateSegmentResponse:
         segment_id = request.segment.segment_id
-        data = await self._validated(context, request.segment, segment_id)
+        data = await self._validated(
+            context, request.segment, segment_id, segment_id_problems(segment_id, _INNER_ID)
+        )
         segment = await self._load(context, segment_id)
         if request.expected_version and request.expected_version != segment.definition_version:
             await abort(
@@ -305,15 +302,13 @@ class SegmentServicer(segments_pb2_grpc.SegmentServiceServicer):
         app_id = current_app_id()
         row = await asyncio.to_thread(self._queries.segment, app_id, request.segment_id)
         if row is None:
-            await abort(context, not_found(f"no segment {request.segment_id!r} in this app"))
+            await abort(context, segment_not_found(request.segment_id))
         version = request.version or row["latest_version"]
         version_row = await asyncio.to_thread(
             self._queries.version, app_id, request.segment_id, version
         )
         if version_row is None:
-            await abort(
-                context, not_found(f"segment {request.segment_id!r} has no version {version}")
-            )
+            await abort(context, segment_not_found(request.segment_id, version))
         segment = segment_pb(row, version_row)
         progress = await self._progress(app_id, request.segment_id, row["latest_version"])
         if progress is not None:
@@ -347,16 +342,19 @@ class SegmentServicer(segments_pb2_grpc.SegmentServiceServicer):
             next_page_token=encode_token({"after": rows[-1]["segment_id"]}) if more else "",
         )
 
-    async def _cursor(self, context: grpc.aio.ServicerContext, token: str, size: int) -> str | None:
+    async def _cursor(
+        self, context: grpc.aio.ServicerContext, token: str, size: int, kind: type = str
+    ) -> Any:
+        """The `after` of a page token (None for the first page), of type `kind`."""
         if size < 0:
             await abort(
                 context, invalid_argument([FieldViolation("page_size", "must not be negative")])
             )
         try:
-            cursor = decode_token(token, {"after"})
+            cursor = decode_token(token, {"after": kind})
         except BadPageToken as error:
             await abort(context, invalid_argument([FieldViolation("page_token", str(error))]))
-        return str(cursor["after"]) if cursor else None
+        return cursor["after"] if cursor else None
 
     async def ListSegmentMembers(
         self,
@@ -368,7 +366,7 @@ class SegmentServicer(segments_pb2_grpc.SegmentServiceServicer):
         app_id = current_app_id()
         row = await asyncio.to_thread(self._queries.segment, app_id, request.segment_id)
         if row is None:
-            await abort(context, not_found(f"no segment {request.segment_id!r} in this app"))
+            await abort(context, segment_not_found(request.segment_id))
         size = page_size(request.page_size)
         if request.HasField("as_of_time"):
             rows, total = await run_query(
@@ -406,7 +404,7 @@ class SegmentServicer(segments_pb2_grpc.SegmentServiceServicer):
         app_id = current_app_id()
         segment = await asyncio.to_thread(self._queries.segment, app_id, request.segment_id)
         if segment is None:
-            await abort(context, not_found(f"no segment {request.segment_id!r} in this app"))
+            await abort(context, segment_not_found(request.segment_id))
         if request.HasField("as_of_time"):
             row = await run_query(
                 context,
@@ -456,10 +454,10 @@ class SegmentServicer(segments_pb2_grpc.SegmentServiceServicer):
     ) -> AsyncIterator[segments_pb2.WatchMembershipChangesResponse]:
         app_id = current_app_id()
         try:
-            cursor = decode_token(request.after_cursor, {"id"})
+            cursor = decode_token(request.after_cursor, {"id": int})
         except BadPageToken as error:
             await abort(context, invalid_argument([FieldViolation("after_cursor", str(error))]))
-        after_id = int(cursor["id"]) if cursor else 0
+        after_id = cursor["id"] if cursor else 0
         while not context.done():
             rows = await asyncio.to_thread(
                 self._queries.membership_changes,
@@ -486,7 +484,8 @@ class SegmentServicer(segments_pb2_grpc.SegmentServiceServicer):
                 invalid_argument([FieldViolation("sample_size", "must be between 0 and 1000")]),
             )
         segment_id = request.segment.segment_id or "draft"
-        data = await self._validated(context, request.segment, segment_id)
+        problems = segment_id_problems(segment_id, _INNER_ID) if request.segment.segment_id else []
+        data = await self._validated(context, request.segment, segment_id, problems)
         await self._caught_up(context, request.min_position)
         app_id = current_app_id()
         started = time.perf_counter()
@@ -522,15 +521,13 @@ class SegmentServicer(segments_pb2_grpc.SegmentServiceServicer):
         await self._caught_up(context, request.min_position)
         row = await asyncio.to_thread(self._queries.segment, app_id, request.segment_id)
         if row is None:
-            await abort(context, not_found(f"no segment {request.segment_id!r} in this app"))
+            await abort(context, segment_not_found(request.segment_id))
         version = request.version or row["latest_version"]
         last = None
         while not context.done():
             progress = await self._progress(app_id, request.segment_id, version)
             if progress is None:
-                await abort(
-                    context, not_found(f"segment {request.segment_id!r} has no version {version}")
-                )
+                await abort(context, segment_not_found(request.segment_id, version))
             shown = (progress.status, progress.events_done)
             if shown != last:
                 last = shown
@@ -554,7 +551,7 @@ class SegmentServicer(segments_pb2_grpc.SegmentServiceServicer):
         if old is None:
             await abort(
                 context,
-                not_found(f"segment {request.segment_id!r} has no version {request.version}"),
+                segment_not_found(request.segment_id, request.version),
             )
         restored = segments_pb2.Segment(
             segment_id=request.segment_id,
@@ -574,7 +571,7 @@ class SegmentServicer(segments_pb2_grpc.SegmentServiceServicer):
     ) -> segments_pb2.ListMembershipHistoryResponse:
         if not request.user_id:
             await abort(context, invalid_argument([FieldViolation("user_id", "is required")]))
-        cursor = await self._cursor(context, request.page_token, request.page_size)
+        cursor = await self._cursor(context, request.page_token, request.page_size, int)
         await self._caught_up(context, request.min_position)
         size = page_size(request.page_size)
         rows = await run_query(
@@ -584,12 +581,12 @@ class SegmentServicer(segments_pb2_grpc.SegmentServiceServicer):
             current_app_id(),
             request.user_id,
             request.segment_id,
-            int(cursor) if cursor else 0,
+            cursor or 0,
             size + 1,
         )
         more = len(rows) > size
         rows = rows[:size]
         return segments_pb2.ListMembershipHistoryResponse(
             changes=[membership_changed(r) for r in rows],
-            next_page_token=encode_token({"after": str(rows[-1]["sequence"])}) if more else "",
+            next_page_token=encode_token({"after": rows[-1]["sequence"]}) if more else "",
         )

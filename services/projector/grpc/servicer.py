@@ -19,8 +19,8 @@ from services.common.grpc.errors import (
     FieldViolation,
     abort,
     invalid_argument,
-    not_found,
     unavailable,
+    user_not_found,
 )
 from services.common.grpc.paging import BadPageToken, decode_token, encode_token, page_size
 from services.projector.adapters.encode import LIFECYCLE_STATES, RFM_GROUPS
@@ -193,7 +193,7 @@ class ProfileServicer(profiles_pb2_grpc.ProfileServiceServicer):
         position = await self.caught_up(context, request.min_position)
         row = await asyncio.to_thread(self._queries.profile, current_app_id(), request.user_id)
         if row is None:
-            await abort(context, not_found(f"no user {request.user_id!r} in this app"))
+            await abort(context, user_not_found(request.user_id))
         return profiles_pb2.GetProfileResponse(profile=profile_pb(row, position))
 
     async def GetLifecycleSummary(
@@ -226,12 +226,12 @@ class ProfileServicer(profiles_pb2_grpc.ProfileServiceServicer):
                 context, invalid_argument([FieldViolation("page_size", "must not be negative")])
             )
         try:
-            cursor = decode_token(request.page_token, {"after"})
+            cursor = decode_token(request.page_token, {"after": int})
         except BadPageToken as error:
             await abort(context, invalid_argument([FieldViolation("page_token", str(error))]))
         await self.caught_up(context, request.min_position)
         size = page_size(request.page_size)
-        after = int(cursor["after"]) if cursor else 0
+        after = cursor["after"] if cursor else 0
         rows = await asyncio.to_thread(
             self._queries.timeline, current_app_id(), request.user_id, after, size + 1
         )
