@@ -178,6 +178,7 @@ class Suite:
             "cohortflow.ingest.": pipeline.ingest_address,
             "cohortflow.profiles.": pipeline.projector_address,
             "cohortflow.segments.": pipeline.projector_address,
+            "cohortflow.operations.": pipeline.projector_address,
             "cohortflow.campaigns.": pipeline.campaign_address,
         }
         channels = {}

@@ -15,6 +15,7 @@ import grpc
 import pytest
 from cohortflow.campaigns.v1 import campaigns_pb2, inbox_pb2
 from cohortflow.ingest.v1 import ingest_pb2
+from cohortflow.operations.v1 import operations_pb2
 from cohortflow.profiles.v1 import profiles_pb2
 from cohortflow.segments.v1 import segments_pb2
 from google.protobuf.descriptor import MethodDescriptor
@@ -67,6 +68,10 @@ NORMAL: dict[str, tuple[str, Callable[[Tenant], Message]]] = {
     "cohortflow.campaigns.v1.CampaignService": (
         "GetMessagingPolicy",
         lambda t: campaigns_pb2.GetMessagingPolicyRequest(),
+    ),
+    "cohortflow.operations.v1.OperationsService": (
+        "ListQuarantinedEvents",
+        lambda t: operations_pb2.ListQuarantinedEventsRequest(page_size=1),
     ),
     "cohortflow.campaigns.v1.InboxService": (
         "ListInboxMessages",
