@@ -61,10 +61,13 @@ def test_reflection_lists_the_service(ingest: tuple[ServiceProcess, str, int]) -
     assert {SERVICE_NAME, "grpc.health.v1.Health"} <= names
 
 
-async def test_sigterm_lets_in_flight_calls_finish(
-    ingest: tuple[ServiceProcess, str, int], database_url: str
-) -> None:
-    service, address, _ = ingest
+async def test_sigterm_lets_in_flight_calls_finish(database_url: str, tmp_path: Path) -> None:
+    env, address, _ = ingest_env(database_url, "shop:key-shop")
+    # Calls that reach the server within the drain period after SIGTERM are served
+    # normally: a long one keeps a slow (loaded) client from racing the stop.
+    env["SHUTDOWN_DRAIN_S"] = "5"
+    service = ServiceProcess("services.ingest", env, tmp_path)
+    service.wait_healthy(address)
     async with grpc.aio.insecure_channel(address) as channel:
         client = IngestClient(channel, "key-shop")
         batches = [[event(user_id=f"u{b}-{i}") for i in range(1000)] for b in range(12)]
