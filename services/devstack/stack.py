@@ -125,6 +125,8 @@ class Stack:
                 spec.metrics_env: str(metrics),
                 **spec.extra_env,
             }
+            if "projector" in self.addresses:  # campaign asks it whether segments exist
+                child_env.setdefault("CAMPAIGN_SEGMENTS_ADDRESS", self.addresses["projector"])
             process = subprocess.Popen(
                 [sys.executable, "-m", spec.module],
                 env=child_env,

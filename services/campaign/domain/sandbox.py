@@ -26,6 +26,7 @@ from typing import Any
 
 from jinja2 import nodes
 from jinja2.compiler import CodeGenerator
+from jinja2.meta import TrackingCodeGenerator
 from jinja2.sandbox import SandboxedEnvironment
 
 # Largest integer a template may compute (about 1,200 decimal digits).
@@ -48,6 +49,25 @@ class _NoConstantOutput(CodeGenerator):
 
     def _output_child_to_const(self, node: nodes.Expr, frame: Any, finalize: Any) -> str:
         raise nodes.Impossible()
+
+
+class _NoConstantTracking(TrackingCodeGenerator):
+    """jinja2.meta's variable tracker without its optimizer and constant output: finding
+    a template's variables evaluates nothing (`'a…'|replace('', 'b…')` included)."""
+
+    def __init__(self, environment: Any) -> None:
+        super().__init__(environment)
+        self.optimizer = None
+
+    def _output_child_to_const(self, node: nodes.Expr, frame: Any, finalize: Any) -> str:
+        raise nodes.Impossible()
+
+
+def undeclared_variables(tree: nodes.Template) -> set[str]:
+    """The variables a parsed template reads from its context (jinja2.meta's answer)."""
+    tracker = _NoConstantTracking(tree.environment)
+    tracker.visit(tree)
+    return set(tracker.undeclared_identifiers)
 
 
 def _check_width(value: Any) -> None:
@@ -149,4 +169,10 @@ class CampaignSandbox(SandboxedEnvironment):
         return wrapped
 
 
-__all__ = ["MAX_INT_BITS", "MAX_REPEAT", "CampaignSandbox", "TemplateLimit"]
+__all__ = [
+    "MAX_INT_BITS",
+    "MAX_REPEAT",
+    "CampaignSandbox",
+    "TemplateLimit",
+    "undeclared_variables",
+]

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
 
-from jinja2 import ChainableUndefined, StrictUndefined, TemplateError, UndefinedError, meta, nodes
+from jinja2 import ChainableUndefined, StrictUndefined, TemplateError, UndefinedError, nodes
 
-from services.campaign.domain.sandbox import CampaignSandbox, TemplateLimit
+from services.campaign.domain.sandbox import CampaignSandbox, TemplateLimit, undeclared_variables
 from services.campaign.domain.text import shown
 
 VARIABLES = frozenset({"user", "change", "event", "campaign"})
@@ -105,7 +105,7 @@ def check_template(source: str) -> str | None:
         for kind, name in _REFUSED_NODES.items():
             if tree.find(kind) is not None:
                 return f"{{% {name} %}} is not available in campaign templates"
-        unknown = meta.find_undeclared_variables(tree) - VARIABLES
+        unknown = undeclared_variables(tree) - VARIABLES
     except TemplateError as error:
         return f"not a valid template: {shown(str(error))}"
     except RecursionError:
@@ -121,7 +121,7 @@ def check_template(source: str) -> str | None:
 def uses_event(template: Template) -> bool:
     """Does rendering need the triggering event's properties?"""
     sources = (template.title, template.body, *template.data.values())
-    return any("event" in meta.find_undeclared_variables(_parse(s)) for s in sources if s)
+    return any("event" in undeclared_variables(_parse(s)) for s in sources if s)
 
 
 class _Output:

@@ -31,6 +31,7 @@ from services.campaign.domain.ports import (
     SegmentsUnavailable,
 )
 from services.campaign.domain.stats import rate, uplift
+from services.campaign.domain.text import shown
 from services.campaign.domain.validation import Rules, Violation, check_definition, check_policy
 from services.campaign.grpc import convert, paging
 from services.common.grpc.auth import current_app_id
@@ -361,7 +362,7 @@ class CampaignServicer(rpc.CampaignServiceServicer):
                 status=_STATUS.get(r.status, pb.Delivery.STATUS_UNSPECIFIED),
                 reason=r.reason,
                 attempts=r.attempts,
-                last_error=r.last_error,
+                last_error=shown(r.last_error),  # provider replies may carry controls
             )
             delivery.decide_time.FromDatetime(r.decided_at)
             delivery.due_time.FromDatetime(r.due_at)

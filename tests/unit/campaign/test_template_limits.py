@@ -3,6 +3,8 @@ nothing of a template is evaluated when it is checked; huge values and output ar
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 
 from services.campaign.domain.model import Template
@@ -37,6 +39,20 @@ def test_checking_a_template_evaluates_none_of_it(source: str) -> None:
     code = CampaignSandbox().compile(source, raw=True)
     assert "environment.call_binop(context, '**', " in code
     assert "1000000000" not in code  # 10**9 was not folded into a constant
+
+
+def test_checking_a_template_folds_no_constant_filter_either() -> None:
+    # Literal arguments: Jinja2's optimizer would compute this 81-million-character
+    # string while compiling (and while finding the template's variables).
+    huge = "{{ '" + "a" * 9000 + "'|replace('', '" + "b" * 9000 + "') }}"
+    tracemalloc.start()
+    try:
+        assert check_template(huge) is None
+        CampaignSandbox().compile(huge)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 20_000_000
 
 
 @pytest.mark.parametrize(
