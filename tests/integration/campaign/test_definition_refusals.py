@@ -5,6 +5,7 @@ and a webhook whose host is not public is not called, even when stored before.""
 from __future__ import annotations
 
 import grpc
+import httpx
 import pytest
 from cohortflow.campaigns.v1 import campaigns_pb2 as pb
 from cohortflow.campaigns.v1 import campaigns_pb2_grpc
@@ -13,11 +14,13 @@ from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.campaign.domain.ports import SegmentsUnavailable
+from services.campaign.adapters.channels import WebhookSender
+from services.campaign.domain.addresses import parse_networks
+from services.campaign.domain.ports import Outgoing, SegmentsUnavailable
 from services.common.grpc.errors import bad_request_of
 from tests.integration.campaign.conftest import SHOP, AppFactory
 from tests.integration.campaign.helpers import create, deliver, deliveries
-from tests.support.campaign import FakeSegmentDirectory, campaign, membership
+from tests.support.campaign import LOOPBACK, FakeSegmentDirectory, campaign, membership
 from tests.support.receivers import HttpReceiver
 
 YEARS_10K = duration_pb2.Duration(seconds=10_000 * 365 * 86_400)
@@ -228,3 +231,48 @@ async def test_random_definitions_are_accepted_or_refused_never_an_internal_erro
             refusals.append((error.code(), bool(bad_request_of(error)), error.details()))
     for code, named, details in refusals:
         assert (code, named) == (grpc.StatusCode.INVALID_ARGUMENT, True), details
+
+
+@pytest.mark.parametrize(("message", "field"), REFUSED[:8])
+async def test_an_update_is_refused_the_same_way_and_leaves_the_version(
+    campaigns, message: pb.Campaign, field: str
+) -> None:
+    campaign_id = await create(campaigns, campaign())
+    message.campaign_id = campaign_id
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await campaigns.UpdateCampaign(pb.UpdateCampaignRequest(campaign=message), metadata=SHOP)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in [f for f, _ in bad_request_of(caught.value)]
+    current = await campaigns.GetCampaign(
+        pb.GetCampaignRequest(campaign_id=campaign_id), metadata=SHOP
+    )
+    assert current.campaign.version == 1
+
+
+async def test_the_webhook_sender_resolves_names_and_calls_only_allowed_addresses(
+    webhook: HttpReceiver,
+) -> None:
+    port = webhook.url.rsplit(":", 1)[1]
+    message = Outgoing(
+        send_id="s1",
+        app_id="shop",
+        campaign_id="c1",
+        user_id="u1",
+        channel="webhook",
+        address=f"http://localhost:{port}/hooks",  # a name: resolved when sending
+        title="",
+        body="hi",
+        data={},
+        variant="A",
+        change_id="chg-1",
+    )
+    async with httpx.AsyncClient(timeout=5) as client:
+        refused = await WebhookSender(client, {}).send(message)
+        allowed = await WebhookSender(client, {}, allowed=parse_networks(LOOPBACK)).send(message)
+    assert (refused.ok, refused.retryable, refused.reason) == (
+        False,
+        False,
+        "webhook_address_refused",
+    )
+    assert "localhost is 127.0.0.1, not a public address" in refused.error
+    assert allowed.ok and [r.path for r in webhook.requests] == ["/hooks"]
