@@ -18,30 +18,15 @@ from services.campaign.adapters.store import CampaignNotFound, CampaignStore
 from services.campaign.domain.assignment import CONTROL, HOLDOUT
 from services.campaign.domain.campaign import Campaign, CampaignError, VersionConflict
 from services.campaign.domain.clock import Clock
-from services.campaign.domain.model import (
-    BroadcastTrigger,
-    CampaignDefinition,
-    CampaignState,
-    SegmentTrigger,
-)
-from services.campaign.domain.ports import (
-    ARCHIVED,
-    MISSING,
-    SegmentDirectory,
-    SegmentsUnavailable,
-)
+from services.campaign.domain.model import CampaignDefinition, CampaignState
+from services.campaign.domain.ports import SegmentDirectory
 from services.campaign.domain.stats import rate, uplift
 from services.campaign.domain.text import shown
 from services.campaign.domain.validation import Rules, Violation, check_definition, check_policy
 from services.campaign.grpc import convert, paging
+from services.campaign.grpc.segment_check import check_segment
 from services.common.grpc.auth import current_app_id
-from services.common.grpc.errors import (
-    abort,
-    failed_precondition,
-    invalid_argument,
-    not_found,
-    unavailable,
-)
+from services.common.grpc.errors import abort, failed_precondition, invalid_argument, not_found
 from services.eventlog.events import datetime_to_us
 
 CONFIDENCE_LEVEL = 0.95
@@ -115,39 +100,12 @@ class CampaignServicer(rpc.CampaignServiceServicer):
             await abort(context, invalid_argument(problems, prefix="campaign."))
         return definition
 
-    async def _check_segment(
-        self,
-        context: grpc.aio.ServicerContext,
-        definition: CampaignDefinition,
-        before: CampaignDefinition | None = None,
-    ) -> None:
-        """The trigger's segment exists in the caller's app (asked of the projector with
-        the caller's own key), unless an update keeps the segment it had."""
-        trigger = definition.trigger
-        if not isinstance(trigger, SegmentTrigger | BroadcastTrigger):
-            return
-        if before is not None and getattr(before.trigger, "segment_id", None) == trigger.segment_id:
-            return
-        kind = "segment" if isinstance(trigger, SegmentTrigger) else "broadcast"
-        field = f"trigger.{kind}.segment_id"
-        authorization = next(
-            (str(v) for k, v in context.invocation_metadata() or () if k == "authorization"), ""
-        )
-        try:
-            found = await self._segments.lookup(authorization, trigger.segment_id)
-        except SegmentsUnavailable as error:
-            await abort(context, unavailable(f"cannot check campaign.{field}: {error}; retry"))
-        if found in (MISSING, ARCHIVED):
-            problem = "is archived" if found == ARCHIVED else "does not exist in this app"
-            violation = Violation(field, f"segment {trigger.segment_id!r} {problem}")
-            await abort(context, invalid_argument([violation], prefix="campaign."))
-
     async def CreateCampaign(
         self, request: pb.CreateCampaignRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateCampaignResponse:
         app_id = current_app_id()
         definition = await self._definition(context, request.campaign)
-        await self._check_segment(context, definition)
+        await check_segment(context, self._segments, definition)
         request_id = request.request_id or uuid.uuid4().hex
         now = self._clock.now_us()
         campaign = await self._run(
@@ -185,7 +143,7 @@ class CampaignServicer(rpc.CampaignServiceServicer):
                 request.campaign, message, replace_message_field=True, replace_repeated_field=True
             )
         definition = await self._definition(context, message)
-        await self._check_segment(context, definition, current.definition)
+        await check_segment(context, self._segments, definition, current.definition)
         data = definition.model_dump(mode="json")
         campaign = await self._run(
             context,
