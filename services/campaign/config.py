@@ -58,7 +58,7 @@ class CampaignSettings(ServiceSettings):
     # Templates: render workers (processes), and the limits of one render.
     render_workers: int = Field(2, alias="CAMPAIGN_RENDER_WORKERS", ge=1, le=64)
     render_timeout_s: float = Field(1.0, alias="CAMPAIGN_RENDER_TIMEOUT_S", gt=0, le=60)
-    render_max_chars: int = Field(100_000, alias="CAMPAIGN_RENDER_MAX_CHARS", ge=1000)
+    render_max_chars: int = Field(100_000, alias="CAMPAIGN_RENDER_MAX_CHARS", ge=1000, le=10**7)
     render_memory_mb: int = Field(512, alias="CAMPAIGN_RENDER_MEMORY_MB", ge=128)
     render_trip_s: float = Field(300.0, alias="CAMPAIGN_RENDER_TRIP_S", ge=0)
     # Networks webhooks may reach although not public (e.g. 10.0.0.0/8, 127.0.0.1/32).

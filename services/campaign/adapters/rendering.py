@@ -11,13 +11,16 @@ answer within `timeout_s` + 1 s (stuck in one long C call) is killed and replace
 Either way that one message fails with `render_timeout`; out of memory, it fails with
 `render_too_large`. A template that hit the time or memory limit is *tripped* for
 `trip_s`: its renders fail at once with the same reason instead of costing the limit
-again, so one tenant's template cannot slow every batch down.
+again, so one tenant's template cannot slow every batch down. Workers inherit none of
+the service's settings: no secret is in their environment, should a template ever
+escape the sandbox.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -41,8 +44,8 @@ from services.campaign.render_worker import READY
 _log = structlog.get_logger("campaign.rendering")
 _GRACE_S = 1.0
 _STARTUP_S = 60.0
-# Longest answer line read from a worker: a message of max_chars, JSON-escaped.
-_LINE_LIMIT = 64 << 20
+# What a worker inherits of the environment: enough to start Python, no secrets.
+_WORKER_ENV = ("PATH", "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "LANG", "LC_ALL", "TZ")
 Outcome = Rendered | Unrendered
 
 
@@ -89,7 +92,9 @@ class _Worker:
                 str(limits.memory_mb),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
-                limit=_LINE_LIMIT,
+                # An answer line holds a message of max_chars, JSON-escaped.
+                limit=(limits.max_chars * 20) + (1 << 20),
+                env={k: v for k, v in os.environ.items() if k in _WORKER_ENV},
             )
         return self._process
 

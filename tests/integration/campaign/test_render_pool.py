@@ -8,6 +8,7 @@ import asyncio
 import os
 import signal
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -94,3 +95,16 @@ async def test_a_stuck_worker_is_killed_and_replaced() -> None:
 async def test_renders_in_flight_at_once_use_separate_workers(pool: RenderPool) -> None:
     slow, fast = await asyncio.gather(pool.render([SPIN]), pool.render([HELLO]))
     assert reasons(slow) == [RENDER_TIMEOUT] and reasons(fast) == ["Hello Ada"]
+
+
+async def test_workers_inherit_no_settings_or_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CAMPAIGN_SMTP_PASSWORD", "hunter2")
+    pool = RenderPool(RenderLimits(workers=1))
+    try:
+        assert reasons(await pool.render([HELLO])) == ["Hello Ada"]
+        worker = pool._workers[0]._process
+        assert worker is not None
+        environment = await asyncio.to_thread(Path(f"/proc/{worker.pid}/environ").read_bytes)
+        assert b"hunter2" not in environment and b"CAMPAIGN_" not in environment
+    finally:
+        await pool.close()
