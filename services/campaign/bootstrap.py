@@ -26,13 +26,16 @@ from services.campaign.adapters.dispatcher import Dispatcher
 from services.campaign.adapters.housekeeping import Housekeeper
 from services.campaign.adapters.poison import PoisonLog
 from services.campaign.adapters.profiles import PostgresProfileReader
+from services.campaign.adapters.rendering import RenderPool
+from services.campaign.adapters.segment_directory import GrpcSegmentDirectory, UncheckedSegments
 from services.campaign.adapters.segment_members import PostgresSegmentMembers
 from services.campaign.adapters.store import CampaignStore, open_campaign_store
 from services.campaign.adapters.trigger_events import LogTriggerEvents
 from services.campaign.config import CampaignSettings
 from services.campaign.decisions import Decider
 from services.campaign.domain.clock import Clock, SystemClock
-from services.campaign.domain.ports import ChannelSender, SegmentMembers
+from services.campaign.domain.ports import ChannelSender, Renderer, SegmentDirectory, SegmentMembers
+from services.campaign.domain.validation import Rules
 from services.campaign.grpc.inbox import InboxServicer
 from services.campaign.grpc.servicer import CampaignServicer
 from services.common.grpc.auth import ApiKeys
@@ -60,6 +63,8 @@ class CampaignApp:
     follower: ConversionFollower
     scheduler: BroadcastScheduler
     housekeeper: Housekeeper
+    renderer: Renderer
+    segments: SegmentDirectory
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -81,6 +86,10 @@ class CampaignApp:
         with contextlib.suppress(Exception):
             await self.nc.drain()
         await self.http.aclose()
+        for part in (self.renderer, self.segments):
+            closing = getattr(part, "close", None)
+            if closing is not None:
+                await closing()
         await self.pool.close()
         self.follower.close()
         self.log.close()
@@ -89,7 +98,9 @@ class CampaignApp:
 
 def build_senders(settings: CampaignSettings, http: httpx.AsyncClient) -> dict[str, ChannelSender]:
     senders: dict[str, ChannelSender] = {
-        "webhook": WebhookSender(http, settings.secrets(), settings.webhook_secret)
+        "webhook": WebhookSender(
+            http, settings.secrets(), settings.webhook_secret, settings.webhook_networks()
+        )
     }
     if (smtp := settings.smtp()) is not None:
         senders["email"] = EmailSender(smtp)
@@ -107,8 +118,12 @@ async def start_campaign(
     stream: ChangeStreamSettings | None = None,
     clock: Clock | None = None,
     segment_members: SegmentMembers | None = None,
+    segments: SegmentDirectory | None = None,
+    renderer: Renderer | None = None,
     background: bool = True,
 ) -> CampaignApp:
+    """The running service. Tests may pass fakes of the clock and of the ports that
+    reach the projector (segment members, the segment directory) or a renderer."""
     clock = clock or SystemClock()
     stream = stream or ChangeStreamSettings()
     pool = connection_pool(settings.database_url, settings.db_pool_size)
@@ -117,6 +132,17 @@ async def start_campaign(
     catalog = CampaignCatalog(store)
     await asyncio.to_thread(catalog.refresh)
     log = open_event_log(settings.database_url, pool_size=2)
+    if renderer is None:
+        renderer = RenderPool(settings.render_limits())
+        await renderer.start()
+    if segments is None:
+        segments = (
+            GrpcSegmentDirectory(
+                settings.segments_address, log.head_position, settings.http_timeout_s
+            )
+            if settings.segments_address
+            else UncheckedSegments()
+        )
     http = httpx.AsyncClient(timeout=settings.http_timeout_s)
     dispatcher = Dispatcher(
         pool,
@@ -137,6 +163,7 @@ async def start_campaign(
         PostgresProfileReader(pool),
         LogTriggerEvents(log),
         clock,
+        renderer,
         opt_in_channels=settings.opt_in(),
         on_decided=dispatcher.wake.set,
     )
@@ -173,7 +200,9 @@ async def start_campaign(
         [
             Registration(
                 campaigns_pb2_grpc.add_CampaignServiceServicer_to_server,
-                CampaignServicer(store, catalog, pool, clock),
+                CampaignServicer(
+                    store, catalog, pool, clock, segments, Rules(settings.webhook_networks())
+                ),
                 CAMPAIGN_SERVICE,
             ),
             Registration(
@@ -204,6 +233,8 @@ async def start_campaign(
             # Ids of changes the stream has dropped can never come back (plus a week).
             retention_days=(stream.max_age_days or 3650) + 7,
         ),
+        renderer=renderer,
+        segments=segments,
     )
     if background:
         app.start_loops()

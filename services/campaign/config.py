@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field
 
 from services.campaign.adapters.channels import PushSettings, SmsSettings, SmtpSettings
+from services.campaign.adapters.rendering import RenderLimits
+from services.campaign.domain.addresses import Network, parse_networks
 from services.campaign.domain.model import Channel
 from services.common.config import ServiceSettings
 
@@ -57,9 +59,35 @@ class CampaignSettings(ServiceSettings):
     sms_from: str = Field("", alias="CAMPAIGN_SMS_FROM")
     # Following the event log for conversions.
     conversions_poll_s: float = Field(1.0, alias="CAMPAIGN_CONVERSIONS_POLL_S", gt=0)
+    # Templates: render workers (processes), and the limits of one render.
+    render_workers: int = Field(2, alias="CAMPAIGN_RENDER_WORKERS", ge=1, le=64)
+    render_timeout_s: float = Field(1.0, alias="CAMPAIGN_RENDER_TIMEOUT_S", gt=0, le=60)
+    render_max_chars: int = Field(100_000, alias="CAMPAIGN_RENDER_MAX_CHARS", ge=1000, le=10**7)
+    render_memory_mb: int = Field(512, alias="CAMPAIGN_RENDER_MEMORY_MB", ge=128)
+    render_trip_s: float = Field(300.0, alias="CAMPAIGN_RENDER_TRIP_S", ge=0)
+    # Networks webhooks may reach although not public (e.g. 10.0.0.0/8, 127.0.0.1/32).
+    webhook_allowed_networks: str = Field("", alias="CAMPAIGN_WEBHOOK_ALLOWED_NETWORKS")
+    # The projector's gRPC address, asked whether a campaign's segment exists ("": not asked).
+    segments_address: str = Field("127.0.0.1:50052", alias="CAMPAIGN_SEGMENTS_ADDRESS")
     # Broadcasts: how often to look for due runs; runs missed by more are skipped.
     broadcast_poll_s: float = Field(5.0, alias="CAMPAIGN_BROADCAST_POLL_S", gt=0)
     broadcast_misfire_s: float = Field(3600.0, alias="CAMPAIGN_BROADCAST_MISFIRE_S", gt=0)
+
+    def webhook_networks(self) -> tuple[Network, ...]:
+        try:
+            return parse_networks(self.webhook_allowed_networks)
+        except ValueError as error:
+            msg = f"CAMPAIGN_WEBHOOK_ALLOWED_NETWORKS: {error}"
+            raise ValueError(msg) from None
+
+    def render_limits(self) -> RenderLimits:
+        return RenderLimits(
+            timeout_s=self.render_timeout_s,
+            max_chars=self.render_max_chars,
+            memory_mb=self.render_memory_mb,
+            workers=self.render_workers,
+            trip_s=self.render_trip_s,
+        )
 
     def opt_in(self) -> frozenset[Channel]:
         names = {n.strip() for n in self.opt_in_channels.split(",") if n.strip()}

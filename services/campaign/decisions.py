@@ -5,6 +5,12 @@ skip), cancel pending sends whose condition it breaks, then decide every campaig
 it triggers (eligibility, variant or control, rendered content) and record the
 decision. In-app sends due at once go into the inbox in the same transaction.
 Only after the commit may the caller ack the messages.
+
+Content is rendered by the Renderer port (worker processes) while the event loop goes
+on. A template that fails for a user fails that one send, with its reason; every other
+decision of the batch stands. Decisions are made in passes: the first finds what must
+be rendered, the next decides again knowing each outcome (a failed send does not count
+against caps), until nothing new needs rendering.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from services.campaign.domain.changes import Change, broken_conditions, triggers
 from services.campaign.domain.clock import Clock
 from services.campaign.domain.eligibility import (
     DEFAULT_OPT_IN_CHANNELS,
+    FAILED,
     PENDING,
     SUPPRESSED,
     Decision,
@@ -32,8 +39,19 @@ from services.campaign.domain.eligibility import (
     decide,
 )
 from services.campaign.domain.model import Channel
-from services.campaign.domain.ports import ProfileReader, TriggerEvent, TriggerEvents
-from services.campaign.domain.templates import MissingVariable, build_context, render
+from services.campaign.domain.ports import (
+    ProfileReader,
+    Renderer,
+    RenderJob,
+    TriggerEvent,
+    TriggerEvents,
+)
+from services.campaign.domain.templates import (
+    MISSING_VARIABLE,
+    Rendered,
+    Unrendered,
+    build_context,
+)
 
 # Caps look back (and ahead) at most this far; longer windows are cut to it.
 MAX_CAP_WINDOW_S = 31 * 86_400
@@ -57,6 +75,7 @@ class Decider:
         profiles: ProfileReader,
         events: TriggerEvents,
         clock: Clock,
+        renderer: Renderer,
         *,
         opt_in_channels: frozenset[Channel] = DEFAULT_OPT_IN_CHANNELS,
         on_decided: Callable[[], None] = lambda: None,
@@ -66,6 +85,7 @@ class Decider:
         self._profiles = profiles
         self._events = events
         self._clock = clock
+        self._renderer = renderer
         self._opt_in = opt_in_channels
         self._on_decided = on_decided
 
@@ -139,15 +159,25 @@ class Decider:
             now - MAX_CAP_WINDOW_S * 1_000_000,
         )
         events = await self._trigger_events(work)
-        rows: list[db.DeliveryRow] = []
-        for change, views in work:
-            self._cancel_in_batch(rows, change)
-            key = (change.app_id, change.user_id)
-            profile = profiles.get(key) or Profile(user_id=change.user_id)
-            history = histories.setdefault(key, UserHistory())
-            for view in views:
-                rows.append(self._row(view, change, profile, history, events, now))
-        return rows
+        outcomes: dict[str, Rendered | Unrendered] = {}
+        while True:
+            rows: list[db.DeliveryRow] = []
+            wanted: list[tuple[str, RenderJob]] = []
+            fresh_histories = {k: h.copy() for k, h in histories.items()}
+            for change, views in work:
+                self._cancel_in_batch(rows, change)
+                key = (change.app_id, change.user_id)
+                profile = profiles.get(key) or Profile(user_id=change.user_id)
+                history = fresh_histories.setdefault(key, UserHistory())
+                for view in views:
+                    row, job = self._row(view, change, profile, history, events, now, outcomes)
+                    rows.append(row)
+                    if job is not None:
+                        wanted.append((row.send_id, job))
+            if not wanted:
+                return rows
+            rendered = await self._renderer.render([job for _, job in wanted])
+            outcomes.update(zip((send for send, _ in wanted), rendered, strict=True))
 
     @staticmethod
     def _cancel_in_batch(rows: list[db.DeliveryRow], change: Change) -> None:
@@ -186,33 +216,43 @@ class Decider:
         history: UserHistory,
         events: dict[tuple[str, str], TriggerEvent],
         now: int,
-    ) -> db.DeliveryRow:
+        outcomes: dict[str, Rendered | Unrendered],
+    ) -> tuple[db.DeliveryRow, RenderJob | None]:
+        """The decision, and what to render first if its content is not known yet."""
         live = view.live
         definition = live.definition
         policy = self._catalog.policy(change.app_id)
         decision = decide(live, policy, change, profile, history, now, self._opt_in)
-        content = None
+        sid = send_id(live.campaign_id, live.version, change.user_id, change.change_id)
+        content, error, job = None, "", None
         if decision.status == PENDING:
-            variant = next(v for v in definition.variants if v.name == decision.group)
-            event = events.get((change.app_id, change.event_ids[0])) if change.event_ids else None
-            context = build_context(
-                profile, change, event, live.campaign_id, definition.name, variant.name
-            )
-            try:
-                rendered = render(variant.template, context)
-            except MissingVariable:
-                decision = Decision(decision.group, SUPPRESSED, "missing_variable")
+            outcome = outcomes.get(sid)
+            if outcome is None:
+                variant = next(v for v in definition.variants if v.name == decision.group)
+                event = (
+                    events.get((change.app_id, change.event_ids[0])) if change.event_ids else None
+                )
+                context = build_context(
+                    profile, change, event, live.campaign_id, definition.name, variant.name
+                )
+                key = f"{live.campaign_id}:{live.version}:{variant.name}"
+                job = RenderJob(key, variant.template, context)
+            elif isinstance(outcome, Unrendered):
+                failed = outcome.reason != MISSING_VARIABLE
+                status = FAILED if failed else SUPPRESSED
+                decision = Decision(decision.group, status, outcome.reason)
+                error = outcome.detail if failed else ""
             else:
                 content = {
-                    "title": rendered.title,
-                    "body": rendered.body,
-                    "data": rendered.data,
+                    "title": outcome.title,
+                    "body": outcome.body,
+                    "data": outcome.data,
                     "sender": definition.email_from,
                 }
         history.record(live.campaign_id, definition.channel.value, decision, now)
         sent_to = profile.address(definition.channel, definition) if content else ""
-        return db.DeliveryRow(
-            send_id=send_id(live.campaign_id, live.version, change.user_id, change.change_id),
+        row = db.DeliveryRow(
+            send_id=sid,
             app_id=change.app_id,
             campaign_id=live.campaign_id,
             campaign_version=live.version,
@@ -228,4 +268,6 @@ class Decider:
             content=content,
             decided_us=now,
             due_us=decision.due_us or now,
+            last_error=error,
         )
+        return row, job

@@ -22,6 +22,10 @@ SENDS = Counter(
     "Provider calls by channel and outcome (sent, retry, failed, dead_letter)",
     ["channel", "outcome"],
 )
+RENDER_WORKERS_KILLED = Counter(
+    "cohortflow_campaign_render_workers_killed_total",
+    "Template render workers killed because a render did not finish in time",
+)
 BATCH_SECONDS = Histogram(
     "cohortflow_campaign_decide_batch_seconds",
     "Time to decide and record one batch of changes",

@@ -169,6 +169,8 @@ class Stack:
         for child in children:
             if child.spec.client_env:
                 env[child.spec.client_env] = child.listen.client_address
+        # Campaign asks the projector whether the segments its campaigns name exist.
+        env.setdefault("CAMPAIGN_SEGMENTS_ADDRESS", env["COHORTFLOW_PROJECTOR"])
         ports = {
             "postgres": self.postgres.port if self.postgres else 0,
             "nats": self.nats.port if self.nats else 0,

@@ -29,6 +29,7 @@ import nats
 import psycopg
 from cohortflow.changes.v1 import changes_pb2
 from cohortflow.segments.v1 import segments_pb2, segments_pb2_grpc
+from google.protobuf import duration_pb2
 from nats.aio.msg import Msg
 
 from services.cli.simulator import SimulationConfig, run_simulation
@@ -126,13 +127,21 @@ async def measure(
     try:
         await asyncio.to_thread(pipeline.start)
         segment = await _segment(pipeline)
+        # The simulated history reaches back `days` and its changes are dated then: this
+        # measures latency, so the campaigns act on changes of any age (default: 1 hour).
+        any_age = duration_pb2.Duration(seconds=3650 * 86_400)
         await define(
             pipeline.campaign_address,
             campaign(
-                name="welcome", body="Welcome!", trigger=await lifecycle_new_trigger(pipeline)
+                name="welcome",
+                body="Welcome!",
+                trigger=await lifecycle_new_trigger(pipeline),
+                max_trigger_age=any_age,
             ),
         )
-        nudge = campaign(name="cart nudge", body="Still thinking about it?")
+        nudge = campaign(
+            name="cart nudge", body="Still thinking about it?", max_trigger_age=any_age
+        )
         nudge.trigger.segment.segment_id = segment.segment_id
         nudge.trigger.segment.direction = nudge.trigger.segment.DIRECTION_ENTERED
         await define(pipeline.campaign_address, nudge)

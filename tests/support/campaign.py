@@ -19,6 +19,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from nats.js import JetStreamContext
 from psycopg.types.json import Jsonb
 
+from services.campaign.domain.ports import ARCHIVED, LIVE, MISSING
 from services.common.jetstream import (
     MSG_ID_HEADER,
     TYPE_HEADER,
@@ -28,6 +29,7 @@ from services.common.jetstream import (
 from services.projector.schema import PROFILES_TABLE
 
 _sequence = itertools.count(1)
+LOOPBACK = "127.0.0.0/8,::1/128"
 
 
 def at_us(text: str) -> int:
@@ -59,6 +61,21 @@ class FakeSegmentMembers:
         return list(self.members_of.get((app_id, segment_id), []))
 
 
+class FakeSegmentDirectory:
+    """Segments as the projector would report them: every one exists unless listed."""
+
+    def __init__(self) -> None:
+        self.missing: set[str] = set()
+        self.archived: set[str] = set()
+        self.asked: list[tuple[str, str]] = []
+
+    async def lookup(self, authorization: str, segment_id: str) -> str:
+        self.asked.append((authorization, segment_id))
+        if segment_id in self.missing:
+            return MISSING
+        return ARCHIVED if segment_id in self.archived else LIVE
+
+
 def unique_stream() -> ChangeStreamSettings:
     tag = uuid.uuid4().hex[:10]
     return ChangeStreamSettings(
@@ -66,17 +83,34 @@ def unique_stream() -> ChangeStreamSettings:
     )
 
 
-def _header(app_id: str, user_id: str, change_id: str | None, now_us: int, **cause: Any):
-    ts = timestamp_pb2.Timestamp(seconds=now_us // 1_000_000, nanos=(now_us % 1_000_000) * 1000)
+def _timestamp(value_us: int) -> timestamp_pb2.Timestamp:
+    return timestamp_pb2.Timestamp(
+        seconds=value_us // 1_000_000, nanos=(value_us % 1_000_000) * 1000
+    )
+
+
+def _header(
+    app_id: str,
+    user_id: str,
+    change_id: str | None,
+    now_us: int,
+    *,
+    correction: bool = False,
+    effective_us: int | None = None,
+    **cause: Any,
+):
+    """A change header made at `now_us` (0: times left unset), effective then unless
+    `effective_us` says otherwise."""
     return changes_pb2.ChangeHeader(
         change_id=change_id or f"chg-{uuid.uuid4().hex}",
         app_id=app_id,
         user_id=user_id,
         user_sequence=next(_sequence),
         cause=changes_pb2.Cause(kind=changes_pb2.Cause.KIND_EVENT, **cause),
-        effective_time=ts,
-        recorded_time=ts,
+        effective_time=_timestamp(now_us if effective_us is None else effective_us),
+        recorded_time=_timestamp(now_us),
         position=1,
+        correction=correction,
     )
 
 
@@ -90,10 +124,19 @@ def membership(
     now_us: int = 0,
     event_ids: Sequence[str] = (),
     event_name: str = "",
+    correction: bool = False,
+    effective_us: int | None = None,
 ) -> changes_pb2.MembershipChanged:
     return changes_pb2.MembershipChanged(
         header=_header(
-            app_id, user_id, change_id, now_us, event_ids=list(event_ids), event_name=event_name
+            app_id,
+            user_id,
+            change_id,
+            now_us,
+            correction=correction,
+            effective_us=effective_us,
+            event_ids=list(event_ids),
+            event_name=event_name,
         ),
         segment_id=segment_id,
         segment_version=1,
@@ -111,9 +154,13 @@ def lifecycle(
     *,
     change_id: str | None = None,
     now_us: int = 0,
+    correction: bool = False,
+    effective_us: int | None = None,
 ) -> changes_pb2.LifecycleChanged:
     return changes_pb2.LifecycleChanged(
-        header=_header(app_id, user_id, change_id, now_us),
+        header=_header(
+            app_id, user_id, change_id, now_us, correction=correction, effective_us=effective_us
+        ),
         from_state=from_state,  # type: ignore[arg-type]
         to_state=to_state,  # type: ignore[arg-type]
     )
@@ -232,6 +279,10 @@ def campaign_env(
         "CHANGES_SUBJECT_PREFIX": stream.subject_prefix,
         "CAMPAIGN_DISPATCH_POLL_S": "0.2",
         "CAMPAIGN_WEBHOOK_SECRETS": "shop:whsec-shop",
+        # The receivers of the tests listen on loopback.
+        "CAMPAIGN_WEBHOOK_ALLOWED_NETWORKS": LOOPBACK,
+        # No projector unless the test runs one (Pipeline passes its address).
+        "CAMPAIGN_SEGMENTS_ADDRESS": "",
         **extra,
     }
     return env, f"127.0.0.1:{port}"

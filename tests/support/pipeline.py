@@ -70,7 +70,12 @@ class Pipeline:
             database_url,
             nats_url,
             self.streams,
-            **{"CAMPAIGN_METRICS_PORT": "0", **common, **(campaign or {})},
+            **{
+                "CAMPAIGN_METRICS_PORT": "0",
+                "CAMPAIGN_SEGMENTS_ADDRESS": self.projector_address,
+                **common,
+                **(campaign or {}),
+            },
         )
         self.processes: list[ServiceProcess] = []
         self.campaign: ServiceProcess | None = None

@@ -48,6 +48,7 @@ def decode_change(headers: Mapping[str, str] | None, data: bytes) -> Change:
         "app_id": header.app_id,
         "user_id": header.user_id,
         "recorded_us": _us(header.recorded_time),
+        "effective_us": _us(header.effective_time),
         "user_sequence": header.user_sequence,
         "event_ids": tuple(header.cause.event_ids),
         "event_name": header.cause.event_name,

@@ -11,16 +11,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import ipaddress
+import re
 import smtplib
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
 
+from services.campaign.domain.addresses import Network, address_allowed, literal_address
 from services.campaign.domain.ports import Outgoing, SendResult
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -63,15 +67,46 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
     return f"t={timestamp},v1={mac.hexdigest()}"
 
 
-class WebhookSender:
-    """POSTs the message as JSON to the campaign's URL, signed with the app's secret."""
+async def _refused_address(url: str, allowed: Sequence[Network]) -> str:
+    """Why the webhook's host must not be called ("" if it may): the name is resolved
+    now, and every address it has must be public or allowed."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    literal = literal_address(host)
+    if literal is not None:
+        found = [literal]
+    else:
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, parts.port or (443 if parts.scheme == "https" else 80)
+            )
+        except OSError:
+            return ""  # the call itself will fail and be retried
+        found = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
+    refused = [a for a in found if not address_allowed(a, allowed)]
+    return f"{host} is {refused[0]}, not a public address" if refused else ""
 
-    def __init__(self, client: httpx.AsyncClient, secrets: Mapping[str, str], default: str = ""):
+
+class WebhookSender:
+    """POSTs the message as JSON to the campaign's URL, signed with the app's secret.
+    Hosts that are (or resolve to) non-public addresses are refused unless `allowed`."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        secrets: Mapping[str, str],
+        default: str = "",
+        allowed: Sequence[Network] = (),
+    ):
         self._client = client
         self._secrets = secrets
         self._default = default
+        self._allowed = tuple(allowed)
 
     async def send(self, message: Outgoing) -> SendResult:
+        refused = await _refused_address(message.address, self._allowed)
+        if refused:
+            return SendResult(ok=False, error=refused, reason="webhook_address_refused")
         body = orjson.dumps(
             {
                 "send_id": message.send_id,
@@ -165,6 +200,15 @@ class SmsSender:
         return result
 
 
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _one_line(value: str) -> str:
+    """A header value: line breaks and other controls (from a trait, say) become spaces,
+    so no rendered text can add a header."""
+    return _CONTROLS.sub(" ", value)
+
+
 @dataclass(frozen=True)
 class SmtpSettings:
     host: str
@@ -186,9 +230,9 @@ class EmailSender:
     def _send_sync(self, message: Outgoing) -> SendResult:
         settings = self._settings
         email = EmailMessage()
-        email["From"] = message.sender or settings.sender
-        email["To"] = message.address
-        email["Subject"] = message.title
+        email["From"] = _one_line(message.sender or settings.sender)
+        email["To"] = _one_line(message.address)
+        email["Subject"] = _one_line(message.title)
         email["Date"] = formatdate(usegmt=True)
         email["Message-ID"] = f"<{message.send_id}@cohortflow>"
         email["X-Idempotency-Key"] = message.send_id

@@ -47,6 +47,8 @@ class DeliveryRow:
     content: dict[str, Any] | None
     decided_us: int
     due_us: int
+    # Why a send failed before it was tried (e.g. its template raised).
+    last_error: str = ""
 
 
 async def mark_seen(conn: AsyncConnection, change_ids: Sequence[str], now_us: int) -> set[str]:
@@ -155,10 +157,10 @@ async def history(
 _INSERT = f"""
 INSERT INTO {DELIVERIES} (send_id, app_id, campaign_id, campaign_version, user_id, change_id,
     trigger_sequence, channel, grp, status, reason, condition, address, content, decided_at,
-    due_at)
+    due_at, last_error)
 SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::text[], %s::text[],
     %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
-    %s::jsonb[], %s::timestamptz[], %s::timestamptz[])
+    %s::jsonb[], %s::timestamptz[], %s::timestamptz[], %s::text[])
 ON CONFLICT DO NOTHING
 """
 
@@ -186,6 +188,7 @@ async def insert_deliveries(conn: AsyncConnection, rows: Sequence[DeliveryRow]) 
             [Jsonb(r.content) if r.content is not None else None for r in rows],
             [_ts(r.decided_us) for r in rows],
             [_ts(r.due_us) for r in rows],
+            [r.last_error[:500] for r in rows],
         ),
     )
     return cursor.rowcount

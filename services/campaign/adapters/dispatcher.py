@@ -162,7 +162,7 @@ class Dispatcher:
             return db.Outcome(send_id, "sent", provider_id=result.provider_id)
         if not result.retryable:
             metrics.SENDS.labels(channel, "failed").inc()
-            return db.Outcome(send_id, "failed", "rejected", result.error)
+            return db.Outcome(send_id, "failed", result.reason or "rejected", result.error)
         if claimed.attempts >= self._max_attempts:
             metrics.SENDS.labels(channel, "dead_letter").inc()
             _log.warning("dead letter", send_id=send_id, channel=channel, error=result.error)

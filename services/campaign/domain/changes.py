@@ -25,7 +25,7 @@ class Change:
     user_id: str
     # "segment", "lifecycle", "rfm" or "broadcast".
     kind: str
-    # When the change happened (the log's recorded clock), microseconds.
+    # When the change was made (the log's recorded clock), microseconds.
     recorded_us: int
     user_sequence: int = 0
     segment_id: str = ""
@@ -36,7 +36,10 @@ class Change:
     to_value: str = ""
     event_ids: tuple[str, ...] = ()
     event_name: str = ""
+    # A late event showed an earlier change wrong; this one sets the record straight.
     correction: bool = False
+    # When it took effect in the user's time (0: not known, then recorded_us counts).
+    effective_us: int = 0
     extra: dict[str, str] = field(default_factory=dict)
 
 

@@ -1,9 +1,10 @@
 """The delivery decision for one campaign, one user, one triggering change.
 
-Order of the checks (the first that fails is the recorded reason):
-global holdout -> assignment (variant or control, always recorded) -> re-entry ->
-consent -> contact address -> quiet hours (delay or drop) -> frequency caps
-(app-wide per channel, then per campaign). Control users go through the same
+Order of the checks (the first that fails is the recorded reason): a real
+transition (no correction, not stale: see freshness.py) -> global holdout ->
+assignment (variant or control, always recorded) -> re-entry -> consent -> contact
+address -> quiet hours (delay or drop) -> frequency caps (app-wide per channel,
+then per campaign). Control users go through the same
 checks, so control and variants stay comparable; they are then withheld instead
 of sent. Pure: everything it needs is passed in, time included.
 """
@@ -16,6 +17,7 @@ from typing import Any
 
 from services.campaign.domain.assignment import CONTROL, HOLDOUT, assign, in_global_holdout
 from services.campaign.domain.changes import Change, condition_of_change
+from services.campaign.domain.freshness import skip_reason
 from services.campaign.domain.model import (
     CampaignDefinition,
     Channel,
@@ -87,6 +89,9 @@ class UserHistory:
     recent: list[RecentSend] = field(default_factory=list)
     last_admitted: dict[str, int] = field(default_factory=dict)
 
+    def copy(self) -> UserHistory:
+        return UserHistory(list(self.recent), dict(self.last_admitted))
+
     def record(self, campaign_id: str, channel: str, decision: Decision, now_us: int) -> None:
         """Account for a decision just made, so the next one in a batch sees it."""
         if decision.status in COUNTED_BY_CAPS:
@@ -145,8 +150,6 @@ def decide(
     definition = campaign.definition
     channel = definition.channel
     user = change.user_id
-    if in_global_holdout(change.app_id, user, policy.holdout_salt, policy.global_holdout_percent):
-        return Decision(HOLDOUT, HOLDOUT_STATUS)
     group = assign(
         user,
         campaign.campaign_id,
@@ -154,6 +157,11 @@ def decide(
         definition.control_percent,
         definition.variants,
     )
+    skipped = skip_reason(definition, change, now_us)
+    if skipped:
+        return Decision(group, SUPPRESSED, skipped)
+    if in_global_holdout(change.app_id, user, policy.holdout_salt, policy.global_holdout_percent):
+        return Decision(HOLDOUT, HOLDOUT_STATUS)
     if not _reentry_allows(definition, history.last_admitted.get(campaign.campaign_id), now_us):
         return Decision(group, SUPPRESSED, "reentry")
     consent = profile.consents.get(channel.value)

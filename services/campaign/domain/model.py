@@ -13,6 +13,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# A change older than this (effective time against the clock) fires no trigger by default.
+DEFAULT_MAX_TRIGGER_AGE_S = 3600.0
+
 
 class Channel(StrEnum):
     """Channel names, as used in profile consents and the delivery log."""
@@ -128,6 +131,9 @@ class CampaignDefinition(Value):
     conversion_goal: ConversionGoal | None = None
     start_us: int | None = None
     end_us: int | None = None
+    # Which changes count as real transitions now (see freshness.py).
+    fire_on_corrections: bool = False
+    max_trigger_age_s: float = DEFAULT_MAX_TRIGGER_AGE_S
 
 
 class CampaignState(StrEnum):

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from services.campaign.domain.eligibility import Profile
+from services.campaign.domain.model import Template
+from services.campaign.domain.templates import Rendered, Unrendered
 
 
 class ProfileReader(Protocol):
@@ -62,9 +64,40 @@ class SendResult:
     provider_id: str = ""
     # Seconds the provider asked us to wait (Retry-After), if any.
     retry_after_s: float | None = None
+    # Why it was not sent, when not simply refused by the provider ("rejected").
+    reason: str = ""
 
 
 class ChannelSender(Protocol):
     async def send(self, message: Outgoing) -> SendResult:
         """Deliver one message; `message.send_id` is the idempotency key."""
         ...
+
+
+@dataclass(frozen=True)
+class RenderJob:
+    """One message to render: `key` names the template (campaign, version, variant)."""
+
+    key: str
+    template: Template
+    context: dict[str, Any]
+
+
+class Renderer(Protocol):
+    async def render(self, jobs: Sequence[RenderJob]) -> list[Rendered | Unrendered]:
+        """Each job's message or why there is none, in order; never blocks the event loop."""
+        ...
+
+
+class SegmentDirectory(Protocol):
+    async def lookup(self, authorization: str, segment_id: str) -> str:
+        """The segment as the caller's app has it: LIVE, ARCHIVED or MISSING
+        (`authorization`: the caller's own credentials). Raises SegmentsUnavailable."""
+        ...
+
+
+LIVE, ARCHIVED, MISSING = "live", "archived", "missing"
+
+
+class SegmentsUnavailable(Exception):
+    """Segments cannot be looked up right now (the projector did not answer)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from services.campaign.domain.model import BroadcastTrigger
 from services.campaign.domain.quiet_hours import to_us, user_zone
@@ -26,12 +26,25 @@ def fire_times(trigger: BroadcastTrigger, after_us: int, now_us: int) -> list[in
     schedule = croniter(trigger.cron, start)
     out: list[int] = []
     while len(out) < MAX_RUNS_PER_TICK:
-        moment = to_us(schedule.get_next(datetime))
+        try:
+            moment = to_us(schedule.get_next(datetime))
+        except CroniterBadDateError:  # no such date ("0 0 30 2 *"): it never fires
+            break
         if moment > now_us:
             break
         if moment > after_us:
             out.append(moment)
     return out
+
+
+def ever_fires(trigger: BroadcastTrigger, now_us: int) -> bool:
+    """Does the broadcast's cron fire at some time after `now_us`?"""
+    tz = user_zone(trigger.timezone, "UTC")
+    try:
+        croniter(trigger.cron, datetime.fromtimestamp(now_us / 1_000_000, tz)).get_next(datetime)
+    except CroniterBadDateError:
+        return False
+    return True
 
 
 def run_change_id(campaign_id: str, fire_us: int) -> str:

@@ -168,6 +168,10 @@ def definition(message: pb.Campaign) -> tuple[m.CampaignDefinition | None, list[
             else None,
             start_us=us(message.start_time) if message.HasField("start_time") else None,
             end_us=us(message.end_time) if message.HasField("end_time") else None,
+            fire_on_corrections=message.fire_on_corrections,
+            max_trigger_age_s=seconds(message.max_trigger_age)
+            if message.HasField("max_trigger_age")
+            else m.DEFAULT_MAX_TRIGGER_AGE_S,
         ),
         [],
     )
@@ -246,6 +250,8 @@ def campaign_proto(
         ),
         create_time=timestamp(created_us),
         update_time=timestamp(updated_us),
+        fire_on_corrections=d.fire_on_corrections,
+        max_trigger_age=duration(d.max_trigger_age_s),
     )
     if d.frequency_cap is not None:
         out.frequency_cap.CopyFrom(

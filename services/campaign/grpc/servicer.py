@@ -19,9 +19,12 @@ from services.campaign.domain.assignment import CONTROL, HOLDOUT
 from services.campaign.domain.campaign import Campaign, CampaignError, VersionConflict
 from services.campaign.domain.clock import Clock
 from services.campaign.domain.model import CampaignDefinition, CampaignState
+from services.campaign.domain.ports import SegmentDirectory
 from services.campaign.domain.stats import rate, uplift
-from services.campaign.domain.validation import Violation, check_definition, check_policy
+from services.campaign.domain.text import shown
+from services.campaign.domain.validation import Rules, Violation, check_definition, check_policy
 from services.campaign.grpc import convert, paging
+from services.campaign.grpc.segment_check import check_segment
 from services.common.grpc.auth import current_app_id
 from services.common.grpc.errors import (
     abort,
@@ -69,11 +72,15 @@ class CampaignServicer(rpc.CampaignServiceServicer):
         catalog: CampaignCatalog,
         pool: AsyncConnectionPool,
         clock: Clock,
+        segments: SegmentDirectory,
+        rules: Rules,
     ) -> None:
         self._store = store
         self._clock = clock
         self._catalog = catalog
         self._pool = pool
+        self._segments = segments
+        self._rules = rules
 
     async def _run(
         self, context: grpc.aio.ServicerContext, call: Callable[[], Campaign]
@@ -93,7 +100,7 @@ class CampaignServicer(rpc.CampaignServiceServicer):
     ) -> CampaignDefinition:
         definition, problems = convert.definition(message)
         if definition is not None:
-            problems = check_definition(definition)
+            problems = check_definition(definition, self._clock.now_us(), self._rules)
         if problems or definition is None:
             await abort(context, invalid_argument(problems, prefix="campaign."))
         return definition
@@ -103,6 +110,7 @@ class CampaignServicer(rpc.CampaignServiceServicer):
     ) -> pb.CreateCampaignResponse:
         app_id = current_app_id()
         definition = await self._definition(context, request.campaign)
+        await check_segment(context, self._segments, definition)
         request_id = request.request_id or uuid.uuid4().hex
         now = self._clock.now_us()
         campaign = await self._run(
@@ -133,13 +141,14 @@ class CampaignServicer(rpc.CampaignServiceServicer):
                 invalid_argument([Violation("update_mask", f"cannot update {', '.join(unknown)}")]),
             )
         message = request.campaign
+        current = await self._run(context, lambda: self._store.campaign(app_id, campaign_id))
         if paths:
-            current = await self._run(context, lambda: self._store.campaign(app_id, campaign_id))
             message = campaign_message(current)
             request.update_mask.MergeMessage(
                 request.campaign, message, replace_message_field=True, replace_repeated_field=True
             )
         definition = await self._definition(context, message)
+        await check_segment(context, self._segments, definition, current.definition)
         data = definition.model_dump(mode="json")
         campaign = await self._run(
             context,
@@ -316,7 +325,7 @@ class CampaignServicer(rpc.CampaignServiceServicer):
                 status=_STATUS.get(r.status, pb.Delivery.STATUS_UNSPECIFIED),
                 reason=r.reason,
                 attempts=r.attempts,
-                last_error=r.last_error,
+                last_error=shown(r.last_error),  # provider replies may carry controls
             )
             delivery.decide_time.FromDatetime(r.decided_at)
             delivery.due_time.FromDatetime(r.due_at)

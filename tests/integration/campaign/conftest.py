@@ -14,7 +14,9 @@ from services.campaign.config import CampaignSettings
 from services.common.grpc.auth import ApiKeys
 from services.common.jetstream import ChangeStreamSettings
 from tests.support.campaign import (
+    LOOPBACK,
     FakeClock,
+    FakeSegmentDirectory,
     FakeSegmentMembers,
     at_us,
     auth,
@@ -44,6 +46,11 @@ def segments() -> FakeSegmentMembers:
     return FakeSegmentMembers()
 
 
+@pytest.fixture
+def directory() -> FakeSegmentDirectory:
+    return FakeSegmentDirectory()
+
+
 def settings_for(database_url: str, nats_url: str, **overrides: Any) -> CampaignSettings:
     values: dict[str, Any] = {
         "DATABASE_URL": database_url,
@@ -54,6 +61,7 @@ def settings_for(database_url: str, nats_url: str, **overrides: Any) -> Campaign
         "CAMPAIGN_WEBHOOK_SECRETS": "shop:whsec-shop",
         "CAMPAIGN_RETRY_BASE_S": 1,
         "CAMPAIGN_MAX_ATTEMPTS": 3,
+        "CAMPAIGN_WEBHOOK_ALLOWED_NETWORKS": LOOPBACK,
         **overrides,
     }
     return CampaignSettings(**values)
@@ -69,19 +77,25 @@ async def start_app(
     stream: ChangeStreamSettings,
     clock: FakeClock,
     segments: FakeSegmentMembers,
+    directory: FakeSegmentDirectory,
 ) -> AsyncIterator[AppFactory]:
     """Start campaign services (loops off, driven by the test) with setting overrides."""
     started: list[CampaignApp] = []
 
     async def start(**overrides: Any) -> CampaignApp:
-        # segment_members=None: the service's own adapter (the projector's read model).
+        # segment_members=None: the service's own adapter (the projector's read model);
+        # segments=None: the projector's SegmentService at CAMPAIGN_SEGMENTS_ADDRESS.
         members = overrides.pop("segment_members", segments)
+        known = overrides.pop("segments", directory)
+        renderer = overrides.pop("renderer", None)
         app = await start_campaign(
             settings_for(database_url, nats_server.url, **overrides),
             KEYS,
             stream=stream,
             clock=clock,
             segment_members=members,
+            segments=known,
+            renderer=renderer,
             background=False,
         )
         started.append(app)

@@ -19,7 +19,7 @@ from services.campaign.domain.model import (
     Template,
     Variant,
 )
-from services.campaign.domain.validation import check_definition
+from services.campaign.domain.validation import Rules, check_definition
 
 
 def good(**fields) -> CampaignDefinition:
@@ -29,12 +29,16 @@ def good(**fields) -> CampaignDefinition:
     return CampaignDefinition(name="ok", **fields)
 
 
-def fields_of(definition: CampaignDefinition) -> list[str]:
-    return [v.field for v in check_definition(definition)]
+# 2026-06-02T08:00:00Z: definitions are judged at a time (send, start and end times).
+NOW = 1_780_387_200_000_000
+
+
+def fields_of(definition: CampaignDefinition, rules: Rules | None = None) -> list[str]:
+    return [v.field for v in check_definition(definition, NOW, rules or Rules())]
 
 
 def test_a_good_definition_passes() -> None:
-    assert check_definition(good()) == []
+    assert check_definition(good(), NOW) == []
 
 
 def test_every_bad_field_is_named() -> None:
@@ -49,8 +53,8 @@ def test_every_bad_field_is_named() -> None:
         control_percent=100,
         quiet_hours=QuietHours(start_minute=-1, end_minute=60, default_timezone="Mars/Olympus"),
         conversion_goal=ConversionGoal(event_name="", window_s=0),
-        start_us=10,
-        end_us=5,
+        start_us=NOW + 10,
+        end_us=NOW + 5,
     )
     assert fields_of(bad) == [
         "trigger.lifecycle.to_states",
