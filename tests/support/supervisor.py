@@ -43,6 +43,10 @@ class SupervisedPipeline(Pipeline):
         """SIGKILL: no drain, nothing flushed, connections dropped mid-call."""
         self.running[name].kill()
 
+    def stop_service(self, name: str) -> int:
+        """SIGTERM one service (it drains and finishes its work); its exit code."""
+        return self.running[name].terminate(timeout=60)
+
     def restart(self, name: str, timeout: float = 120.0) -> float:
         """Start `name` again as it was; seconds until it answers health SERVING."""
         started = time.monotonic()
