@@ -9,9 +9,9 @@ resident set (VmRSS from /proc) is read. It is read again after a restart, when 
 state was loaded back from its rows without folding anything: the steady state of a
 projector that was restarted, rather than one that folded the history itself.
 
-Bytes per user = (RSS at the larger size - RSS at the smaller) / (the difference in
-users), so the fixed part (interpreter, libraries, pools) cancels out; the fixed part
-is the RSS at the smaller size minus its users times that figure.
+Bytes per user = the slope of RSS over users, fitted by least squares through three
+sizes, so the fixed part (interpreter, libraries, pools: the intercept) cancels out.
+RSS is read once it has settled (two readings half a second apart within 0.5%).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import statistics
 import time
 from pathlib import Path
 
@@ -43,6 +44,19 @@ def resident_bytes(pid: int) -> tuple[int, int]:
         if key in ("VmRSS", "VmHWM"):
             fields[key] = int(value.split()[0]) * 1024
     return fields["VmRSS"], fields["VmHWM"]
+
+
+def settled_rss(pid: int, within_s: float = 10.0) -> tuple[int, int]:
+    """(VmRSS, VmHWM) once RSS stops moving: buffers of the last batch released."""
+    deadline = time.monotonic() + within_s
+    last = resident_bytes(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = resident_bytes(pid)
+        if abs(now[0] - last[0]) <= 0.005 * last[0]:
+            return now
+        last = now
+    return last
 
 
 def _projector(database_url: str, nats_url: str, workdir: Path, stream: object) -> ServiceProcess:
@@ -75,15 +89,13 @@ def measure(database_url: str, nats_url: str, workdir: Path, users: int) -> dict
         try:
             asyncio.run(wait_settled(database_url, timeout_s=1800))
             folded = time.perf_counter() - started
-            time.sleep(2)  # let the last batch's buffers go
-            rss, peak = resident_bytes(process.process.pid)
+            rss, peak = settled_rss(process.process.pid)
         finally:
             process.terminate()
         restarted = _projector(database_url, nats_url, workdir, stream)
         try:
             asyncio.run(wait_settled(database_url, timeout_s=600))
-            time.sleep(2)
-            rss_restarted, _ = resident_bytes(restarted.process.pid)
+            rss_restarted, _ = settled_rss(restarted.process.pid)
         finally:
             restarted.terminate()
     finally:
@@ -103,21 +115,20 @@ def run(report: Report, database_url: str, workdir: Path, heavy: bool = False) -
     if not os.path.exists("/proc/self/status"):
         report.add(Row(NAME, "projector RSS per user", {}, "needs Linux /proc"))
         return
-    small, large = (50_000, 200_000) if heavy else (5_000, 20_000)
+    sizes = (50_000, 100_000, 200_000) if heavy else (5_000, 10_000, 20_000)
     servers = NatsForTests(workdir / "memory-nats")
     try:
         figures = []
-        for users in (small, large):
+        for users in sizes:
             with sibling_database(database_url, f"mem{users}") as url:
                 figures.append(measure(url, servers.url, workdir, users))
                 report.add(Row(NAME, f"projector, {users:,} users", figures[-1]))
     finally:
         servers.close()
-    a, b = figures
-    span = b["users"] - a["users"]
+    users = [f["users"] for f in figures]
     for label, key in (("after folding", "RSS MB"), ("after a restart", "RSS after restart MB")):
-        per_user = (b[key] - a[key]) * MB / span
-        base = a[key] * MB - per_user * a["users"]
+        fit = statistics.linear_regression(users, [f[key] * MB for f in figures])
+        per_user, base = fit.slope, fit.intercept
         report.add(
             Row(
                 NAME,
@@ -128,6 +139,6 @@ def run(report: Report, database_url: str, workdir: Path, heavy: bool = False) -
                     "GB per 1M users": (base + per_user * 1e6) / 1024**3,
                     "GB per 10M users": (base + per_user * 1e7) / 1024**3,
                 },
-                f"difference of RSS between {a['users']:,} and {b['users']:,} users",
+                "slope of RSS over " + ", ".join(f"{u:,}" for u in users) + " users",
             )
         )
