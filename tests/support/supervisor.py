@@ -9,6 +9,7 @@ process answers gRPC health SERVING and returns how long that took.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import psycopg
 
@@ -56,6 +57,32 @@ class SupervisedPipeline(Pipeline):
             self.campaign = process
         process.wait_healthy(self.address(name), timeout=timeout)
         return time.monotonic() - started
+
+
+class SupervisedProcess:
+    """One service as a process that can be killed and started again on its address."""
+
+    def __init__(self, module: str, env: dict[str, str], address: str, workdir: Path) -> None:
+        self.module, self.env, self.address, self.workdir = module, env, address, workdir
+        self.spawned: list[ServiceProcess] = []
+
+    @property
+    def current(self) -> ServiceProcess:
+        return self.spawned[-1]
+
+    def start(self) -> float:
+        """Start it (again); seconds until it answers health SERVING."""
+        started = time.monotonic()
+        self.spawned.append(ServiceProcess(self.module, self.env, self.workdir))
+        self.current.wait_healthy(self.address, timeout=120)
+        return time.monotonic() - started
+
+    def kill(self) -> None:
+        self.current.kill()
+
+    def close(self) -> None:
+        for process in self.spawned:
+            process.kill()
 
 
 def terminate_connections(database_url: str) -> int:
