@@ -15,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
+import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 
+import nats
 import psycopg
 from psycopg import sql
 
@@ -39,10 +41,27 @@ FINAL = ("sent", "suppressed", "control", "holdout", "cancelled", "failed")
 
 
 async def recorded_changes(
-    nats_url: str | list[str], streams: ChangeStreamSettings
+    nats_url: str | list[str], streams: ChangeStreamSettings, within: float = 60.0
 ) -> list[Published]:
-    """Every change on the stream, in stream order."""
-    return await read_changes(nats_url, streams, Mark(streams.stream, 0))  # type: ignore[arg-type]
+    """Every change on the stream, in stream order: read again until the read is whole
+    (a server just restarted may refuse JetStream requests for a moment)."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            nc = await nats.connect(nats_url, connect_timeout=2, max_reconnect_attempts=2)
+            try:
+                held = (await nc.jetstream(timeout=5).stream_info(streams.stream)).state.messages
+            finally:
+                await nc.close()
+            recorded = await read_changes(nats_url, streams, Mark(streams.stream, 0))  # type: ignore[arg-type]
+            if len(recorded) == held:
+                return recorded
+            problem = f"read {len(recorded)} of {held} changes"
+        except (nats.errors.Error, TimeoutError) as error:
+            problem = repr(error)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"cannot read the change stream: {problem}")
+        await asyncio.sleep(0.5)
 
 
 def stream_problems(recorded: list[Published]) -> list[str]:

@@ -44,6 +44,11 @@ class FaultyNatsCluster(NatsCluster):
         finally:
             await nc.close()
 
+    async def messages(self, stream: str, within: float = 60.0) -> int:
+        """How many messages `stream` holds, once some server answers."""
+        info = await self._until(stream, lambda info: True, within)
+        return int(info.state.messages)
+
     async def leader(self, stream: str, *, other_than: int = -1, within: float = 60.0) -> int:
         """Index of the server leading `stream`, once it has one (other than `other_than`:
         a killed leader is still named until the others have elected a new one)."""

@@ -13,7 +13,7 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -97,37 +97,55 @@ async def define_campaigns(pipeline: Pipeline, webhook: HttpReceiver) -> dict[st
 
 @dataclass
 class Load:
-    """The simulator through ingest at a capped rate, in the background."""
+    """The simulator through ingest at a capped rate, in the background, until finished:
+    one population after another (seed, seed + 1, ...), so the load lasts however long
+    the faults take, and each population is sent whole."""
 
     address: str
     config: SimulationConfig
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     acked: int = 0
-    task: asyncio.Task[Summary] | None = None
+    runs: list[tuple[SimulationConfig, Summary]] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+    finishing: bool = False
 
     def start(self) -> None:
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
         def on_accepted(ids: list[str], at: float) -> None:
             self.acked += len(ids)
 
-        self.task = asyncio.create_task(
-            run_simulation(self.config, self.address, KEY, now=self.now, on_accepted=on_accepted)
-        )
-
-    @property
-    def running(self) -> bool:
-        return self.task is not None and not self.task.done()
+        seed = self.config.seed
+        while not self.finishing:
+            config = replace(self.config, seed=seed)
+            summary = await run_simulation(
+                config, self.address, KEY, now=self.now, on_accepted=on_accepted
+            )
+            self.runs.append((config, summary))
+            seed += 1
 
     async def reach(self, events: int) -> None:
-        """Until `events` were accepted (or the load ended)."""
+        """Until `events` were accepted; a failed simulation fails here."""
 
         async def reached() -> bool:
-            return self.acked >= events or not self.running
+            if self.task is not None and self.task.done():
+                self.task.result()  # raises what ended it
+                raise AssertionError("the load ended before it was finished")
+            return self.acked >= events
 
         await eventually(reached, f"{events} events accepted", within=180)
 
-    async def finish(self) -> Summary:
+    async def finish(self) -> list[tuple[SimulationConfig, Summary]]:
+        """Let the population being sent finish, start no other; every run."""
         assert self.task is not None
-        return await asyncio.wait_for(self.task, timeout=300)
+        self.finishing = True
+        await asyncio.wait_for(self.task, timeout=300)
+        return self.runs
+
+    def ids(self) -> set[str]:
+        """Every event id the finished runs sent."""
+        return set().union(*(simulated_ids(config, self.now) for config, _ in self.runs))
 
 
 async def resumed(probe: Callable[[], Awaitable[int]], what: str, within: float = 120.0) -> float:
@@ -177,13 +195,13 @@ async def finish_and_verify(
     then the projector, then campaign once it decided every trigger), and check that
     nothing was lost or doubled anywhere. Returns what was counted."""
     database_url = pipeline.database_url
-    summary = await load.finish()
     # Every call of the simulator was answered: none failed (it would have raised), none
     # was rejected; the log holds each simulated event exactly once.
-    assert summary.rejected == 0, summary.rejections
-    assert summary.accepted + summary.duplicate == summary.sent
+    for _, summary in await load.finish():
+        assert summary.rejected == 0, summary.rejections
+        assert summary.accepted + summary.duplicate == summary.sent
     stored = await asyncio.to_thread(stored_id_counts, database_url)
-    assert set(stored) == simulated_ids(load.config, load.now)
+    assert set(stored) == load.ids()
     assert set(stored.values()) == {1}
     await wait_settled(database_url, timeout_s=180)
     assert pipeline.stop_service("ingest") == 0, pipeline.output()
