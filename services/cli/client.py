@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from services.cli.retries import RETRY_DEADLINE_S, is_transient, retrying
 from services.common.grpc.errors import bad_request_of
 
 T = TypeVar("T")
@@ -24,8 +25,11 @@ DEFAULT_PROJECTOR = "127.0.0.1:50052"
 DEFAULT_CAMPAIGN = "127.0.0.1:50053"
 DEV_KEY_FILE = Path("var") / "dev-api-key"
 _REPO = Path(__file__).resolve().parents[2]
-# Errors worth a retry with the same event ids: the service or its database is away.
-RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+# Reconnect quickly after a service restart (gRPC's own backoff grows to 120 s).
+CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+)
 
 
 class CliError(Exception):
@@ -66,7 +70,7 @@ def find_dev_key(cwd: Path | None = None) -> str | None:
 
 
 def channel(address: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(address)
+    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
 
 
 def describe_rpc_error(error: grpc.RpcError, service: str, address: str) -> str:
@@ -105,25 +109,36 @@ def _reason(details: str) -> str:
 
 
 async def call(
-    service: str, address: str, rpc: Callable[[], Awaitable[T]], *, retries: int = 0
+    service: str,
+    address: str,
+    rpc: Callable[[], Awaitable[T]],
+    *,
+    idempotent: bool = False,
+    retry_s: float = RETRY_DEADLINE_S,
+    reached: Callable[[], bool] = lambda: False,
 ) -> T:
-    """Await `rpc()`, retrying UNAVAILABLE / DEADLINE_EXCEEDED `retries` times with backoff.
+    """Await `rpc()`; failures become CliError.
 
-    Only idempotent calls (client event ids) may be retried. Failures become CliError.
+    An idempotent call (its request carries client ids: event ids, request ids) is
+    retried on transient failures (services.cli.retries) for up to `retry_s` seconds,
+    sent again as it was. A service that cannot be reached is reported at once unless
+    `reached()` says it has answered this client before: one that was never up is
+    not running (the message says how to start it); one that answered and went away
+    is restarting, and is waited for.
     """
-    delay = 0.2
-    for attempt in range(retries + 1):
-        try:
+
+    def retryable(error: BaseException) -> bool:
+        if not is_transient(error):
+            return False
+        details = error.details() or ""  # type: ignore[attr-defined]
+        return reached() or not _unreachable(details)
+
+    try:
+        if not idempotent:
             return await rpc()
-        except grpc.RpcError as error:
-            code = error.code()  # type: ignore[attr-defined]
-            reachable = not _unreachable(error.details() or "")  # type: ignore[attr-defined]
-            if code in RETRYABLE and reachable and attempt < retries:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            raise CliError(describe_rpc_error(error, service, address)) from None
-    raise AssertionError("unreachable")
+        return await retrying(rpc, deadline_s=retry_s, retryable=retryable)
+    except grpc.RpcError as error:
+        raise CliError(describe_rpc_error(error, service, address)) from None
 
 
 class Connection:
@@ -134,11 +149,13 @@ class Connection:
         reply = await conn.unary(stub.GetProfile, request)
     """
 
-    def __init__(self, target: Target, service: str) -> None:
+    def __init__(self, target: Target, service: str, *, retry_s: float = RETRY_DEADLINE_S) -> None:
         self.target = target
         self.service = service
         self.address: str = getattr(target, service)
         self.channel = channel(self.address)
+        self.retry_s = retry_s
+        self.reached = False  # the service has answered a call of this connection
 
     async def __aenter__(self) -> Connection:
         return self
@@ -152,15 +169,34 @@ class Connection:
         request: object,
         *,
         deadline_s: float = 30.0,
+        idempotent: bool = False,
         retries: int = 0,
     ) -> T:
-        """Call `method(request)` with the API key; retries only for idempotent requests."""
+        """Call `method(request)` with the API key; `deadline_s` bounds each attempt.
+
+        `idempotent=True` (only for requests that carry their own ids) retries transient
+        failures for up to the connection's `retry_s`; `retries=N` (N > 0) is the older
+        spelling of the same and no longer counts attempts: the deadline bounds them.
+        """
         metadata = self.target.metadata()
+
+        async def attempt() -> T:
+            try:
+                reply = await method(request, metadata=metadata, timeout=deadline_s)
+            except grpc.RpcError as error:
+                if not _unreachable(error.details() or ""):  # type: ignore[attr-defined]
+                    self.reached = True
+                raise
+            self.reached = True
+            return reply
+
         return await call(
             self.service,
             self.address,
-            lambda: method(request, metadata=metadata, timeout=deadline_s),
-            retries=retries,
+            attempt,
+            idempotent=idempotent or retries > 0,
+            retry_s=self.retry_s,
+            reached=lambda: self.reached,
         )
 
 

@@ -94,7 +94,10 @@ def track(
     )
     _time(time, event.event_time)
     request = ingest_pb2.TrackRequest(event=event)
-    reply = ask(target, "ingest", ingest_pb2_grpc.IngestServiceStub, "Track", request)
+    # idempotent: the event id was chosen above, so a retry sends the same one
+    reply = ask(
+        target, "ingest", ingest_pb2_grpc.IngestServiceStub, "Track", request, idempotent=True
+    )
     output.stdout().print(result_line(reply.result), markup=False)
 
 
@@ -140,5 +143,7 @@ def identify(
     if country or city:
         request.location.CopyFrom(ingest_pb2.Location(country=country or "", city=city or ""))
     _time(time, request.event_time)
-    reply = ask(target, "ingest", ingest_pb2_grpc.IngestServiceStub, "Identify", request)
+    reply = ask(
+        target, "ingest", ingest_pb2_grpc.IngestServiceStub, "Identify", request, idempotent=True
+    )
     output.stdout().print(result_line(reply.result), markup=False)

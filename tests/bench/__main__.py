@@ -13,7 +13,16 @@ import tempfile
 from pathlib import Path
 
 from services.migrate import migrate
-from tests.bench import campaign, durability, ingest, projector, replay, segments, simulation
+from tests.bench import (
+    campaign,
+    durability,
+    ingest,
+    memory,
+    projector,
+    replay,
+    segments,
+    simulation,
+)
 from tests.bench.report import Report
 from tests.support.infra import PostgresForTests
 
@@ -25,6 +34,7 @@ BENCHMARKS = {
     "replay": replay.run,
     "simulation": simulation.run,
     "durability": durability.run,
+    "memory": memory.run,
 }
 
 

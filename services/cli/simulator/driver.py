@@ -4,7 +4,10 @@ The simulated clock starts at the window's start and runs `speed` simulated seco
 real second (speed 0: as fast as ingest takes it); each emission is sent once the
 clock passes its send time, in TrackBatch calls of up to `batch_size` events with
 `concurrency` calls in flight, never faster than `rate` events per second if set.
-Every call is idempotent (client event ids), so UNAVAILABLE is retried as is.
+Every call is idempotent (client event ids), so a transient failure (UNAVAILABLE,
+DEADLINE_EXCEEDED: ingest restarting, its database away) is sent again as it was, for
+up to `services.cli.retries.RETRY_DEADLINE_S` (120 s) per call; ingest answers a
+repeat of an event it had stored DUPLICATE, so nothing is stored twice.
 """
 
 from __future__ import annotations
@@ -100,7 +103,9 @@ class _Driver:
             await self.spawn(len(chunk), partial(self.track, request))
 
     async def track(self, request: ingest_pb2.TrackBatchRequest) -> None:
-        reply = await self.conn.unary(self.stub.TrackBatch, request, deadline_s=120, retries=6)
+        reply = await self.conn.unary(
+            self.stub.TrackBatch, request, deadline_s=120, idempotent=True
+        )
         acked = time.time()
         for result in reply.results:
             self.summary.count(result)
@@ -109,7 +114,7 @@ class _Driver:
             self.on_accepted([r.event_id for r in reply.results if r.status == accepted], acked)
 
     async def identify(self, request: ingest_pb2.IdentifyRequest) -> None:
-        reply = await self.conn.unary(self.stub.Identify, request, deadline_s=60, retries=6)
+        reply = await self.conn.unary(self.stub.Identify, request, deadline_s=60, idempotent=True)
         self.summary.count(reply.result)
 
     async def send(self, emission: Emission) -> None:
@@ -141,7 +146,8 @@ async def run_simulation(
     """Simulate `config.users` users over `config.days` through ingest at `ingest_address`.
 
     Raises ConfigError for a window ingest would refuse, CliError when a call fails
-    (after retries, for UNAVAILABLE). Same config and start: the same ids and events.
+    for good (at once for a bad request; a transient failure after retrying it for
+    RETRY_DEADLINE_S). Same config and start: the same ids and events.
     """
     window = config.window(now or datetime.now(UTC))
     prefix = config.id_prefix(window)
