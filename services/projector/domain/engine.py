@@ -15,7 +15,7 @@ from typing import Any
 
 from services.eventlog.events import ClockTicked, EventTracked, UserIdentified
 from services.eventlog.segments import Segment
-from services.projector.domain import lifecycle, rfm
+from services.projector.domain import lifecycle, location, rfm
 from services.projector.domain.changes import (
     EVENT,
     LATE_EVENT,
@@ -42,7 +42,6 @@ from services.projector.domain.segments.definition import parse
 from services.projector.domain.user import CHURNED, DORMANT, NONE, User, day_of
 
 ANONYMOUS_PREFIX = "anonymous:"
-_PLACE = ("country", "city", "latitude", "longitude")
 # Pseudo-use: a user's first event re-evaluates every segment (negations may hold).
 _NEW_USER = "new_user"
 # Facts rows of clock ticks (app "" and user ""): the recorded clock at any position.
@@ -314,10 +313,14 @@ class Engine:
         user.count_event(event.name)
         context = event.context
         if context and ("country" in context or "latitude" in context or "city" in context):
-            place = {k: context[k] for k in _PLACE if k in context}
-            if place != user.place:
-                user.place = place
-                self._use(USES_PROFILE)
+            seen = location.observed(context)
+            if seen:
+                where = location.of_user(user)
+                user.place = location.fold(user.place, user.place_us, seen, when)
+                if user.place_us is None or when > user.place_us:
+                    user.place_us = when
+                if location.of_user(user) != where:
+                    self._use(USES_PROFILE)
         if user.event_count == 1:
             self._use(_NEW_USER)
         at = max(self.now_us, when)
@@ -404,7 +407,13 @@ class Engine:
         user.consents.update(event.consents)
         if event.timezone:
             user.timezone = event.timezone
-        user.location.update(event.location)
+        seen = location.observed(event.location) if event.location else {}
+        if seen:
+            user.location = location.fold(
+                user.location, user.location_us, seen, event.event_time_us
+            )
+            if user.location_us is None or event.event_time_us > user.location_us:
+                user.location_us = event.event_time_us
         if event.user_id and event.anonymous_id:
             alias = (app_id, event.anonymous_id)
             if self.aliases.get(alias) != event.user_id:
@@ -446,6 +455,7 @@ class Engine:
         user.last_purchase_us = _latest(user.last_purchase_us, anonymous.last_purchase_us)
         for name, value in anonymous.traits.items():
             user.traits.setdefault(name, value)
+        location.merge_into(user, anonymous)
         if anonymous.trackers:
             specs = self.segments[user.app_id].specs if user.app_id in self.segments else {}
             for tracker_key, state in anonymous.trackers.items():

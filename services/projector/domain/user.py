@@ -77,6 +77,10 @@ class User:
     segment_deadline_us: int | None = None
     # When each timed segment may next change for this user (segment id -> time).
     segment_due: dict[str, int] = field(default_factory=dict)
+    # Event times of the latest location observations: the profile's (Identify) and the
+    # events' (`place`); see location.py.
+    location_us: int | None = None
+    place_us: int | None = None
 
     @property
     def key(self) -> tuple[str, str]:
