@@ -29,7 +29,7 @@ from services.projector.domain.changes import (
     change_id,
 )
 from services.projector.domain.policy import DAY_US, AppPolicy
-from services.projector.domain.segments import live
+from services.projector.domain.segments import dating, live
 from services.projector.domain.segments import trackers as tr
 from services.projector.domain.segments.compile import (
     USES_FIRST_SEEN,
@@ -48,6 +48,8 @@ _NEW_USER = "new_user"
 TICK_FACT = "$tick"
 _LIVELY = frozenset({"new", "active", "loyal", "reactivated"})
 UserKey = tuple[str, str]
+# Deadlines of one user fired before one event of theirs, at the most (each moves them on).
+_MAX_CATCH_UP = 10_000
 PolicySource = Callable[[str], AppPolicy]
 
 
@@ -252,6 +254,32 @@ class Engine:
                 if app.purchasers:
                     self._recompute_rfm(app_id, to_us, position)
 
+    def _catch_up(self, event: EventTracked | UserIdentified, position: int) -> None:
+        """Before an event from ahead of the recorded clock, fire its user's own deadlines
+        before the event's time, in time order, each dated at its deadline: what happened
+        to the user between the last tick and their event comes before it."""
+        when = event.event_time_us
+        if when <= self.now_us:
+            return
+        user = self.users.get(self._user_key(event.app_id, event.user_id, event.anonymous_id))
+        if user is None:
+            return
+        for _ in range(_MAX_CATCH_UP):
+            life = user.deadline_us
+            seg = user.segment_deadline_us
+            if life is not None and life < when and (seg is None or life <= seg):
+                self._evaluate(user, life, position, cause=TIME, deadline_us=life)
+            elif seg is not None and seg < when:
+                self._segments_due(user, seg, position)
+            else:
+                return
+
+    def _user_now(self, user: User, when: int) -> int:
+        """Where a user's segments are judged on an event of theirs at `when`: the recorded
+        clock, or the user's latest event time if that is ahead of it (never earlier than
+        an evaluation already made for them)."""
+        return max(self.now_us, when, user.last_seen_us or when)
+
     def _user_key(self, app_id: str, user_id: str, anonymous_id: str) -> UserKey:
         if user_id:
             return (app_id, user_id)
@@ -274,6 +302,7 @@ class Engine:
         return app
 
     def _track(self, event: EventTracked, position: int) -> None:
+        self._catch_up(event, position)
         segments = self.segments.get(event.app_id)
         if segments is None or (not segments.specs and not segments.active):
             self._track_user(event, position)
@@ -376,6 +405,7 @@ class Engine:
         )
 
     def _identify(self, event: UserIdentified, position: int) -> None:
+        self._catch_up(event, position)
         segments = self.segments.get(event.app_id)
         if segments is None or not segments.active:
             self._identify_user(event, position)
@@ -386,14 +416,14 @@ class Engine:
             self._pending_uses.add(_NEW_USER)  # a new user: negations may hold
         user = self._identify_user(event, position)
         uses, self._pending_uses, self._pending_user = self._pending_uses, None, None
-        at = self.now_us
         self._reevaluate(
             user,
             live.affected(segments, (), uses, everything=_NEW_USER in uses),
-            at,
+            self._user_now(user, event.event_time_us),
             position,
             cause=EVENT,
             event=event,
+            since_us=event.event_time_us,
         )
 
     def _identify_user(self, event: UserIdentified, position: int) -> User:
@@ -675,9 +705,10 @@ class Engine:
         self, user: User, segments: live.AppSegments, event: EventTracked, position: int
     ) -> None:
         uses = self._pending_uses or set()
-        # Segments are judged by the recorded clock (windows only look back, so an event a
-        # little ahead of the last tick still counts); the change is dated by the event.
-        at = self.now_us
+        # Segments are judged by the recorded clock, or the user's own latest event if it is
+        # ahead (windows only look back, so an event a little ahead of the last tick still
+        # counts); the changes are dated when they took effect (from the event's time on).
+        at = self._user_now(user, event.event_time_us)
         touched = live.observe_event(
             segments,
             user.trackers,
@@ -701,7 +732,7 @@ class Engine:
                 position,
                 cause=EVENT,
                 event=event,
-                effective_us=max(at, event.event_time_us),
+                since_us=event.event_time_us,
             )
 
     def _reevaluate(
@@ -714,10 +745,12 @@ class Engine:
         cause: str,
         event: object | None = None,
         deadline_us: int | None = None,
-        effective_us: int | None = None,
+        since_us: int | None = None,
     ) -> None:
         """Re-evaluate some active segments for a user (and whatever depends on them) at
-        `at`; changes are dated `effective_us` (default `at`)."""
+        `at`. Changes are dated `at`, or, for a cause that took effect before (`since_us`,
+        a late event), when the membership came to hold since then (dating.py); a segment
+        that changes because one it refers to did is dated no earlier than that one."""
         segments = self.segments[user.app_id]
         rank = segments.rank
         # In dependency order (segments after those they refer to), each once; a segment
@@ -725,6 +758,8 @@ class Engine:
         todo = sorted((s for s in candidates if s in rank), key=rank.__getitem__)
         queued = set(todo)
         due = user.segment_due
+        floors: dict[str, int] = {}
+        corrected: set[str] = set()  # segments that follow one whose change was a correction
         index = 0
         while index < len(todo):
             segment_id = todo[index]
@@ -732,17 +767,23 @@ class Engine:
             compiled = segments.active[segment_id]
             inside = compiled.member(user, at)
             if inside != (segment_id in user.memberships):
-                self._set_membership(
+                lo = floors.get(segment_id, at if since_us is None else since_us)
+                effective, correction = self._set_membership(
                     user,
                     segment_id,
                     compiled.version,
                     inside,
-                    at,
+                    at if lo >= at else dating.settled_since(compiled, user, lo, at, inside),
                     position,
                     cause,
                     event,
                     deadline_us=deadline_us,
+                    correction=segment_id in corrected,
                 )
+                for d in segments.dependents.get(segment_id, ()):
+                    floors[d] = max(floors.get(d, effective), effective)
+                    if correction:
+                        corrected.add(d)
                 here = rank[segment_id]
                 more = [
                     d
@@ -806,11 +847,24 @@ class Engine:
         *,
         deadline_us: int | None = None,
         publish: bool = True,
-    ) -> None:
+        correction: bool = False,
+    ) -> tuple[int, bool]:
+        """Enter or leave a segment as of `at` and emit the change; returns its effective
+        time and whether it is a correction. It is never dated before the user's previous
+        change of that segment (so each user's history per segment stays in order): a late
+        event from before that change shows the change was premature, and the new one is
+        flagged a correction (as are, by the caller, those of segments that follow it)."""
+        previous = user.memberships[segment_id][1] if not inside else user.left.get(segment_id)
+        if previous is not None and at < previous:
+            when = getattr(event, "event_time_us", None)
+            correction = correction or (when is not None and when < min(previous, self.now_us))
+            at = previous
         if inside:
             user.memberships[segment_id] = [version, at]
+            user.left.pop(segment_id, None)
         else:
             user.memberships.pop(segment_id, None)
+            user.left[segment_id] = at
         self._emit(
             user,
             MEMBERSHIP,
@@ -821,10 +875,12 @@ class Engine:
             position,
             event=event,  # type: ignore[arg-type]
             deadline_us=deadline_us,
+            correction=correction,
             segment_id=segment_id,
             segment_version=version,
             published=publish,
         )
+        return at, correction
 
     def _leave_all_segments(self, user: User, at: int, position: int, event: object | None) -> None:
         for segment_id, (version, _since) in sorted(user.memberships.items()):
@@ -977,6 +1033,8 @@ class Engine:
                 )
                 if dependents:
                     self._reevaluate(user, set(dependents), at, position, cause=REDEFINITION)
+            if user.left.pop(segment_id, None) is not None:
+                self._dirty.add(user.key)
 
     # ---- output --------------------------------------------------------------------------
 

@@ -81,6 +81,9 @@ class User:
     # events' (`place`); see location.py.
     location_us: int | None = None
     place_us: int | None = None
+    # When the user last left each segment they are not in (segment id -> effective time):
+    # with `memberships`, the time of their latest change per segment.
+    left: dict[str, int] = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[str, str]:
