@@ -29,6 +29,7 @@ from services.projector.domain.changes import (
     change_id,
 )
 from services.projector.domain.policy import DAY_US, AppPolicy
+from services.projector.domain.rfm_index import RfmIndex
 from services.projector.domain.segments import dating, live
 from services.projector.domain.segments import trackers as tr
 from services.projector.domain.segments.compile import (
@@ -61,15 +62,36 @@ def _latest(a: int | None, b: int | None) -> int | None:
     return b if a is None else a if b is None else max(a, b)
 
 
+@dataclass(frozen=True)
+class CauseEvent:
+    """The event behind a change made after it (a purchase, scored at the next tick)."""
+
+    event_id: str
+    name: str
+    event_time_us: int
+
+
 @dataclass
 class AppState:
     quintiles: rfm.Quintiles = field(default_factory=rfm.Quintiles)
-    # Index of the recompute interval of the last scheduled RFM recomputation.
+    # Index of the recompute interval of the last RFM recomputation.
     rfm_slot: int = 0
     purchasers: set[str] = field(default_factory=set)
+    # The UTC day whose window the purchasers' values count (None: no purchase yet).
+    rfm_day: int | None = None
+    # Purchasers whose values moved since the last recomputation, and why:
+    # user id -> [event id, event name, event time].
+    pending: dict[str, list[Any]] = field(default_factory=dict)
+    # The purchasers' values, sorted (derived from the users; rebuilt after loading).
+    index: RfmIndex | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"quintiles": self.quintiles.to_dict(), "rfm_slot": self.rfm_slot}
+        return {
+            "quintiles": self.quintiles.to_dict(),
+            "rfm_slot": self.rfm_slot,
+            "rfm_day": self.rfm_day,
+            "pending": {user: self.pending[user] for user in sorted(self.pending)},
+        }
 
 
 @dataclass
@@ -150,6 +172,9 @@ class Engine:
         app = self._app(app_id)
         app.quintiles = rfm.Quintiles.from_dict(data["quintiles"])
         app.rfm_slot = data["rfm_slot"]
+        app.rfm_day = data.get("rfm_day")
+        app.pending = dict(data.get("pending", {}))
+        app.index = None
 
     def load_alias(self, app_id: str, anonymous_id: str, user_id: str) -> None:
         self.aliases[(app_id, anonymous_id)] = user_id
@@ -251,18 +276,18 @@ class Engine:
             if slot > app.rfm_slot:
                 app.rfm_slot = slot
                 self._dirty_apps.add(app_id)
-                if app.purchasers:
+                if app.purchasers or app.pending:
                     self._recompute_rfm(app_id, to_us, position)
 
-    def _catch_up(self, event: EventTracked | UserIdentified, position: int) -> None:
-        """Before an event from ahead of the recorded clock, fire its user's own deadlines
-        before the event's time, in time order, each dated at its deadline: what happened
-        to the user between the last tick and their event comes before it."""
-        when = event.event_time_us
-        if when <= self.now_us:
-            return
-        user = self.users.get(self._user_key(event.app_id, event.user_id, event.anonymous_id))
-        if user is None:
+    def _catch_up(self, key: UserKey, when: int, position: int) -> None:
+        """Before an event from ahead of the recorded clock (at `when`), fire its user's own
+        deadlines before the event's time, in time order, each dated at its deadline: what
+        happened to the user between the last tick and their event comes before it."""
+        user = self.users.get(key)
+        if user is None or not (
+            (user.deadline_us is not None and user.deadline_us < when)
+            or (user.segment_deadline_us is not None and user.segment_deadline_us < when)
+        ):
             return
         for _ in range(_MAX_CATCH_UP):
             life = user.deadline_us
@@ -302,19 +327,20 @@ class Engine:
         return app
 
     def _track(self, event: EventTracked, position: int) -> None:
-        self._catch_up(event, position)
+        key = self._user_key(event.app_id, event.user_id, event.anonymous_id)
+        if event.event_time_us > self.now_us:
+            self._catch_up(key, event.event_time_us, position)
         segments = self.segments.get(event.app_id)
         if segments is None or (not segments.specs and not segments.active):
             self._track_user(event, position)
         else:
             self._pending_uses = set()
-            self._pending_user = self._user_key(event.app_id, event.user_id, event.anonymous_id)
+            self._pending_user = key
             user = self._track_user(event, position)
             self._segments_after_event(user, segments, event, position)
             self._pending_uses = None
             self._pending_user = None
         if self._keep_facts:
-            key = self._user_key(event.app_id, event.user_id, event.anonymous_id)
             props: dict[str, Any] = dict(event.properties)
             if event.time_properties:
                 props["$times"] = event.time_properties
@@ -344,12 +370,18 @@ class Engine:
         if context and ("country" in context or "latitude" in context or "city" in context):
             seen = location.observed(context)
             if seen:
-                where = location.of_user(user)
-                user.place = location.fold(user.place, user.place_us, seen, when)
-                if user.place_us is None or when > user.place_us:
-                    user.place_us = when
-                if location.of_user(user) != where:
-                    self._use(USES_PROFILE)
+                place = location.fold(user.place, user.place_us, seen, when)
+                place_us = when if user.place_us is None else max(user.place_us, when)
+                if place != user.place or (
+                    user.location
+                    and location.place_first(user.place_us, user.location_us)
+                    != location.place_first(place_us, user.location_us)
+                ):
+                    where = location.of_user(user)
+                    user.place, user.place_us = place, place_us
+                    if location.of_user(user) != where:
+                        self._use(USES_PROFILE)
+                user.place_us = place_us
         if user.event_count == 1:
             self._use(_NEW_USER)
         at = max(self.now_us, when)
@@ -384,11 +416,11 @@ class Engine:
                     if user.deadline_us is not None:
                         self._schedule(user, user.deadline_us)
                     if event.name == policy.rfm.purchase_event:
-                        self._purchase(user, event, at, position)
+                        self._purchase(user, event, position)
                     return user
             self._evaluate(user, at, position, cause=EVENT, event=event)
         if event.name == policy.rfm.purchase_event:
-            self._purchase(user, event, at, position)
+            self._purchase(user, event, position)
         return user
 
     @staticmethod
@@ -405,7 +437,9 @@ class Engine:
         )
 
     def _identify(self, event: UserIdentified, position: int) -> None:
-        self._catch_up(event, position)
+        if event.event_time_us > self.now_us:
+            key = self._user_key(event.app_id, event.user_id, event.anonymous_id)
+            self._catch_up(key, event.event_time_us, position)
         segments = self.segments.get(event.app_id)
         if segments is None or not segments.active:
             self._identify_user(event, position)
@@ -457,7 +491,7 @@ class Engine:
                 self._use(_NEW_USER)
                 self._evaluate(user, at, position, cause=EVENT, event=event)
                 if user.purchases:
-                    self._purchase(user, None, at, position)
+                    self._purchase(user, event, position)
         return user
 
     def _merge(self, anonymous: User, user: User) -> None:
@@ -465,7 +499,11 @@ class Engine:
         key = anonymous.key
         self._dirty.discard(key)
         self._deleted.add(key)
-        self._app(anonymous.app_id).purchasers.discard(anonymous.user_id)
+        app = self._app(anonymous.app_id)
+        if anonymous.user_id in app.purchasers:
+            app.purchasers.discard(anonymous.user_id)
+            app.pending.pop(anonymous.user_id, None)
+            self._rfm_index(anonymous.app_id)[0].put(anonymous.user_id, None)
         for time in (anonymous.first_seen_us, anonymous.last_seen_us):
             if time is not None:
                 user.seen(time)
@@ -572,25 +610,85 @@ class Engine:
 
     # ---- RFM -----------------------------------------------------------------------------
 
-    def _purchase(self, user: User, event: EventTracked | None, at: int, position: int) -> None:
+    def _purchase(self, user: User, cause: EventTracked | UserIdentified, position: int) -> None:
+        """The user's purchases changed (a purchase, or an anonymous history merged in):
+        their values move in the app's index now; their scores, and those of everyone the
+        move of the cut points touches, at the next recomputation (so no score is ever
+        published from cut points that do not count it)."""
         policy = self.policies(user.app_id).rfm
-        if event is not None:
-            raw = event.properties.get(policy.amount_property, 0.0)
+        if isinstance(cause, EventTracked):
+            raw = cause.properties.get(policy.amount_property, 0.0)
             amount = (
                 float(raw) if isinstance(raw, int | float) and not isinstance(raw, bool) else 0.0
             )
-            entry = user.purchases.setdefault(day_of(event.event_time_us), [0.0, 0.0])
+            entry = user.purchases.setdefault(day_of(cause.event_time_us), [0.0, 0.0])
             entry[0] += 1
             entry[1] += amount
-            if user.last_purchase_us is None or event.event_time_us > user.last_purchase_us:
-                user.last_purchase_us = event.event_time_us
+            if user.last_purchase_us is None or cause.event_time_us > user.last_purchase_us:
+                user.last_purchase_us = cause.event_time_us
         app = self._app(user.app_id)
+        index, first = self._rfm_index(user.app_id)
         app.purchasers.add(user.user_id)
-        known = app.quintiles.purchasers
-        if known == 0 or len(app.purchasers) >= known * 1.25 + 4:
-            self._recompute_rfm(user.app_id, at, position, trigger=user, event=event)
-        else:
-            self._rescore(user, app, at, position, cause=EVENT, event=event)
+        index.put(user.user_id, rfm.values_in(user, first))
+        app.pending[user.user_id] = [
+            cause.event_id,
+            getattr(cause, "name", ""),
+            cause.event_time_us,
+        ]
+        self._dirty_apps.add(user.app_id)
+
+    def _rfm_index(self, app_id: str) -> tuple[RfmIndex, int]:
+        """The app's index of purchasers' values (built from the users after loading), and
+        the first day of the window it counts."""
+        app = self._app(app_id)
+        if app.rfm_day is None:
+            app.rfm_day = day_of(self.now_us)
+            self._dirty_apps.add(app_id)
+        first = rfm.first_day(app.rfm_day, self.policies(app_id).rfm)
+        if app.index is None:
+            app.index = RfmIndex()
+            app.index.rebuild(
+                {u: rfm.values_in(self.users[(app_id, u)], first) for u in app.purchasers}
+            )
+        return app.index, first
+
+    def _recompute_rfm(self, app_id: str, at: int, position: int) -> None:
+        """Cut points of all the app's purchasers as of the tick at `at`, and every score
+        they change: afterwards each purchaser's scores equal a fresh quintile computation
+        over all purchases folded so far (the window moves on with the UTC day)."""
+        app = self._app(app_id)
+        index = self._rfm_index(app_id)[0]
+        day = day_of(at)
+        expired: list[str] = []
+        if app.rfm_day != day:  # the window moved on: some purchases may have left it
+            app.rfm_day = day
+            first = rfm.first_day(day, self.policies(app_id).rfm)
+            for user_id in sorted(app.purchasers):
+                purchaser = self.users[(app_id, user_id)]
+                if purchaser.purchases and min(purchaser.purchases) < first:
+                    rfm.forget_before(purchaser, first)
+                    index.put(user_id, rfm.values_in(purchaser, first))
+                    expired.append(user_id)
+        quintiles = index.quintiles()
+        moved = index.moved(app.quintiles, quintiles)
+        app.quintiles = quintiles
+        self._dirty_apps.add(app_id)
+        who = set(app.purchasers) if moved is None else moved
+        who.update(app.pending, expired)
+        for user_id in sorted(who):
+            user = self.users.get((app_id, user_id))
+            if user is None:
+                continue  # merged into another user meanwhile
+            why = app.pending.get(user_id)
+            self._rescore(
+                user,
+                app,
+                at,
+                position,
+                CauseEvent(*why) if why else None,
+                index.values.get(user_id),
+            )
+        app.pending = {}
 
     def _rescore(
         self,
@@ -598,73 +696,42 @@ class Engine:
         app: AppState,
         at: int,
         position: int,
-        *,
-        cause: str,
-        event: EventTracked | None = None,
-        values: rfm.RfmValues | None = None,
-        precomputed: bool = False,
+        cause: CauseEvent | None,
+        values: rfm.RfmValues | None,
     ) -> None:
-        """Score the user against the app's cut points (`values` if `precomputed`)."""
-        policy = self.policies(user.app_id).rfm
-        if not precomputed:
-            values = rfm.values_of(user, at, policy)
+        """Score the user's `values` against the app's cut points at `at`. A change their own
+        purchase caused is dated at it; one the cut points caused at `at`."""
         if values is None:
-            rfm.forget_old_purchases(user, at, policy)
             scores: list[int] = []
             group = NONE
             app.purchasers.discard(user.user_id)
         else:
             scores = app.quintiles.scores(values)
             group = rfm.group_of(*scores)
-        if scores != user.rfm_scores:
+        raw = [values.last_purchase_us, values.purchases, values.amount] if values else []
+        if scores != user.rfm_scores or raw != user.rfm_values:
             user.rfm_scores = scores
+            user.rfm_values = raw
             self._dirty.add(user.key)
         if group != user.rfm_group:
+            kind = EVENT if cause is not None else RECOMPUTATION
+            effective = cause.event_time_us if cause is not None else at
             self._emit(
                 user,
                 RFM,
                 user.rfm_group,
                 group,
-                cause,
-                at,
+                kind,
+                effective,
                 position,
-                event=event,
+                event=cause,
                 scores=(scores[0], scores[1], scores[2]) if scores else None,
                 recency_days=values.recency_days(at) if values else 0.0,
                 purchases=values.purchases if values else 0,
                 amount=values.amount if values else 0.0,
             )
             user.rfm_group = group
-            self._rfm_moved(user, at, position, cause, event)
-
-    def _recompute_rfm(
-        self,
-        app_id: str,
-        at: int,
-        position: int,
-        *,
-        trigger: User | None = None,
-        event: EventTracked | None = None,
-    ) -> None:
-        app = self._app(app_id)
-        policy = self.policies(app_id).rfm
-        members = [self.users[(app_id, user_id)] for user_id in sorted(app.purchasers)]
-        values = [rfm.values_of(user, at, policy) for user in members]
-        app.quintiles = rfm.Quintiles.of(v for v in values if v is not None)
-        self._dirty_apps.add(app_id)
-        for user, v in zip(members, values, strict=True):
-            rfm.forget_old_purchases(user, at, policy)
-            is_trigger = trigger is not None and user is trigger
-            self._rescore(
-                user,
-                app,
-                at,
-                position,
-                cause=EVENT if is_trigger else RECOMPUTATION,
-                event=event if is_trigger else None,
-                values=v,
-                precomputed=True,
-            )
+            self._rfm_moved(user, at, position, kind, cause, effective)
 
     # ---- segments ------------------------------------------------------------------------
 
@@ -691,15 +758,16 @@ class Engine:
                 self._reevaluate(user, hit, at, position, cause=cause, event=event)
 
     def _rfm_moved(
-        self, user: User, at: int, position: int, cause: str, event: object | None
+        self, user: User, at: int, position: int, cause: str, event: object | None, since: int
     ) -> None:
-        if self._deferred(user, USES_RFM):
-            return
         segments = self.segments.get(user.app_id)
         if segments is not None and segments.active:
             hit = live.affected(segments, (), (USES_RFM,))
             if hit:
-                self._reevaluate(user, hit, at, position, cause=cause, event=event)
+                at = self._user_now(user, at)
+                self._reevaluate(
+                    user, hit, at, position, cause=cause, event=event, since_us=min(since, at)
+                )
 
     def _segments_after_event(
         self, user: User, segments: live.AppSegments, event: EventTracked, position: int
@@ -1048,7 +1116,7 @@ class Engine:
         effective_us: int,
         position: int,
         *,
-        event: EventTracked | UserIdentified | None = None,
+        event: EventTracked | UserIdentified | CauseEvent | None = None,
         deadline_us: int | None = None,
         correction: bool = False,
         corrected_since_us: int | None = None,

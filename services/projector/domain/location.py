@@ -81,6 +81,8 @@ def fold(
     current: Mapping[str, Any], current_us: int | None, seen: Mapping[str, Any], seen_us: int
 ) -> dict[str, Any]:
     """`current` (observed at `current_us`) after one more observation `seen` at `seen_us`."""
+    if seen == current:
+        return dict(current)  # the usual case: the same place again
     if not current or current_us is None or seen_us >= current_us:
         return refine(seen, current)
     return refine(current, seen)
@@ -97,9 +99,14 @@ def best(
         return dict(profile)
     if not profile:
         return dict(place)
-    if place_us is not None and (profile_us is None or place_us > profile_us):
+    if place_first(place_us, profile_us):
         return refine(place, profile)
     return refine(profile, place)
+
+
+def place_first(place_us: int | None, profile_us: int | None) -> bool:
+    """Whether the events' place is newer than the profile's location (ties: the profile)."""
+    return place_us is not None and (profile_us is None or place_us > profile_us)
 
 
 def of_user(user: User) -> tuple[str, str, float | None, float | None]:

@@ -84,6 +84,8 @@ class User:
     # When the user last left each segment they are not in (segment id -> effective time):
     # with `memberships`, the time of their latest change per segment.
     left: dict[str, int] = field(default_factory=dict)
+    # The RFM values behind `rfm_scores`: [last purchase time, purchases, amount] or [].
+    rfm_values: list[float] = field(default_factory=list)
 
     @property
     def key(self) -> tuple[str, str]:
