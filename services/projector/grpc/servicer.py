@@ -25,6 +25,7 @@ from services.common.grpc.errors import (
 from services.common.grpc.paging import BadPageToken, decode_token, encode_token, page_size
 from services.projector.adapters.encode import LIFECYCLE_STATES, RFM_GROUPS
 from services.projector.adapters.queries import ProfileQueries
+from services.projector.domain.changes import historical
 from services.projector.domain.user import User
 
 _CAUSE_NAMES = {"event", "time", "late_event", "redefinition", "recomputation"}
@@ -118,6 +119,7 @@ def timeline_entry(row: dict[str, Any]) -> profiles_pb2.TimelineEntry:
         recorded_time=_us(row["recorded_us"]),
         position=row["position"],
         correction=row["correction"],
+        historical=historical(row["effective_us"], row["recorded_us"]),
     )
     if row["kind"] == "lifecycle":
         entry.lifecycle.CopyFrom(
