@@ -172,7 +172,9 @@ def reference(events: list[object], segments: dict[str, dict[str, Any]] | None =
 
 
 @contextlib.asynccontextmanager
-async def projector(database_url: str, nats_server: Any) -> AsyncIterator[tuple[Any, EventLog]]:
+async def projector(
+    database_url: str, nats_server: Any, keys: ApiKeys | None = None
+) -> AsyncIterator[tuple[Any, EventLog]]:
     """A projector in this process (no ticker of its own) and the log it follows."""
     streams = unique_streams()
     settings = ProjectorSettings(
@@ -182,7 +184,7 @@ async def projector(database_url: str, nats_server: Any) -> AsyncIterator[tuple[
         PROJECTOR_TICK_INTERVAL_S=0,
         PROJECTOR_WATCHDOG_S=0.2,
     )
-    app = await start_projector(settings, ApiKeys([]), streams=streams)
+    app = await start_projector(settings, keys or ApiKeys([]), streams=streams)
     log = open_event_log(database_url)
     try:
         yield app, log
