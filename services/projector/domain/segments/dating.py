@@ -24,8 +24,8 @@ def settled_since(compiled: Compiled, user: User, lo: int, at: int, inside: bool
 
     Exact for conditions on time (recency, inaction, first seen, a window's oldest
     entry leaving) and on state (traits, lifecycle, RFM: taken as holding since `lo`).
-    A window counts the entries the user has now, so for "at least N in a window" a
-    late event dates the entry at the earliest time the window already held them all.
+    A window is judged with the entries it holds now, later ones included, so a late
+    event completing "at least N in a window" dates the entry at the event's own time.
     """
     start: int | None = lo if compiled.member(user, lo) == inside else None
     t = lo
