@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from cohortflow.changes.v1 import changes_pb2
 from cohortflow.types.v1 import types_pb2
-from google.protobuf import timestamp_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 
 from services.common.jetstream import ChangeSubjects
 from services.projector.domain import changes as kinds
@@ -83,7 +85,17 @@ def header(change: Change) -> changes_pb2.ChangeHeader:
         position=change.position,
         recorded_time=timestamp(change.recorded_us),
         correction=change.correction,
+        **lateness_fields(change.effective_us, change.recorded_us),
     )
+
+
+def lateness_fields(effective_us: int, recorded_us: int) -> dict[str, Any]:
+    """ChangeHeader.historical and .lateness of a change (from the stream or a stored row)."""
+    seconds, micros = divmod(kinds.lateness_us(effective_us, recorded_us), 1_000_000)
+    return {
+        "historical": kinds.historical(effective_us, recorded_us),
+        "lateness": duration_pb2.Duration(seconds=seconds, nanos=micros * 1000),
+    }
 
 
 def encode(change: Change, subjects: ChangeSubjects) -> tuple[str, str, bytes]:

@@ -16,9 +16,11 @@ class ProfileQueries:
         return self._store.position()
 
     def profile(self, app_id: str, user_id: str) -> dict[str, Any] | None:
+        """The profile row, with the recorded clock (`clock_us`) it is as of."""
         with self._store.cursor() as curs:
             curs.execute(
-                f"SELECT * FROM {schema.PROFILES_TABLE} WHERE app_id = %s AND user_id = %s",
+                f"SELECT p.*, (SELECT value FROM {schema.META_TABLE} WHERE name = 'now_us')"
+                f" AS clock_us FROM {schema.PROFILES_TABLE} p WHERE app_id = %s AND user_id = %s",
                 (app_id, user_id),
             )
             return curs.fetchone()

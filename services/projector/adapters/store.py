@@ -25,6 +25,7 @@ from services.common.jetstream import ChangeSubjects
 from services.eventlog.store import LOG_NAME
 from services.projector import schema
 from services.projector.adapters.encode import encode
+from services.projector.domain import location
 from services.projector.domain.changes import Change
 from services.projector.domain.engine import Drained, Engine
 from services.projector.domain.user import User
@@ -144,23 +145,12 @@ def _hot_row(user: User) -> tuple[Any, ...]:
         user.event_count,
         user.active_day_count,
         orjson.dumps(user.pack(), option=orjson.OPT_NON_STR_KEYS),
-        *_geo(user),
-    )
-
-
-def _geo(user: User) -> tuple[str, str, float | None, float | None]:
-    """Where the user is for geo conditions: their profile location, else their last event's."""
-    place = user.location or user.place
-    return (
-        str(place.get("country", "")),
-        str(place.get("city", "")),
-        place.get("latitude"),
-        place.get("longitude"),
+        *location.of_user(user),
     )
 
 
 def _fields_row(user: User) -> tuple[Any, ...]:
-    location = user.location
+    profile_location = user.location
     return (
         _json(user.traits),
         _json(user.time_traits),
@@ -169,10 +159,10 @@ def _fields_row(user: User) -> tuple[Any, ...]:
         user.contact.get("push_token", ""),
         _json(user.consents),
         user.timezone,
-        location.get("country", ""),
-        location.get("city", ""),
-        location.get("latitude"),
-        location.get("longitude"),
+        profile_location.get("country", ""),
+        profile_location.get("city", ""),
+        profile_location.get("latitude"),
+        profile_location.get("longitude"),
         user.app_id,
         user.user_id,
     )

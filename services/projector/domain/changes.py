@@ -22,6 +22,20 @@ RECOMPUTATION = "recomputation"
 
 _NAMESPACE_BYTES = CHANGES_NAMESPACE.bytes
 
+# A change made longer than this after it took effect reports the past (historical).
+HISTORICAL_AFTER_US = 3_600_000_000
+
+
+def lateness_us(effective_us: int, recorded_us: int) -> int:
+    """How long after it took effect a change was made (0 if it took effect later)."""
+    return max(0, recorded_us - effective_us)
+
+
+def historical(effective_us: int, recorded_us: int) -> bool:
+    """Whether a change reports the past: made more than HISTORICAL_AFTER_US after it took
+    effect (a late event, deadlines passed while the clock stood still, history)."""
+    return lateness_us(effective_us, recorded_us) > HISTORICAL_AFTER_US
+
 
 def change_id(app_id: str, user_id: str, sequence: int, kind: str, position: int) -> str:
     """Deterministic: replaying the same log gives every change the same id (a uuid5)."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from services.eventlog.events import ClockTicked, EventTracked, UserIdentified
 from services.eventlog.segments import Segment
-from services.projector.domain import lifecycle, rfm
+from services.projector.domain import lifecycle, location, rfm
 from services.projector.domain.changes import (
     EVENT,
     LATE_EVENT,
@@ -29,7 +29,8 @@ from services.projector.domain.changes import (
     change_id,
 )
 from services.projector.domain.policy import DAY_US, AppPolicy
-from services.projector.domain.segments import live
+from services.projector.domain.rfm_index import RfmIndex
+from services.projector.domain.segments import dating, live
 from services.projector.domain.segments import trackers as tr
 from services.projector.domain.segments.compile import (
     USES_FIRST_SEEN,
@@ -42,13 +43,14 @@ from services.projector.domain.segments.definition import parse
 from services.projector.domain.user import CHURNED, DORMANT, NONE, User, day_of
 
 ANONYMOUS_PREFIX = "anonymous:"
-_PLACE = ("country", "city", "latitude", "longitude")
 # Pseudo-use: a user's first event re-evaluates every segment (negations may hold).
 _NEW_USER = "new_user"
 # Facts rows of clock ticks (app "" and user ""): the recorded clock at any position.
 TICK_FACT = "$tick"
 _LIVELY = frozenset({"new", "active", "loyal", "reactivated"})
 UserKey = tuple[str, str]
+# Deadlines of one user fired before one event of theirs, at the most (each moves them on).
+_MAX_CATCH_UP = 10_000
 PolicySource = Callable[[str], AppPolicy]
 
 
@@ -60,15 +62,36 @@ def _latest(a: int | None, b: int | None) -> int | None:
     return b if a is None else a if b is None else max(a, b)
 
 
+@dataclass(frozen=True)
+class CauseEvent:
+    """The event behind a change made after it (a purchase, scored at the next tick)."""
+
+    event_id: str
+    name: str
+    event_time_us: int
+
+
 @dataclass
 class AppState:
     quintiles: rfm.Quintiles = field(default_factory=rfm.Quintiles)
-    # Index of the recompute interval of the last scheduled RFM recomputation.
+    # Index of the recompute interval of the last RFM recomputation.
     rfm_slot: int = 0
     purchasers: set[str] = field(default_factory=set)
+    # The UTC day whose window the purchasers' values count (None: no purchase yet).
+    rfm_day: int | None = None
+    # Purchasers whose values moved since the last recomputation, and why:
+    # user id -> [event id, event name, event time].
+    pending: dict[str, list[Any]] = field(default_factory=dict)
+    # The purchasers' values, sorted (derived from the users; rebuilt after loading).
+    index: RfmIndex | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"quintiles": self.quintiles.to_dict(), "rfm_slot": self.rfm_slot}
+        return {
+            "quintiles": self.quintiles.to_dict(),
+            "rfm_slot": self.rfm_slot,
+            "rfm_day": self.rfm_day,
+            "pending": {user: self.pending[user] for user in sorted(self.pending)},
+        }
 
 
 @dataclass
@@ -149,6 +172,9 @@ class Engine:
         app = self._app(app_id)
         app.quintiles = rfm.Quintiles.from_dict(data["quintiles"])
         app.rfm_slot = data["rfm_slot"]
+        app.rfm_day = data.get("rfm_day")
+        app.pending = dict(data.get("pending", {}))
+        app.index = None
 
     def load_alias(self, app_id: str, anonymous_id: str, user_id: str) -> None:
         self.aliases[(app_id, anonymous_id)] = user_id
@@ -250,8 +276,34 @@ class Engine:
             if slot > app.rfm_slot:
                 app.rfm_slot = slot
                 self._dirty_apps.add(app_id)
-                if app.purchasers:
+                if app.purchasers or app.pending:
                     self._recompute_rfm(app_id, to_us, position)
+
+    def _catch_up(self, key: UserKey, when: int, position: int) -> None:
+        """Before an event from ahead of the recorded clock (at `when`), fire its user's own
+        deadlines before the event's time, in time order, each dated at its deadline: what
+        happened to the user between the last tick and their event comes before it."""
+        user = self.users.get(key)
+        if user is None or not (
+            (user.deadline_us is not None and user.deadline_us < when)
+            or (user.segment_deadline_us is not None and user.segment_deadline_us < when)
+        ):
+            return
+        for _ in range(_MAX_CATCH_UP):
+            life = user.deadline_us
+            seg = user.segment_deadline_us
+            if life is not None and life < when and (seg is None or life <= seg):
+                self._evaluate(user, life, position, cause=TIME, deadline_us=life)
+            elif seg is not None and seg < when:
+                self._segments_due(user, seg, position)
+            else:
+                return
+
+    def _user_now(self, user: User, when: int) -> int:
+        """Where a user's segments are judged on an event of theirs at `when`: the recorded
+        clock, or the user's latest event time if that is ahead of it (never earlier than
+        an evaluation already made for them)."""
+        return max(self.now_us, when, user.last_seen_us or when)
 
     def _user_key(self, app_id: str, user_id: str, anonymous_id: str) -> UserKey:
         if user_id:
@@ -275,18 +327,20 @@ class Engine:
         return app
 
     def _track(self, event: EventTracked, position: int) -> None:
+        key = self._user_key(event.app_id, event.user_id, event.anonymous_id)
+        if event.event_time_us > self.now_us:
+            self._catch_up(key, event.event_time_us, position)
         segments = self.segments.get(event.app_id)
         if segments is None or (not segments.specs and not segments.active):
             self._track_user(event, position)
         else:
             self._pending_uses = set()
-            self._pending_user = self._user_key(event.app_id, event.user_id, event.anonymous_id)
+            self._pending_user = key
             user = self._track_user(event, position)
             self._segments_after_event(user, segments, event, position)
             self._pending_uses = None
             self._pending_user = None
         if self._keep_facts:
-            key = self._user_key(event.app_id, event.user_id, event.anonymous_id)
             props: dict[str, Any] = dict(event.properties)
             if event.time_properties:
                 props["$times"] = event.time_properties
@@ -314,10 +368,20 @@ class Engine:
         user.count_event(event.name)
         context = event.context
         if context and ("country" in context or "latitude" in context or "city" in context):
-            place = {k: context[k] for k in _PLACE if k in context}
-            if place != user.place:
-                user.place = place
-                self._use(USES_PROFILE)
+            seen = location.observed(context)
+            if seen:
+                place = location.fold(user.place, user.place_us, seen, when)
+                place_us = when if user.place_us is None else max(user.place_us, when)
+                if place != user.place or (
+                    user.location
+                    and location.place_first(user.place_us, user.location_us)
+                    != location.place_first(place_us, user.location_us)
+                ):
+                    where = location.of_user(user)
+                    user.place, user.place_us = place, place_us
+                    if location.of_user(user) != where:
+                        self._use(USES_PROFILE)
+                user.place_us = place_us
         if user.event_count == 1:
             self._use(_NEW_USER)
         at = max(self.now_us, when)
@@ -352,11 +416,11 @@ class Engine:
                     if user.deadline_us is not None:
                         self._schedule(user, user.deadline_us)
                     if event.name == policy.rfm.purchase_event:
-                        self._purchase(user, event, at, position)
+                        self._purchase(user, event, position)
                     return user
             self._evaluate(user, at, position, cause=EVENT, event=event)
         if event.name == policy.rfm.purchase_event:
-            self._purchase(user, event, at, position)
+            self._purchase(user, event, position)
         return user
 
     @staticmethod
@@ -373,6 +437,9 @@ class Engine:
         )
 
     def _identify(self, event: UserIdentified, position: int) -> None:
+        if event.event_time_us > self.now_us:
+            key = self._user_key(event.app_id, event.user_id, event.anonymous_id)
+            self._catch_up(key, event.event_time_us, position)
         segments = self.segments.get(event.app_id)
         if segments is None or not segments.active:
             self._identify_user(event, position)
@@ -383,14 +450,14 @@ class Engine:
             self._pending_uses.add(_NEW_USER)  # a new user: negations may hold
         user = self._identify_user(event, position)
         uses, self._pending_uses, self._pending_user = self._pending_uses, None, None
-        at = self.now_us
         self._reevaluate(
             user,
             live.affected(segments, (), uses, everything=_NEW_USER in uses),
-            at,
+            self._user_now(user, event.event_time_us),
             position,
             cause=EVENT,
             event=event,
+            since_us=event.event_time_us,
         )
 
     def _identify_user(self, event: UserIdentified, position: int) -> User:
@@ -404,7 +471,13 @@ class Engine:
         user.consents.update(event.consents)
         if event.timezone:
             user.timezone = event.timezone
-        user.location.update(event.location)
+        seen = location.observed(event.location) if event.location else {}
+        if seen:
+            user.location = location.fold(
+                user.location, user.location_us, seen, event.event_time_us
+            )
+            if user.location_us is None or event.event_time_us > user.location_us:
+                user.location_us = event.event_time_us
         if event.user_id and event.anonymous_id:
             alias = (app_id, event.anonymous_id)
             if self.aliases.get(alias) != event.user_id:
@@ -418,7 +491,7 @@ class Engine:
                 self._use(_NEW_USER)
                 self._evaluate(user, at, position, cause=EVENT, event=event)
                 if user.purchases:
-                    self._purchase(user, None, at, position)
+                    self._purchase(user, event, position)
         return user
 
     def _merge(self, anonymous: User, user: User) -> None:
@@ -426,7 +499,11 @@ class Engine:
         key = anonymous.key
         self._dirty.discard(key)
         self._deleted.add(key)
-        self._app(anonymous.app_id).purchasers.discard(anonymous.user_id)
+        app = self._app(anonymous.app_id)
+        if anonymous.user_id in app.purchasers:
+            app.purchasers.discard(anonymous.user_id)
+            app.pending.pop(anonymous.user_id, None)
+            self._rfm_index(anonymous.app_id)[0].put(anonymous.user_id, None)
         for time in (anonymous.first_seen_us, anonymous.last_seen_us):
             if time is not None:
                 user.seen(time)
@@ -446,6 +523,7 @@ class Engine:
         user.last_purchase_us = _latest(user.last_purchase_us, anonymous.last_purchase_us)
         for name, value in anonymous.traits.items():
             user.traits.setdefault(name, value)
+        location.merge_into(user, anonymous)
         if anonymous.trackers:
             specs = self.segments[user.app_id].specs if user.app_id in self.segments else {}
             for tracker_key, state in anonymous.trackers.items():
@@ -532,25 +610,85 @@ class Engine:
 
     # ---- RFM -----------------------------------------------------------------------------
 
-    def _purchase(self, user: User, event: EventTracked | None, at: int, position: int) -> None:
+    def _purchase(self, user: User, cause: EventTracked | UserIdentified, position: int) -> None:
+        """The user's purchases changed (a purchase, or an anonymous history merged in):
+        their values move in the app's index now; their scores, and those of everyone the
+        move of the cut points touches, at the next recomputation (so no score is ever
+        published from cut points that do not count it)."""
         policy = self.policies(user.app_id).rfm
-        if event is not None:
-            raw = event.properties.get(policy.amount_property, 0.0)
+        if isinstance(cause, EventTracked):
+            raw = cause.properties.get(policy.amount_property, 0.0)
             amount = (
                 float(raw) if isinstance(raw, int | float) and not isinstance(raw, bool) else 0.0
             )
-            entry = user.purchases.setdefault(day_of(event.event_time_us), [0.0, 0.0])
+            entry = user.purchases.setdefault(day_of(cause.event_time_us), [0.0, 0.0])
             entry[0] += 1
             entry[1] += amount
-            if user.last_purchase_us is None or event.event_time_us > user.last_purchase_us:
-                user.last_purchase_us = event.event_time_us
+            if user.last_purchase_us is None or cause.event_time_us > user.last_purchase_us:
+                user.last_purchase_us = cause.event_time_us
         app = self._app(user.app_id)
+        index, first = self._rfm_index(user.app_id)
         app.purchasers.add(user.user_id)
-        known = app.quintiles.purchasers
-        if known == 0 or len(app.purchasers) >= known * 1.25 + 4:
-            self._recompute_rfm(user.app_id, at, position, trigger=user, event=event)
-        else:
-            self._rescore(user, app, at, position, cause=EVENT, event=event)
+        index.put(user.user_id, rfm.values_in(user, first))
+        app.pending[user.user_id] = [
+            cause.event_id,
+            getattr(cause, "name", ""),
+            cause.event_time_us,
+        ]
+        self._dirty_apps.add(user.app_id)
+
+    def _rfm_index(self, app_id: str) -> tuple[RfmIndex, int]:
+        """The app's index of purchasers' values (built from the users after loading), and
+        the first day of the window it counts."""
+        app = self._app(app_id)
+        if app.rfm_day is None:
+            app.rfm_day = day_of(self.now_us)
+            self._dirty_apps.add(app_id)
+        first = rfm.first_day(app.rfm_day, self.policies(app_id).rfm)
+        if app.index is None:
+            app.index = RfmIndex()
+            app.index.rebuild(
+                {u: rfm.values_in(self.users[(app_id, u)], first) for u in app.purchasers}
+            )
+        return app.index, first
+
+    def _recompute_rfm(self, app_id: str, at: int, position: int) -> None:
+        """Cut points of all the app's purchasers as of the tick at `at`, and every score
+        they change: afterwards each purchaser's scores equal a fresh quintile computation
+        over all purchases folded so far (the window moves on with the UTC day)."""
+        app = self._app(app_id)
+        index = self._rfm_index(app_id)[0]
+        day = day_of(at)
+        expired: list[str] = []
+        if app.rfm_day != day:  # the window moved on: some purchases may have left it
+            app.rfm_day = day
+            first = rfm.first_day(day, self.policies(app_id).rfm)
+            for user_id in sorted(app.purchasers):
+                purchaser = self.users[(app_id, user_id)]
+                if purchaser.purchases and min(purchaser.purchases) < first:
+                    rfm.forget_before(purchaser, first)
+                    index.put(user_id, rfm.values_in(purchaser, first))
+                    expired.append(user_id)
+        quintiles = index.quintiles()
+        moved = index.moved(app.quintiles, quintiles)
+        app.quintiles = quintiles
+        self._dirty_apps.add(app_id)
+        who = set(app.purchasers) if moved is None else moved
+        who.update(app.pending, expired)
+        for user_id in sorted(who):
+            user = self.users.get((app_id, user_id))
+            if user is None:
+                continue  # merged into another user meanwhile
+            why = app.pending.get(user_id)
+            self._rescore(
+                user,
+                app,
+                at,
+                position,
+                CauseEvent(*why) if why else None,
+                index.values.get(user_id),
+            )
+        app.pending = {}
 
     def _rescore(
         self,
@@ -558,73 +696,42 @@ class Engine:
         app: AppState,
         at: int,
         position: int,
-        *,
-        cause: str,
-        event: EventTracked | None = None,
-        values: rfm.RfmValues | None = None,
-        precomputed: bool = False,
+        cause: CauseEvent | None,
+        values: rfm.RfmValues | None,
     ) -> None:
-        """Score the user against the app's cut points (`values` if `precomputed`)."""
-        policy = self.policies(user.app_id).rfm
-        if not precomputed:
-            values = rfm.values_of(user, at, policy)
+        """Score the user's `values` against the app's cut points at `at`. A change their own
+        purchase caused is dated at it; one the cut points caused at `at`."""
         if values is None:
-            rfm.forget_old_purchases(user, at, policy)
             scores: list[int] = []
             group = NONE
             app.purchasers.discard(user.user_id)
         else:
             scores = app.quintiles.scores(values)
             group = rfm.group_of(*scores)
-        if scores != user.rfm_scores:
+        raw = [values.last_purchase_us, values.purchases, values.amount] if values else []
+        if scores != user.rfm_scores or raw != user.rfm_values:
             user.rfm_scores = scores
+            user.rfm_values = raw
             self._dirty.add(user.key)
         if group != user.rfm_group:
+            kind = EVENT if cause is not None else RECOMPUTATION
+            effective = cause.event_time_us if cause is not None else at
             self._emit(
                 user,
                 RFM,
                 user.rfm_group,
                 group,
-                cause,
-                at,
+                kind,
+                effective,
                 position,
-                event=event,
+                event=cause,
                 scores=(scores[0], scores[1], scores[2]) if scores else None,
                 recency_days=values.recency_days(at) if values else 0.0,
                 purchases=values.purchases if values else 0,
                 amount=values.amount if values else 0.0,
             )
             user.rfm_group = group
-            self._rfm_moved(user, at, position, cause, event)
-
-    def _recompute_rfm(
-        self,
-        app_id: str,
-        at: int,
-        position: int,
-        *,
-        trigger: User | None = None,
-        event: EventTracked | None = None,
-    ) -> None:
-        app = self._app(app_id)
-        policy = self.policies(app_id).rfm
-        members = [self.users[(app_id, user_id)] for user_id in sorted(app.purchasers)]
-        values = [rfm.values_of(user, at, policy) for user in members]
-        app.quintiles = rfm.Quintiles.of(v for v in values if v is not None)
-        self._dirty_apps.add(app_id)
-        for user, v in zip(members, values, strict=True):
-            rfm.forget_old_purchases(user, at, policy)
-            is_trigger = trigger is not None and user is trigger
-            self._rescore(
-                user,
-                app,
-                at,
-                position,
-                cause=EVENT if is_trigger else RECOMPUTATION,
-                event=event if is_trigger else None,
-                values=v,
-                precomputed=True,
-            )
+            self._rfm_moved(user, at, position, kind, cause, effective)
 
     # ---- segments ------------------------------------------------------------------------
 
@@ -651,23 +758,25 @@ class Engine:
                 self._reevaluate(user, hit, at, position, cause=cause, event=event)
 
     def _rfm_moved(
-        self, user: User, at: int, position: int, cause: str, event: object | None
+        self, user: User, at: int, position: int, cause: str, event: object | None, since: int
     ) -> None:
-        if self._deferred(user, USES_RFM):
-            return
         segments = self.segments.get(user.app_id)
         if segments is not None and segments.active:
             hit = live.affected(segments, (), (USES_RFM,))
             if hit:
-                self._reevaluate(user, hit, at, position, cause=cause, event=event)
+                at = self._user_now(user, at)
+                self._reevaluate(
+                    user, hit, at, position, cause=cause, event=event, since_us=min(since, at)
+                )
 
     def _segments_after_event(
         self, user: User, segments: live.AppSegments, event: EventTracked, position: int
     ) -> None:
         uses = self._pending_uses or set()
-        # Segments are judged by the recorded clock (windows only look back, so an event a
-        # little ahead of the last tick still counts); the change is dated by the event.
-        at = self.now_us
+        # Segments are judged by the recorded clock, or the user's own latest event if it is
+        # ahead (windows only look back, so an event a little ahead of the last tick still
+        # counts); the changes are dated when they took effect (from the event's time on).
+        at = self._user_now(user, event.event_time_us)
         touched = live.observe_event(
             segments,
             user.trackers,
@@ -691,7 +800,7 @@ class Engine:
                 position,
                 cause=EVENT,
                 event=event,
-                effective_us=max(at, event.event_time_us),
+                since_us=event.event_time_us,
             )
 
     def _reevaluate(
@@ -704,10 +813,12 @@ class Engine:
         cause: str,
         event: object | None = None,
         deadline_us: int | None = None,
-        effective_us: int | None = None,
+        since_us: int | None = None,
     ) -> None:
         """Re-evaluate some active segments for a user (and whatever depends on them) at
-        `at`; changes are dated `effective_us` (default `at`)."""
+        `at`. Changes are dated `at`, or, for a cause that took effect before (`since_us`,
+        a late event), when the membership came to hold since then (dating.py); a segment
+        that changes because one it refers to did is dated no earlier than that one."""
         segments = self.segments[user.app_id]
         rank = segments.rank
         # In dependency order (segments after those they refer to), each once; a segment
@@ -715,6 +826,8 @@ class Engine:
         todo = sorted((s for s in candidates if s in rank), key=rank.__getitem__)
         queued = set(todo)
         due = user.segment_due
+        floors: dict[str, int] = {}
+        corrected: set[str] = set()  # segments that follow one whose change was a correction
         index = 0
         while index < len(todo):
             segment_id = todo[index]
@@ -722,17 +835,23 @@ class Engine:
             compiled = segments.active[segment_id]
             inside = compiled.member(user, at)
             if inside != (segment_id in user.memberships):
-                self._set_membership(
+                lo = floors.get(segment_id, at if since_us is None else since_us)
+                effective, correction = self._set_membership(
                     user,
                     segment_id,
                     compiled.version,
                     inside,
-                    at,
+                    at if lo >= at else dating.settled_since(compiled, user, lo, at, inside),
                     position,
                     cause,
                     event,
                     deadline_us=deadline_us,
+                    correction=segment_id in corrected,
                 )
+                for d in segments.dependents.get(segment_id, ()):
+                    floors[d] = max(floors.get(d, effective), effective)
+                    if correction:
+                        corrected.add(d)
                 here = rank[segment_id]
                 more = [
                     d
@@ -796,11 +915,24 @@ class Engine:
         *,
         deadline_us: int | None = None,
         publish: bool = True,
-    ) -> None:
+        correction: bool = False,
+    ) -> tuple[int, bool]:
+        """Enter or leave a segment as of `at` and emit the change; returns its effective
+        time and whether it is a correction. It is never dated before the user's previous
+        change of that segment (so each user's history per segment stays in order): a late
+        event from before that change shows the change was premature, and the new one is
+        flagged a correction (as are, by the caller, those of segments that follow it)."""
+        previous = user.memberships[segment_id][1] if not inside else user.left.get(segment_id)
+        if previous is not None and at < previous:
+            when = getattr(event, "event_time_us", None)
+            correction = correction or (when is not None and when < min(previous, self.now_us))
+            at = previous
         if inside:
             user.memberships[segment_id] = [version, at]
+            user.left.pop(segment_id, None)
         else:
             user.memberships.pop(segment_id, None)
+            user.left[segment_id] = at
         self._emit(
             user,
             MEMBERSHIP,
@@ -811,10 +943,12 @@ class Engine:
             position,
             event=event,  # type: ignore[arg-type]
             deadline_us=deadline_us,
+            correction=correction,
             segment_id=segment_id,
             segment_version=version,
             published=publish,
         )
+        return at, correction
 
     def _leave_all_segments(self, user: User, at: int, position: int, event: object | None) -> None:
         for segment_id, (version, _since) in sorted(user.memberships.items()):
@@ -967,6 +1101,8 @@ class Engine:
                 )
                 if dependents:
                     self._reevaluate(user, set(dependents), at, position, cause=REDEFINITION)
+            if user.left.pop(segment_id, None) is not None:
+                self._dirty.add(user.key)
 
     # ---- output --------------------------------------------------------------------------
 
@@ -980,7 +1116,7 @@ class Engine:
         effective_us: int,
         position: int,
         *,
-        event: EventTracked | UserIdentified | None = None,
+        event: EventTracked | UserIdentified | CauseEvent | None = None,
         deadline_us: int | None = None,
         correction: bool = False,
         corrected_since_us: int | None = None,

@@ -55,10 +55,10 @@ class RfmPolicy:
     purchase_event: str = "Order Completed"
     amount_property: str = "revenue"
     window_days: int = 365
-    # Quintile cut points (and everyone's recency) are recomputed this often by the
-    # recorded clock, and whenever an app's purchasers grew by a quarter since the
-    # last time. Daily is the usual RFM cadence; purchases rescore the buyer at once.
-    recompute_minutes: int = 1440
+    # Scores are settled at the first tick of each interval this long by the recorded
+    # clock: cut points of all purchasers, and every score they or a purchase moved, as a
+    # fresh quintile computation would give. 1: at every tick (one a minute by default).
+    recompute_minutes: int = 1
 
 
 @dataclass(frozen=True)

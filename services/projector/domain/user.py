@@ -77,6 +77,15 @@ class User:
     segment_deadline_us: int | None = None
     # When each timed segment may next change for this user (segment id -> time).
     segment_due: dict[str, int] = field(default_factory=dict)
+    # Event times of the latest location observations: the profile's (Identify) and the
+    # events' (`place`); see location.py.
+    location_us: int | None = None
+    place_us: int | None = None
+    # When the user last left each segment they are not in (segment id -> effective time):
+    # with `memberships`, the time of their latest change per segment.
+    left: dict[str, int] = field(default_factory=dict)
+    # The RFM values behind `rfm_scores`: [last purchase time, purchases, amount] or [].
+    rfm_values: list[float] = field(default_factory=list)
 
     @property
     def key(self) -> tuple[str, str]:

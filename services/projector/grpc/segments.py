@@ -26,7 +26,7 @@ from services.common.grpc.errors import (
 from services.common.grpc.paging import BadPageToken, decode_token, encode_token, page_size
 from services.eventlog.segments import Segment, SegmentArchivedError, segment_uuid
 from services.eventlog.store import EventLog
-from services.projector.adapters.encode import CAUSES, DIRECTIONS
+from services.projector.adapters.encode import CAUSES, DIRECTIONS, lateness_fields
 from services.projector.adapters.segment_queries import HistoryQueries, SegmentQueries
 from services.projector.domain.segments.definition import (
     LIMITS,
@@ -127,6 +127,7 @@ def membership_changed(row: dict[str, Any]) -> changes_pb2.MembershipChanged:
             position=row["position"],
             recorded_time=us_to_timestamp(row["recorded_us"]),
             correction=row["correction"],
+            **lateness_fields(row["effective_us"], row["recorded_us"]),
         ),
         segment_id=details["segment_id"],
         segment_version=details["segment_version"],

@@ -25,6 +25,8 @@ from services.common.grpc.errors import (
 from services.common.grpc.paging import BadPageToken, decode_token, encode_token, page_size
 from services.projector.adapters.encode import LIFECYCLE_STATES, RFM_GROUPS
 from services.projector.adapters.queries import ProfileQueries
+from services.projector.domain.changes import historical
+from services.projector.domain.policy import DAY_US
 from services.projector.domain.user import User
 
 _CAUSE_NAMES = {"event", "time", "late_event", "redefinition", "recomputation"}
@@ -46,10 +48,18 @@ def _us(us: int | None) -> timestamp_pb2.Timestamp | None:
     return ts
 
 
-def _scores(scores: list[int]) -> types_pb2.RfmScores | None:
-    if len(scores) != 3:
+def _scores(user: User | None, clock_us: int) -> types_pb2.RfmScores | None:
+    """The user's RFM scores with the raw values behind them (recency at `clock_us`)."""
+    if user is None or len(user.rfm_scores) != 3:
         return None
-    return types_pb2.RfmScores(recency=scores[0], frequency=scores[1], monetary=scores[2])
+    recency, frequency, monetary = user.rfm_scores
+    scores = types_pb2.RfmScores(recency=recency, frequency=frequency, monetary=monetary)
+    if len(user.rfm_values) == 3:
+        last, purchases, amount = user.rfm_values
+        scores.recency_days = max(0.0, (clock_us - last) / DAY_US)
+        scores.purchases = int(purchases)
+        scores.monetary_value = float(amount)
+    return scores
 
 
 def _value(value: Any) -> types_pb2.Value:
@@ -92,7 +102,7 @@ def profile_pb(row: dict[str, Any], position: int) -> profiles_pb2.Profile:
         lifecycle_since_time=_ts(row["lifecycle_since"]),
         usual_interval_days=row["usual_interval_days"],
         rfm_group=RFM_GROUPS.get(row["rfm_group"], types_pb2.RFM_GROUP_UNSPECIFIED),
-        rfm_scores=_scores(user.rfm_scores if user else []),
+        rfm_scores=_scores(user, row["clock_us"] or 0),
         first_seen_time=_ts(row["first_seen"]),
         last_seen_time=_ts(row["last_seen"]),
         event_count=row["event_count"],
@@ -103,6 +113,11 @@ def profile_pb(row: dict[str, Any], position: int) -> profiles_pb2.Profile:
     if row["latitude"] is not None and row["longitude"] is not None:
         profile.location.CopyFrom(
             types_pb2.LatLng(latitude=row["latitude"], longitude=row["longitude"])
+        )
+    profile.geo_country, profile.geo_city = row["geo_country"], row["geo_city"]
+    if row["geo_latitude"] is not None and row["geo_longitude"] is not None:
+        profile.geo_location.CopyFrom(
+            types_pb2.LatLng(latitude=row["geo_latitude"], longitude=row["geo_longitude"])
         )
     return profile
 
@@ -118,6 +133,7 @@ def timeline_entry(row: dict[str, Any]) -> profiles_pb2.TimelineEntry:
         recorded_time=_us(row["recorded_us"]),
         position=row["position"],
         correction=row["correction"],
+        historical=historical(row["effective_us"], row["recorded_us"]),
     )
     if row["kind"] == "lifecycle":
         entry.lifecycle.CopyFrom(

@@ -10,14 +10,16 @@ states must be identical.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from services.common.grpc.auth import ApiKeys
 from services.eventlog.segments import Segment
-from services.eventlog.store import open_event_log
+from services.eventlog.store import EventLog, open_event_log
 from services.projector.bootstrap import start_projector
 from services.projector.config import ProjectorSettings
 from services.projector.domain.engine import Engine
@@ -161,11 +163,12 @@ def history(seed: int) -> list[object]:
     return out
 
 
-def reference(events: list[object]) -> Engine:
+def reference(events: list[object], segments: dict[str, dict[str, Any]] | None = None) -> Engine:
+    """The incremental path: `segments` (default SEGMENTS) defined before any event."""
     engine = Engine()
     definitions = Definitions()
     position = 0
-    for segment_id, condition in SEGMENTS.items():
+    for segment_id, condition in (SEGMENTS if segments is None else segments).items():
         for event in [*definitions.define(segment_id, condition)]:
             position += 1
             engine.apply(event, position)
@@ -178,12 +181,11 @@ def reference(events: list[object]) -> Engine:
     return engine
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-async def test_set_based_build_equals_incremental(
-    database_url: str, nats_server: Any, seed: int
-) -> None:
-    events = history(seed)
-    expected = reference(events)
+@contextlib.asynccontextmanager
+async def projector(
+    database_url: str, nats_server: Any, keys: ApiKeys | None = None
+) -> AsyncIterator[tuple[Any, EventLog]]:
+    """A projector in this process (no ticker of its own) and the log it follows."""
     streams = unique_streams()
     settings = ProjectorSettings(
         DATABASE_URL=database_url,
@@ -192,33 +194,86 @@ async def test_set_based_build_equals_incremental(
         PROJECTOR_TICK_INTERVAL_S=0,
         PROJECTOR_WATCHDOG_S=0.2,
     )
-    app = await start_projector(settings, ApiKeys([]), streams=streams)
+    app = await start_projector(settings, keys or ApiKeys([]), streams=streams)
     log = open_event_log(database_url)
     try:
-        log.append_new([log.encode(e) for e in events])
-        for segment_id, condition in SEGMENTS.items():
-            log.save(
-                Segment(
-                    app_id="app",
-                    segment_id=segment_id,
-                    display_name=segment_id,
-                    description="",
-                    definition=condition,
-                )
+        yield app, log
+    finally:
+        await app.stop(1)
+        log.close()
+        await delete_stream(nats_server.url, streams)
+
+
+def save_segments(log: EventLog, segments: dict[str, dict[str, Any]]) -> None:
+    for segment_id, condition in segments.items():
+        log.save(
+            Segment(
+                app_id="app",
+                segment_id=segment_id,
+                display_name=segment_id,
+                description="",
+                definition=condition,
             )
+        )
 
-        def all_active() -> bool:
-            state = app.store.cursor
-            with state() as curs:
-                curs.execute("SELECT count(*) AS n FROM segments WHERE state = 'active'")
-                row = curs.fetchone()
-                return bool(row) and row["n"] == len(SEGMENTS)
 
-        deadline = asyncio.get_running_loop().time() + 60
-        while not await asyncio.to_thread(all_active):
-            assert asyncio.get_running_loop().time() < deadline, "segments were not built"
-            await asyncio.sleep(0.1)
-        await asyncio.sleep(0.3)
+async def wait_settled(app: Any, log: EventLog, segments: int) -> None:
+    """Until `segments` segments are active and the projector has folded the whole log."""
+
+    def settled() -> bool:
+        with app.store.cursor() as curs:
+            curs.execute("SELECT count(*) AS n FROM segments WHERE state = 'active'")
+            row = curs.fetchone()
+            active = bool(row) and row["n"] == segments
+        return active and app.projection.position >= log.head_position()
+
+    deadline = asyncio.get_running_loop().time() + 60
+    while not await asyncio.to_thread(settled):
+        assert asyncio.get_running_loop().time() < deadline, "not settled"
+        await asyncio.sleep(0.1)
+
+
+def drafts_and_live(
+    database_url: str, segments: dict[str, dict[str, Any]]
+) -> dict[str, tuple[set[str], set[str]]]:
+    """segment -> (members by the whole-definition SQL of previews, live members)."""
+    import psycopg
+
+    from services.projector.adapters.preview import members_query
+    from services.projector.domain.segments.definition import parse
+
+    out = {}
+    with psycopg.connect(database_url) as conn:
+        position = conn.execute(
+            "SELECT notification_id FROM projector_tracking WHERE application_name = 'cohortflow'"
+        ).fetchone()[0]
+        now_us = conn.execute("SELECT value FROM projector_meta WHERE name = 'now_us'").fetchone()[
+            0
+        ]
+        for segment_id, condition in segments.items():
+            query = members_query("app", parse(condition), position, now_us)
+            draft = {r[0] for r in conn.execute(query).fetchall()}
+            live = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT user_id FROM segment_members WHERE app_id = 'app' AND segment_id = %s",
+                    (segment_id,),
+                ).fetchall()
+            }
+            out[segment_id] = (draft, live)
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_set_based_build_equals_incremental(
+    database_url: str, nats_server: Any, seed: int
+) -> None:
+    events = history(seed)
+    expected = reference(events)
+    async with projector(database_url, nats_server) as (app, log):
+        log.append_new([log.encode(e) for e in events])
+        save_segments(log, SEGMENTS)
+        await wait_settled(app, log, len(SEGMENTS))
         with app.store.cursor() as curs:
             curs.execute("SELECT segment_id, user_id FROM segment_members ORDER BY 1, 2")
             built = {(r["segment_id"], r["user_id"]) for r in curs.fetchall()}
@@ -246,10 +301,6 @@ async def test_set_based_build_equals_incremental(
                 a = tr.prune(spec, _copy(user.trackers.get(key)), expected.now_us)
                 b = tr.prune(spec, _copy(mine.get(key)), expected.now_us)
                 assert _norm(a) == _norm(b), (user_id, key)
-    finally:
-        await app.stop(1)
-        log.close()
-        await delete_stream(nats_server.url, streams)
 
 
 def _copy(state: Any) -> Any:
@@ -345,72 +396,15 @@ async def test_preview_query_equals_live_membership(
     database_url: str, nats_server: Any, seed: int
 ) -> None:
     """The whole-definition SQL (previews, history queries) gives the live members."""
-    import psycopg
-
-    from services.projector.adapters.preview import members_query
-    from services.projector.domain.segments.definition import parse
-
     events = profiled_history(seed)
-    streams = unique_streams()
-    settings = ProjectorSettings(
-        DATABASE_URL=database_url,
-        NATS_URL=nats_server.url,
-        PROJECTOR_LISTEN="127.0.0.1:0",
-        PROJECTOR_TICK_INTERVAL_S=0,
-        PROJECTOR_WATCHDOG_S=0.2,
-    )
-    app = await start_projector(settings, ApiKeys([]), streams=streams)
-    log = open_event_log(database_url)
     everything = {**SEGMENTS, **PROFILE_SEGMENTS}
-    try:
+    async with projector(database_url, nats_server) as (app, log):
         log.append_new([log.encode(e) for e in events[:150]])
-        for segment_id, condition in everything.items():  # defined midway, built from history
-            log.save(
-                Segment(
-                    app_id="app",
-                    segment_id=segment_id,
-                    display_name=segment_id,
-                    description="",
-                    definition=condition,
-                )
-            )
+        save_segments(log, everything)  # defined midway, built from history
         log.append_new([log.encode(e) for e in events[150:]])
-
-        def settled() -> bool:
-            with app.store.cursor() as curs:
-                curs.execute("SELECT count(*) AS n FROM segments WHERE state = 'active'")
-                row = curs.fetchone()
-                active = bool(row) and row["n"] == len(everything)
-            return active and app.projection.position >= log.head_position()
-
-        deadline = asyncio.get_running_loop().time() + 60
-        while not await asyncio.to_thread(settled):
-            assert asyncio.get_running_loop().time() < deadline, "not settled"
-            await asyncio.sleep(0.1)
-        with psycopg.connect(database_url) as conn:
-            position = conn.execute(
-                "SELECT notification_id FROM projector_tracking"
-                " WHERE application_name = 'cohortflow'"
-            ).fetchone()[0]
-            now_us = conn.execute(
-                "SELECT value FROM projector_meta WHERE name = 'now_us'"
-            ).fetchone()[0]
-            live_total = 0
-            for segment_id, condition in everything.items():
-                query = members_query("app", parse(condition), position, now_us)
-                draft = {r[0] for r in conn.execute(query).fetchall()}
-                live = {
-                    r[0]
-                    for r in conn.execute(
-                        "SELECT user_id FROM segment_members"
-                        " WHERE app_id = 'app' AND segment_id = %s",
-                        (segment_id,),
-                    ).fetchall()
-                }
-                assert draft == live, segment_id
-                live_total += len(live)
-            assert live_total > 20
-    finally:
-        await app.stop(1)
-        log.close()
-        await delete_stream(nats_server.url, streams)
+        await wait_settled(app, log, len(everything))
+        live_total = 0
+        for segment_id, (draft, live) in drafts_and_live(database_url, everything).items():
+            assert draft == live, segment_id
+            live_total += len(live)
+        assert live_total > 20

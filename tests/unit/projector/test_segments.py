@@ -145,13 +145,15 @@ def test_lifecycle_and_rfm_sets_follow_their_changes() -> None:
         {
             "fresh": {"lifecycle": ["new"]},
             "gone": {"lifecycle": ["dormant", "churned"]},
-            "buyers": {"rfm": ["lost", "hibernating"]},
+            "buyers": {"rfm": ["new_customers"]},
         }
     )
     run.apply(track("u", at(1)))
     assert run.members("fresh") == {"u"}
     run.apply(purchase("u", at(2), revenue=20))
-    assert run.members("buyers") == {"u"}  # a lone purchaser scores 1, 1, 1
+    assert run.members("buyers") == set()  # scored at the next tick
+    run.apply(tick(at(3)))
+    assert run.members("buyers") == {"u"}  # a lone purchaser scores 5, 1, 1
     run.apply(tick(T0 + 15 * DAY))
     assert run.members("fresh") == set() and run.members("gone") == {"u"}
     assert ("u", "gone", "entered", "time") in run.changes()

@@ -80,18 +80,22 @@ def reference(segment_id: str, history: list[tuple[str, int, dict]], now: int) -
     return bool(values) and sum(values) / len(values) < 5
 
 
-step = st.one_of(
-    st.tuples(st.just("tick"), st.sampled_from([1, 5, 15, 30, 45, 60, 90, 120])),
-    st.tuples(
-        st.just("event"),
-        st.sampled_from("uvw"),
-        st.sampled_from("ABC"),
-        st.sampled_from([-1, 0, 0, 0, 5, 30, 45, 60, 90, 120, 150]),  # minutes late (-1: early)
-        st.integers(min_value=0, max_value=10),
-        st.sampled_from("xy"),
-    ),
-)
+def steps_of(users: str, lateness: list[int]) -> st.SearchStrategy:
+    """Ticks (minutes on) and events (user, name, minutes late or -1 for early, v, k)."""
+    return st.one_of(
+        st.tuples(st.just("tick"), st.sampled_from([1, 5, 15, 30, 45, 60, 90, 120])),
+        st.tuples(
+            st.just("event"),
+            st.sampled_from(users),
+            st.sampled_from("ABC"),
+            st.sampled_from(lateness),
+            st.integers(min_value=0, max_value=10),
+            st.sampled_from("xy"),
+        ),
+    )
 
+
+step = steps_of("uvw", [-1, 0, 0, 0, 5, 30, 45, 60, 90, 120, 150])
 
 EDGE = [  # an entry exactly on the window's edge is outside it
     ("event", "u", "A", 0, 1, "x"),
@@ -122,18 +126,106 @@ def test_incremental_membership_equals_from_scratch_at_every_tick(steps: list) -
         for event in definitions.built(segment_id, position):
             apply(event)
     histories: dict[str, list[tuple[str, int, dict]]] = {}
+    last_change: dict[tuple[str, str], tuple[str, int]] = {}
     for item in steps:
         if item[0] == "tick":
             now += item[1] * MINUTE
             apply(tick(now))
+            for change in engine.drain().changes:
+                if change.kind != "membership":
+                    continue
+                # Late events included, each user's changes of a segment stay in time order
+                # and never lie ahead of what their cause allows.
+                key = (change.user_id, change.segment_id)
+                previous = last_change.get(key, ("", 0))
+                assert change.effective_us >= previous[1], key
+                assert change.effective_us <= max(change.recorded_us, now + 20_000_000)
+                last_change[key] = (change.to_value, change.effective_us)
             for user, history in histories.items():
                 members = engine.users[("app", user)].memberships
                 for segment_id in SEGMENTS:
                     expected = reference(segment_id, history, now)
                     assert (segment_id in members) == expected, (user, segment_id, now)
+                    if expected:  # the membership is dated by its last entry
+                        assert last_change[(user, segment_id)] == (
+                            "entered",
+                            members[segment_id][1],
+                        )
         else:
             _, user, name, late, value, kind = item
             when = now + 20_000_000 if late < 0 else now - late * MINUTE
             props = {"v": float(value), "k": kind}
             apply(track(user, when, name, **props))
             histories.setdefault(user, []).append((name, when, props))
+
+
+SPANS = (2 * HOUR, 3 * HOUR, HOUR, 90 * MINUTE, 5 * HOUR, 45 * MINUTE)  # every span above
+
+
+def edges(segment_id: str, history: list[tuple[str, int, dict]], now: int) -> list[tuple]:
+    """Every entry and exit up to `now` with the time it truly took effect: membership is
+    piecewise constant, changing only at an event's time or an event's time plus a span."""
+    times = sorted({t for _, t, _ in history} | {t + s for _, t, _ in history for s in SPANS})
+    out: list[tuple] = []
+    inside = False
+    for moment in (t for t in times if t <= now):
+        known = [h for h in history if h[1] <= moment]
+        value = bool(known) and reference(segment_id, known, moment)
+        if value != inside:
+            out.append(("entered" if value else "exited", moment))
+            inside = value
+    return out
+
+
+on_time = steps_of("uv", [-1, 0, 0])  # on the clock, or a little ahead of it (-1)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(on_time, min_size=1, max_size=60))
+def test_every_change_is_dated_when_it_took_effect(steps: list) -> None:
+    """With each user's events in time order (on the clock or ahead of it), the change
+    stream of every user and segment is exactly the edges of the definition's meaning
+    over time: an entry caused by an event at the event's time, one caused by time at its
+    deadline, whenever the recorded clock happened to notice it."""
+    engine = Engine()
+    definitions = Definitions()
+    log: list[object] = [tick(T0)]
+    for segment_id, condition in SEGMENTS.items():
+        log += definitions.define(segment_id, condition)
+        log += definitions.built(segment_id, len(log))
+    now = T0
+    histories: dict[str, list[tuple[str, int, dict]]] = {}
+    for item in [*steps, ("tick", 1)]:
+        if item[0] == "tick":
+            now += item[1] * MINUTE
+            log.append(tick(now))
+            continue
+        _, user, name, early, value, kind = item
+        history = histories.setdefault(user, [])
+        when = max(now + (20_000_000 if early < 0 else 0), history[-1][1] if history else 0)
+        props = {"v": float(value), "k": kind}
+        log.append(track(user, when, name, **props))
+        history.append((name, when, props))
+    engine.apply_all((event, position) for position, event in enumerate(log, 1))
+    published: dict[tuple[str, str], list[tuple]] = {}
+    for change in engine.drain().changes:
+        if change.kind == "membership":
+            key = (change.user_id, change.segment_id)
+            published.setdefault(key, []).append((change.to_value, change.effective_us))
+            assert not change.correction
+    for user, history in histories.items():
+        for segment_id in SEGMENTS:
+            dated = without_instants(published.get((user, segment_id), []))
+            assert dated == edges(segment_id, history, now), (user, segment_id)
+
+
+def without_instants(changes: list[tuple]) -> list[tuple]:
+    """The changes without memberships (or absences) that lasted no time at all: two
+    events of one instant are folded one after the other, the meaning sees them at once."""
+    out: list[tuple] = []
+    for change in changes:
+        if out and out[-1][1] == change[1] and out[-1][0] != change[0]:
+            out.pop()
+        else:
+            out.append(change)
+    return out

@@ -15,6 +15,7 @@ from typing import Any
 
 from haversine import haversine
 
+from services.projector.domain import location
 from services.projector.domain.segments import trackers as tr
 from services.projector.domain.segments.definition import (
     AllOf,
@@ -82,17 +83,6 @@ def _compare_number(actual: float | None, op: str, expected: float) -> bool:
     }[op]
 
 
-def _location(user: User) -> tuple[str, str, float | None, float | None]:
-    """Where the user is: their profile location, else where their last event came from."""
-    loc = user.location or user.place
-    return (
-        str(loc.get("country", "")),
-        str(loc.get("city", "")),
-        loc.get("latitude"),
-        loc.get("longitude"),
-    )
-
-
 class _Compiler:
     def __init__(self, compiled: Compiled) -> None:
         self.c = compiled
@@ -136,7 +126,7 @@ class _Compiler:
         self.c.uses.add(USES_PROFILE)
 
         def member(user: User, _now: int) -> bool:
-            country, city, lat, lng = _location(user)
+            country, city, lat, lng = location.of_user(user)
             if node.countries and country.upper() in node.countries:
                 return True
             if node.cities and city.casefold() in node.cities:
