@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import TextIO
 
 from services.common.database import with_database
+from services.console.users import ConsoleUsers
 from services.devstack.embedded import EmbeddedNats, EmbeddedPostgres, free_port, wait_for_port
 from services.migrate import migrate
 
 DEV_APP_ID = "demo"
+DEV_CONSOLE_USER = "dev"
 
 
 @dataclass
@@ -46,6 +48,16 @@ SERVICES = [
     ServiceSpec(
         "campaign", "services.campaign", "CAMPAIGN_LISTEN", 50053, "CAMPAIGN_METRICS_PORT", 9103
     ),
+    # The web console; "{name}" in extra_env is the address of a service started before it.
+    ServiceSpec(
+        "console",
+        "services.console",
+        "CONSOLE_LISTEN",
+        8080,
+        "CONSOLE_METRICS_PORT",
+        9104,
+        {"CONSOLE_PROJECTOR_ADDRESS": "{projector}", "CONSOLE_CAMPAIGN_ADDRESS": "{campaign}"},
+    ),
 ]
 
 
@@ -58,6 +70,21 @@ def dev_api_key(var: Path) -> str:
     path.write_text(key + "\n")
     path.chmod(0o600)
     return key
+
+
+def dev_console_user(var: Path, database_url: str) -> str:
+    """The console's development user "dev" (editor of "demo"), created once; "user / password"."""
+    path = var / "dev-console-password"
+    password = path.read_text().strip() if path.exists() else secrets.token_urlsafe(12)
+    users = ConsoleUsers.open(database_url, 1)
+    try:
+        if not users.exists(DEV_CONSOLE_USER):
+            users.add(DEV_CONSOLE_USER, password, {DEV_APP_ID: "editor"})
+    finally:
+        users.close()
+    path.write_text(password + "\n")
+    path.chmod(0o600)
+    return f"{DEV_CONSOLE_USER} / {password}"
 
 
 def _ports_file(var: Path) -> dict[str, int]:
@@ -102,6 +129,7 @@ class Stack:
             nats_url = self.nats.start()
         migrate(database_url)
         key = dev_api_key(self.var)
+        console_user = dev_console_user(self.var, database_url)
         env = {
             **os.environ,
             "DATABASE_URL": database_url,
@@ -123,7 +151,7 @@ class Stack:
                 **env,
                 spec.port_env: f"127.0.0.1:{port}",
                 spec.metrics_env: str(metrics),
-                **spec.extra_env,
+                **{k: v.format(**self.addresses) for k, v in spec.extra_env.items()},
             }
             process = subprocess.Popen(
                 [sys.executable, "-m", spec.module],
@@ -146,6 +174,7 @@ class Stack:
         self.addresses["database"] = database_url
         self.addresses["nats"] = nats_url
         self.addresses["api key"] = f"{key}  (app {DEV_APP_ID!r})"
+        self.addresses["console"] = f"http://{self.addresses['console']}  (sign in: {console_user})"
         return self.addresses
 
     def watch(self, stop: threading.Event) -> str | None:

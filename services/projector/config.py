@@ -87,6 +87,8 @@ class ProjectorSettings(ServiceSettings):
     # Longest a query waits for the projector to reach a requested min_position.
     read_wait_s: float = Field(10.0, alias="PROJECTOR_READ_WAIT_S", ge=0)
     db_pool_size: int = Field(6, alias="PROJECTOR_DB_POOL_SIZE", ge=2)
+    # How often the analytics rollups look for new changes to fold (AnalyticsService).
+    rollup_poll_s: float = Field(1.0, alias="PROJECTOR_ROLLUP_POLL_S", gt=0)
 
     def load_policies(self) -> Policies:
         """Raises ValueError naming what is wrong with the policy configuration."""
