@@ -7,10 +7,13 @@ shop), olga (editor of other); their password is PASSWORD.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from pathlib import Path
 
 import httpx
+import psycopg
 
 from services.console.users import ConsoleUsers
 from services.devstack.embedded import free_port
@@ -69,9 +72,13 @@ class ConsoleStack:
                 raise RuntimeError("console did not start:\n" + self.console.output())
             time.sleep(0.1)
 
-    async def close(self) -> None:
+    def close(self) -> None:
+        """Stop every process and delete the change stream (from a thread of its own, so
+        it works beside a running event loop such as Playwright's)."""
         self.pipeline.stop()
-        await self.pipeline.close()
+        done = threading.Thread(target=asyncio.run, args=(self.pipeline.close(),))
+        done.start()
+        done.join(60)
 
 
 def signed_in(stack: ConsoleStack, username: str) -> httpx.Client:
@@ -101,3 +108,71 @@ def _cookie(reply: httpx.Response, name: str) -> str:
 def csrf_of(client: httpx.Client, path: str) -> str:
     page = client.get(path)
     return page.text.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
+
+
+def grpc_auth(app: str) -> list[tuple[str, str]]:
+    return [("authorization", f"Bearer key-{app}")]
+
+
+def seed(stack: ConsoleStack, app: str = "shop", users: int = 24) -> int:
+    """Events of `users` users over the last days (some several days, some today) through
+    ingest; waits until the projector and its rollups have folded them. The log position."""
+    import grpc
+    from cohortflow.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from tests.support.ingest import event
+
+    now = time.time()
+    events = []
+    for n in range(users):
+        first_day = n % 6  # days ago of the user's first event
+        for back in range(first_day, -1, -2):
+            ts = Timestamp()
+            ts.FromSeconds(int(now - back * 86_400 - 60))
+            events.append(event("Opened", user_id=f"{app}-u{n:02d}", event_time=ts))
+            if n % 3 == 0:
+                events.append(
+                    event(
+                        "Order Completed",
+                        user_id=f"{app}-u{n:02d}",
+                        event_time=ts,
+                        properties={"amount": 10 + n},
+                    )
+                )
+    with grpc.insecure_channel(stack.pipeline.ingest_address) as channel:
+        reply = ingest_pb2_grpc.IngestServiceStub(channel).TrackBatch(
+            ingest_pb2.TrackBatchRequest(events=events), metadata=grpc_auth(app)
+        )
+    position = max(r.position for r in reply.results)
+    wait_folded(stack, app, position)
+    return position
+
+
+def wait_folded(stack: ConsoleStack, app: str, position: int, timeout: float = 60) -> None:
+    """Until the projector has committed `position` and the rollups hold its changes."""
+    import grpc
+    from cohortflow.analytics.v1 import analytics_pb2, analytics_pb2_grpc
+    from cohortflow.profiles.v1 import profiles_pb2, profiles_pb2_grpc
+
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(stack.pipeline.projector_address) as channel:
+        profiles = profiles_pb2_grpc.ProfileServiceStub(channel)
+        analytics = analytics_pb2_grpc.AnalyticsServiceStub(channel)
+        summary = profiles.GetLifecycleSummary(
+            profiles_pb2.GetLifecycleSummaryRequest(min_position=position),
+            metadata=grpc_auth(app),
+            timeout=30,
+        )
+        with psycopg.connect(stack.database_url) as conn:
+            last = conn.execute("SELECT coalesce(max(id), 0) FROM projector_changes").fetchone()
+        while time.monotonic() < deadline:
+            with psycopg.connect(stack.database_url) as conn:
+                folded = conn.execute(
+                    "SELECT last_id FROM analytics_rollup_position WHERE name = 'changes'"
+                ).fetchone()
+            if folded and last and folded[0] >= last[0]:
+                analytics.GetRfmGrid(analytics_pb2.GetRfmGridRequest(), metadata=grpc_auth(app))
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"rollups did not reach position {position} ({summary.position})")

@@ -202,7 +202,10 @@
         document.getElementById("definition-yaml").textContent = r.data.yaml;
         document.querySelectorAll(".node.bad").forEach(function (n) { n.classList.remove("bad"); });
         v.dataset.state = "valid";
-      } else { showProblems(v, r.data); v.dataset.state = "invalid"; }
+      } else {
+        showProblems(v, r.data); v.dataset.state = "invalid";
+        document.getElementById("definition-yaml").textContent = "";
+      }
     });
   }
   function changed(rerender) {

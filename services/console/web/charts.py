@@ -90,6 +90,7 @@ def rfm_grid(cells: list[tuple[int, int, str]], counts: dict[str, int]) -> dict[
                 "texttemplate": "%{text}",
                 "hoverinfo": "text",
                 "colorscale": "Blues",
+                "reversescale": True,
                 "showscale": False,
             }
         ],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,5 +23,5 @@ def stack(
         running.start()
         yield running
     finally:
-        asyncio.run(running.close())
+        running.close()
         postgres.drop_database(url)
