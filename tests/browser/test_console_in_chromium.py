@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
+from cohortflow.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from cohortflow.profiles.v1 import profiles_pb2, profiles_pb2_grpc
 from cohortflow.segments.v1 import segments_pb2, segments_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
-from cohortflow.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from playwright.sync_api import Browser, expect
 
 from services.projector.grpc.segment_convert import condition_from_dict
