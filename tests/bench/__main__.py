@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from services.migrate import migrate
-from tests.bench import campaign, ingest, projector, replay, segments, simulation
+from tests.bench import campaign, console, ingest, projector, replay, segments, simulation
 from tests.bench.report import Report
 from tests.support.infra import PostgresForTests
 
@@ -24,6 +24,7 @@ BENCHMARKS = {
     "campaign": campaign.run,
     "replay": replay.run,
     "simulation": simulation.run,
+    "console": console.run,
 }
 
 

@@ -1,8 +1,8 @@
 """The whole suite plus the console, as processes, for the console's tests.
 
-Two apps ("shop" and "other") with their keys, so tests can check that nothing of one
-shows up for a user of the other. Console users: ana (editor of shop), vic (viewer of
-shop), olga (editor of other); their password is PASSWORD.
+Two apps (default "shop" and "other") with their keys "key-<app>", so tests can check that
+nothing of one shows up for a user of the other. Console users: ana (editor of the first),
+vic (viewer of the first), olga (editor of the second); their password is PASSWORD.
 """
 
 from __future__ import annotations
@@ -20,14 +20,25 @@ from services.devstack.embedded import free_port
 from tests.support.pipeline import Pipeline
 from tests.support.processes import ServiceProcess
 
-KEYS = "shop:key-shop,other:key-other"
 PASSWORD = "correct horse battery"
-USERS = {"ana": {"shop": "editor"}, "vic": {"shop": "viewer"}, "olga": {"other": "editor"}}
 
 
 class ConsoleStack:
-    def __init__(self, database_url: str, nats_url: str, workdir: Path) -> None:
-        keys = {"COHORTFLOW_API_KEYS": KEYS}
+    def __init__(
+        self,
+        database_url: str,
+        nats_url: str,
+        workdir: Path,
+        apps: tuple[str, str] = ("shop", "other"),
+    ) -> None:
+        first, second = apps
+        self.users = {
+            "ana": {first: "editor"},
+            "vic": {first: "viewer"},
+            "olga": {second: "editor"},
+        }
+        keys_text = ",".join(f"{app}:key-{app}" for app in apps)
+        keys = {"COHORTFLOW_API_KEYS": keys_text}
         self.pipeline = Pipeline(
             database_url,
             nats_url,
@@ -42,7 +53,7 @@ class ConsoleStack:
         self.env = {
             "DATABASE_URL": database_url,
             "NATS_URL": nats_url,
-            "COHORTFLOW_API_KEYS": KEYS,
+            "COHORTFLOW_API_KEYS": keys_text,
             "CONSOLE_LISTEN": f"127.0.0.1:{self.port}",
             "CONSOLE_METRICS_PORT": "0",
             "CONSOLE_PROJECTOR_ADDRESS": self.pipeline.projector_address,
@@ -55,7 +66,7 @@ class ConsoleStack:
     def start(self) -> None:
         users = ConsoleUsers.open(self.database_url, 1)
         try:
-            for name, apps in USERS.items():
+            for name, apps in self.users.items():
                 users.add(name, PASSWORD, apps)
         finally:
             users.close()

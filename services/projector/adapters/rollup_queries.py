@@ -10,6 +10,13 @@ from services.projector.adapters.rollups import DAY_US
 from services.projector.adapters.store import ProjectorStore
 
 LIFECYCLE = ("new", "active", "loyal", "dormant", "churned", "reactivated")
+_CODES = ("", *LIFECYCLE)
+
+
+def _code(column: str) -> str:
+    """SQL: the digit of a lifecycle state (0 for none)."""
+    whens = " ".join(f"WHEN '{state}' THEN {n}" for n, state in enumerate(_CODES) if state)
+    return f"(CASE {column} {whens} ELSE 0 END)"
 
 
 def _cumulative(
@@ -78,17 +85,22 @@ class RollupQueries:
         """
         start = self.lifecycle_at(app_id, start_day)
         with self._store.cursor() as curs:
+            # One hash aggregate, no sort: each change as a number ordered like
+            # (effective_us, sequence) whose last digit is the state's code.
             curs.execute(
                 "SELECT first_from, last_to, count(*) AS n FROM ("
-                " SELECT user_id,"
-                "  (array_agg(from_value ORDER BY effective_us, sequence))[1] AS first_from,"
-                "  (array_agg(to_value ORDER BY effective_us DESC, sequence DESC))[1] AS last_to"
+                f"SELECT min(k * 10 + {_code('from_value')}) %% 10 AS first_from,"
+                f" max(k * 10 + {_code('to_value')}) %% 10 AS last_to FROM ("
+                " SELECT user_id, effective_us * 100 + sequence %% 100 AS k, from_value, to_value"
                 f" FROM {rs.LIFECYCLE_MOVES_TABLE}"
-                " WHERE app_id = %s AND effective_us >= %s AND effective_us < %s"
-                " GROUP BY user_id) u GROUP BY 1, 2",
-                (app_id, (start_day + 1) * DAY_US, (end_day + 1) * DAY_US),
+                " WHERE app_id = %(app)s AND effective_us >= %(a)s AND effective_us < %(b)s"
+                ") m GROUP BY user_id) u GROUP BY 1, 2",
+                {"app": app_id, "a": (start_day + 1) * DAY_US, "b": (end_day + 1) * DAY_US},
             )
-            moved = [(r["first_from"], r["last_to"], int(r["n"])) for r in curs.fetchall()]
+            pairs: dict[tuple[str, str], int] = defaultdict(int)
+            for r in curs.fetchall():
+                pairs[(_CODES[r["first_from"]], _CODES[r["last_to"]])] += int(r["n"])
+        moved = [(a, b, n) for (a, b), n in pairs.items()]
         flows: dict[tuple[str, str], int] = defaultdict(int)
         left = dict(start)
         for first, last, n in moved:
