@@ -87,7 +87,8 @@ def _segments(conn: psycopg.Connection) -> None:
         since = "greatest(first_seen_us, %(now)s - 60 * %(day)s::bigint)"
         conn.execute(
             f"INSERT INTO {schema.SEGMENT_MEMBERS_TABLE}"
-            f" SELECT app_id, %(sid)s, user_id, 1, {since} FROM {schema.PROFILES_TABLE} WHERE app_id = %(app)s AND {where}",
+            f" SELECT app_id, %(sid)s, user_id, 1, {since} FROM {schema.PROFILES_TABLE}"
+            f" WHERE app_id = %(app)s AND {where}",
             {"sid": segment_id, "app": APP, "now": NOW, "day": DAY},
         )
         conn.execute(
@@ -152,7 +153,7 @@ def run_sized(report: Report, database_url: str, workdir: Path, events: int, use
                 "fold s": fold_s,
                 "changes/s folded": folded / fold_s,
             },
-            "changes set-based from the profiles; RollupFolder folds them all (what the projector runs)",
+            "changes set-based from the profiles; RollupFolder (the projector's job) folds them",
         )
     )
     nats = NatsForTests(workdir / "nats")
