@@ -49,17 +49,18 @@ STATEMENTS = [
         PRIMARY KEY (app_id, segment_id, day)
     )
     """,
-    # Lifecycle changes by effective time, narrow: the flows between two days read only
-    # the users who changed in between.
+    # Per app, UTC day and user (a 64-bit hash of the id): the first and the last lifecycle
+    # change of that day, each as effective_us * 1000 + (sequence mod 100) * 10 + the code
+    # of a state (0 none, 1 new ... 6 reactivated), so the flows between two days are one
+    # hash aggregate (min of the first, max of the last) over the users who changed.
     f"""
     CREATE TABLE IF NOT EXISTS {LIFECYCLE_MOVES_TABLE} (
         app_id text NOT NULL,
-        effective_us bigint NOT NULL,
-        user_id text NOT NULL,
-        sequence bigint NOT NULL,
-        from_value text NOT NULL,
-        to_value text NOT NULL,
-        PRIMARY KEY (app_id, effective_us, user_id, sequence)
+        day integer NOT NULL,
+        user_key bigint NOT NULL,
+        first_key bigint NOT NULL,
+        last_key bigint NOT NULL,
+        PRIMARY KEY (app_id, day, user_key)
     )
     """,
 ]

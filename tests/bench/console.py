@@ -19,7 +19,7 @@ import httpx
 import psycopg
 
 from services.common.jetstream import ChangeSubjects
-from services.projector import schema
+from services.projector import rollup_schema, schema
 from services.projector.adapters.rollups import RollupFolder
 from services.projector.adapters.store import open_store
 from tests.bench import replay
@@ -141,6 +141,9 @@ def run_sized(report: Report, database_url: str, workdir: Path, events: int, use
     folded = RollupFolder(store, batch=200_000).fold_all()
     fold_s = time.perf_counter() - started
     store.datastore.close()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for table in rollup_schema.TABLES:  # what autovacuum does after such a load
+            conn.execute(f"VACUUM ANALYZE {table}")
     report.add(
         Row(
             NAME,

@@ -6,17 +6,8 @@ from collections import defaultdict
 from typing import Any
 
 from services.projector import rollup_schema as rs
-from services.projector.adapters.rollups import DAY_US
+from services.projector.adapters.rollups import STATE_CODES
 from services.projector.adapters.store import ProjectorStore
-
-LIFECYCLE = ("new", "active", "loyal", "dormant", "churned", "reactivated")
-_CODES = ("", *LIFECYCLE)
-
-
-def _code(column: str) -> str:
-    """SQL: the digit of a lifecycle state (0 for none)."""
-    whens = " ".join(f"WHEN '{state}' THEN {n}" for n, state in enumerate(_CODES) if state)
-    return f"(CASE {column} {whens} ELSE 0 END)"
 
 
 def _cumulative(
@@ -85,21 +76,18 @@ class RollupQueries:
         """
         start = self.lifecycle_at(app_id, start_day)
         with self._store.cursor() as curs:
-            # One hash aggregate, no sort: each change as a number ordered like
-            # (effective_us, sequence) whose last digit is the state's code.
+            # One hash aggregate over the users who changed in between (no sort).
             curs.execute(
                 "SELECT first_from, last_to, count(*) AS n FROM ("
-                f"SELECT min(k * 10 + {_code('from_value')}) %% 10 AS first_from,"
-                f" max(k * 10 + {_code('to_value')}) %% 10 AS last_to FROM ("
-                " SELECT user_id, effective_us * 100 + sequence %% 100 AS k, from_value, to_value"
+                " SELECT min(first_key) %% 10 AS first_from, max(last_key) %% 10 AS last_to"
                 f" FROM {rs.LIFECYCLE_MOVES_TABLE}"
-                " WHERE app_id = %(app)s AND effective_us >= %(a)s AND effective_us < %(b)s"
-                ") m GROUP BY user_id) u GROUP BY 1, 2",
-                {"app": app_id, "a": (start_day + 1) * DAY_US, "b": (end_day + 1) * DAY_US},
+                " WHERE app_id = %(app)s AND day > %(a)s AND day <= %(b)s GROUP BY user_key"
+                ") u GROUP BY 1, 2",
+                {"app": app_id, "a": start_day, "b": end_day},
             )
             pairs: dict[tuple[str, str], int] = defaultdict(int)
             for r in curs.fetchall():
-                pairs[(_CODES[r["first_from"]], _CODES[r["last_to"]])] += int(r["n"])
+                pairs[(STATE_CODES[r["first_from"]], STATE_CODES[r["last_to"]])] += int(r["n"])
         moved = [(a, b, n) for (a, b), n in pairs.items()]
         flows: dict[tuple[str, str], int] = defaultdict(int)
         left = dict(start)

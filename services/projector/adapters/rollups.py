@@ -19,7 +19,17 @@ from services.projector import schema
 from services.projector.adapters.store import ProjectorStore
 
 DAY_US = 86_400_000_000
+LIFECYCLE = ("new", "active", "loyal", "dormant", "churned", "reactivated")
+# The digit of each lifecycle state in the keys of the lifecycle moves (0: none).
+STATE_CODES = ("", *LIFECYCLE)
 _log = structlog.get_logger("rollups")
+
+
+def state_code(column: str) -> str:
+    """SQL: the digit of the lifecycle state in `column` (0 for none)."""
+    whens = " ".join(f"WHEN '{state}' THEN {n}" for n, state in enumerate(STATE_CODES) if state)
+    return f"(CASE {column} {whens} ELSE 0 END)"
+
 
 _FOLD = f"""
 WITH batch AS MATERIALIZED (
@@ -40,9 +50,14 @@ WITH batch AS MATERIALIZED (
     ON CONFLICT (app_id, segment_id, day)
     DO UPDATE SET delta = {rs.SEGMENT_DAILY_TABLE}.delta + excluded.delta
 ), lifecycle AS (
-    INSERT INTO {rs.LIFECYCLE_MOVES_TABLE}
-    SELECT app_id, effective_us, user_id, sequence, from_value, to_value
-    FROM batch WHERE kind = 'lifecycle' ON CONFLICT DO NOTHING
+    INSERT INTO {rs.LIFECYCLE_MOVES_TABLE} (app_id, day, user_key, first_key, last_key)
+    SELECT app_id, (effective_us / {DAY_US})::int, hashtextextended(user_id, 0),
+           min(effective_us * 1000 + (sequence %% 100) * 10 + {state_code("from_value")}),
+           max(effective_us * 1000 + (sequence %% 100) * 10 + {state_code("to_value")})
+    FROM batch WHERE kind = 'lifecycle' GROUP BY 1, 2, 3
+    ON CONFLICT (app_id, day, user_key) DO UPDATE SET
+        first_key = least({rs.LIFECYCLE_MOVES_TABLE}.first_key, excluded.first_key),
+        last_key = greatest({rs.LIFECYCLE_MOVES_TABLE}.last_key, excluded.last_key)
 )
 SELECT count(*) AS n, max(id) AS last_id, max(position) AS position,
        (SELECT change_id FROM batch ORDER BY id DESC LIMIT 1) AS last_change_id
