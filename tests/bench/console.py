@@ -164,6 +164,7 @@ def run_sized(report: Report, database_url: str, workdir: Path, events: int, use
     try:
         stack.start()
         _pages(report, stack)
+        _rpcs(report, stack)
     finally:
         stack.close()
         nats.close()
@@ -244,3 +245,90 @@ def _pages(report: Report, stack: ConsoleStack) -> None:
             "full-history computation: the replay benchmark's figure, not a page",
         )
     )
+
+
+def _rpcs(report: Report, stack: ConsoleStack) -> None:
+    """The gRPC calls behind the slowest pages, one by one (median of RUNS)."""
+    import grpc
+    from cohortflow.analytics.v1 import analytics_pb2 as apb
+    from cohortflow.analytics.v1 import analytics_pb2_grpc
+    from cohortflow.profiles.v1 import profiles_pb2, profiles_pb2_grpc
+    from cohortflow.segments.v1 import segments_pb2 as spb
+    from cohortflow.segments.v1 import segments_pb2_grpc
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    def ts(day: int) -> Timestamp:
+        out = Timestamp()
+        out.FromSeconds(day * 86_400)
+        return out
+
+    end = NOW // DAY
+    metadata = [("authorization", f"Bearer key-{APP}")]
+    with grpc.insecure_channel(stack.pipeline.projector_address) as channel:
+        profiles = profiles_pb2_grpc.ProfileServiceStub(channel)
+        analytics = analytics_pb2_grpc.AnalyticsServiceStub(channel)
+        segments = segments_pb2_grpc.SegmentServiceStub(channel)
+        calls = [
+            (
+                "GetLifecycleSummary (now)",
+                profiles.GetLifecycleSummary,
+                profiles_pb2.GetLifecycleSummaryRequest(),
+            ),
+            (
+                "GetLifecycleSeries (90 d)",
+                analytics.GetLifecycleSeries,
+                apb.GetLifecycleSeriesRequest(start_time=ts(end - 89), end_time=ts(end)),
+            ),
+            (
+                "GetLifecycleFlows (30 d)",
+                analytics.GetLifecycleFlows,
+                apb.GetLifecycleFlowsRequest(start_time=ts(end - 30), end_time=ts(end)),
+            ),
+            (
+                "GetLifecycleFlows (7 d)",
+                analytics.GetLifecycleFlows,
+                apb.GetLifecycleFlowsRequest(start_time=ts(end - 7), end_time=ts(end)),
+            ),
+            ("GetRfmGrid", analytics.GetRfmGrid, apb.GetRfmGridRequest()),
+            (
+                "GetRfmTransitions (30 d)",
+                analytics.GetRfmTransitions,
+                apb.GetRfmTransitionsRequest(start_time=ts(end - 29), end_time=ts(end)),
+            ),
+            (
+                "GetSegmentSizeSeries (3 segments, 30 d)",
+                analytics.GetSegmentSizeSeries,
+                apb.GetSegmentSizeSeriesRequest(
+                    segment_ids=list(SEGMENTS), start_time=ts(end - 29), end_time=ts(end)
+                ),
+            ),
+            ("GetSegment", segments.GetSegment, spb.GetSegmentRequest(segment_id="engaged")),
+            ("ListSegments", segments.ListSegments, spb.ListSegmentsRequest()),
+            (
+                "ListSegmentMembers (now, 50)",
+                segments.ListSegmentMembers,
+                spb.ListSegmentMembersRequest(segment_id="engaged", page_size=50),
+            ),
+            (
+                "ListSegmentMembers (as of, 50)",
+                segments.ListSegmentMembers,
+                spb.ListSegmentMembersRequest(
+                    segment_id="engaged", page_size=50, as_of_time=ts(end - 20)
+                ),
+            ),
+        ]
+        for label, method, request in calls:
+            times = []
+            for _ in range(RUNS):
+                started = time.perf_counter()
+                method(request, metadata=metadata, timeout=120)
+                times.append((time.perf_counter() - started) * 1000)
+            ms = statistics.median(times)
+            report.add(
+                Row(
+                    NAME,
+                    "rpc " + label,
+                    {"median ms": ms, "goal ms": GOAL_MS},
+                    "met" if ms < GOAL_MS else "NOT met",
+                )
+            )

@@ -6,7 +6,6 @@ import asyncio
 from datetime import UTC, date, datetime, timedelta
 
 from cohortflow.analytics.v1 import analytics_pb2 as apb
-from cohortflow.profiles.v1 import profiles_pb2 as ppb
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -40,8 +39,15 @@ async def overview(request: Request) -> Response:
     if flow_from == flow_to:
         flow_from -= timedelta(days=1)
     rfm_from, rfm_to = _range(request, "rfm_from", "rfm_to", 30)
+    today = datetime.now(UTC).date()
+    # Users per state now: the rollups at the end of today (no scan of every profile).
     summary, series, flows, grid, moves = await asyncio.gather(
-        c.call(c.profiles.GetLifecycleSummary, ppb.GetLifecycleSummaryRequest()),
+        c.call(
+            c.analytics.GetLifecycleSeries,
+            apb.GetLifecycleSeriesRequest(
+                start_time=_ts(inputs.day_start_us(today)), end_time=_ts(inputs.day_start_us(today))
+            ),
+        ),
         c.call(
             c.analytics.GetLifecycleSeries,
             apb.GetLifecycleSeriesRequest(
@@ -64,7 +70,7 @@ async def overview(request: Request) -> Response:
             ),
         ),
     )
-    now_counts = {_state(s.state): s.users for s in summary.counts}
+    now_counts = {_state(s.state): s.users for s in summary.days[0].counts}
     days = [{_state(s.state): s.users for s in d.counts} for d in series.days]
     flow_rows = [
         (_state(f.from_state) if f.from_state else "not yet seen", _state(f.to_state), f.users)
@@ -84,8 +90,7 @@ async def overview(request: Request) -> Response:
         "overview.html",
         access,
         now_counts=now_counts,
-        total=summary.total_users,
-        position=summary.position,
+        total=summary.days[0].total_users,
         rollup_position=series.position,
         start=start,
         end=end,

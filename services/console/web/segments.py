@@ -51,15 +51,19 @@ def definition_yaml(segment: spb.Segment) -> str:
     )
 
 
-async def _versions(c: AppClients, segment_id: str, latest: int) -> list[spb.Segment]:
-    first = max(1, latest - HISTORY_VERSIONS + 1)
+async def _versions(c: AppClients, current: spb.Segment) -> list[spb.Segment]:
+    """The last HISTORY_VERSIONS definitions, oldest first (`current` is the latest)."""
+    first = max(1, current.version - HISTORY_VERSIONS + 1)
     replies = await asyncio.gather(
         *(
-            c.call(c.segments.GetSegment, spb.GetSegmentRequest(segment_id=segment_id, version=v))
-            for v in range(first, latest + 1)
+            c.call(
+                c.segments.GetSegment,
+                spb.GetSegmentRequest(segment_id=current.segment_id, version=v),
+            )
+            for v in range(first, current.version)
         )
     )
-    return [r.segment for r in replies]
+    return [*(r.segment for r in replies), current]
 
 
 def _diff(old: str, new: str) -> list[tuple[str, str]]:
@@ -88,7 +92,7 @@ async def segment_detail(request: Request) -> Response:
     if as_of is not None:
         members_request.as_of_time.CopyFrom(timestamp(inputs.day_end_us(as_of)))
     versions, members, sizes = await asyncio.gather(
-        _versions(c, segment_id, current.version),
+        _versions(c, current),
         c.call(c.segments.ListSegmentMembers, members_request),
         c.call(
             c.analytics.GetSegmentSizeSeries,
