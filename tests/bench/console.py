@@ -199,7 +199,7 @@ def _pages(report: Report, stack: ConsoleStack) -> None:
     }
     pages = [
         (
-            "overview (series 90 d, flows 30 d)",
+            "overview (series 90 d, flows 7 d)",
             "GET",
             f"{a}/?end={end}&flow_to={end}&rfm_to={end}",
             {},

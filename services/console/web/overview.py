@@ -35,7 +35,7 @@ async def overview(request: Request) -> Response:
     access = await require(request)
     c = access.clients
     start, end = _range(request, "start", "end", 90)
-    flow_from, flow_to = _range(request, "flow_from", "flow_to", 30)
+    flow_from, flow_to = _range(request, "flow_from", "flow_to", 7)
     if flow_from == flow_to:
         flow_from -= timedelta(days=1)
     rfm_from, rfm_to = _range(request, "rfm_from", "rfm_to", 30)
