@@ -132,7 +132,9 @@ async def publish(request: Request) -> Response:
         {
             "segment_id": reply.segment.segment_id,
             "version": reply.segment.version,
-            "url": f"/apps/{access.app_id}/segments/{reply.segment.segment_id}",
+            # Read your write: the segment page waits until the projector has the definition.
+            "url": f"/apps/{access.app_id}/segments/{reply.segment.segment_id}"
+            f"?after={reply.segment.defined_position}",
         }
     )
 

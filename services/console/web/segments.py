@@ -169,11 +169,14 @@ async def restore(request: Request) -> Response:
     if not raw.isdigit() or not 0 < int(raw) < 1 << 62:
         raise inputs.FieldError("version", "must be a version number")
     c = access.clients
-    await c.call(
+    reply = await c.call(
         c.segments.RestoreSegmentVersion,
         spb.RestoreSegmentVersionRequest(segment_id=segment_id, version=int(raw)),
     )
-    return RedirectResponse(f"/apps/{access.app_id}/segments/{segment_id}", status_code=303)
+    return RedirectResponse(
+        f"/apps/{access.app_id}/segments/{segment_id}?after={reply.segment.defined_position}",
+        status_code=303,
+    )
 
 
 def routes() -> list[Route]:
