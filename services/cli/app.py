@@ -13,6 +13,7 @@ import typer
 
 from services.cli import (
     client,
+    console_user_commands,
     ingest_commands,
     profile_commands,
     segment_commands,
@@ -74,3 +75,4 @@ app.add_typer(segment_commands.app, name="segments")
 app.command("watch")(segment_commands.watch)
 app.command("rebuild")(rebuild)
 app.command("determinism")(determinism)
+app.add_typer(console_user_commands.app, name="console-user")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -26,10 +27,13 @@ from pathlib import Path
 from typing import TextIO
 
 from services.common.database import with_database
+from services.console.users import ConsoleUsers
 from services.devstack.apps import DEV_APP_ID, DEV_KEY_FILE, DevApps, dev_apps
 from services.devstack.embedded import EmbeddedNats, EmbeddedPostgres, wait_for_port
 from services.devstack.ports import Listen, PortPlan, PortProblem
 from services.migrate import migrate
+
+DEV_CONSOLE_USER = "dev"
 
 __all__ = ["DEV_APP_ID", "SERVICES", "ServiceSpec", "Stack", "StackProblem"]
 
@@ -65,6 +69,10 @@ SERVICES = [
         "campaign", "services.campaign", "CAMPAIGN_LISTEN", 50053, "CAMPAIGN_METRICS_PORT", 9103,
         "COHORTFLOW_CAMPAIGN",
     ),
+    ServiceSpec(
+        "console", "services.console", "CONSOLE_LISTEN", 8080, "CONSOLE_METRICS_PORT", 9104,
+        shown_as="http://{address}/",
+    ),
 ]  # fmt: skip
 
 
@@ -83,6 +91,21 @@ class Child:
         if self.spec.metrics_env:
             out[self.spec.metrics_env] = str(self.metrics.port if self.metrics else 0)
         return out
+
+
+def dev_console_user(var: Path, database_url: str) -> str:
+    """The console's development user "dev" (editor of "demo"), created once; "user / password"."""
+    path = var / "dev-console-password"
+    password = path.read_text().strip() if path.exists() else secrets.token_urlsafe(12)
+    users = ConsoleUsers.open(database_url, 1)
+    try:
+        if not users.exists(DEV_CONSOLE_USER):
+            users.add(DEV_CONSOLE_USER, password, {DEV_APP_ID: "editor"})
+    finally:
+        users.close()
+    path.write_text(password + "\n")
+    path.chmod(0o600)
+    return f"{DEV_CONSOLE_USER} / {password}"
 
 
 def _ports_file(var: Path) -> dict[str, int]:
@@ -158,6 +181,7 @@ class Stack:
             self.nats = EmbeddedNats(self.var / "nats", plan.server("nats"))
             nats_url = self.nats.start()
         migrate(database_url)
+        console_user = dev_console_user(self.var, database_url)
         env = {
             **environ,
             "DATABASE_URL": database_url,
@@ -171,6 +195,9 @@ class Stack:
                 env[child.spec.client_env] = child.listen.client_address
         # Campaign asks the projector whether the segments its campaigns name exist.
         env.setdefault("CAMPAIGN_SEGMENTS_ADDRESS", env["COHORTFLOW_PROJECTOR"])
+        # The console serves pages over the projector's and campaign's gRPC APIs.
+        env.setdefault("CONSOLE_PROJECTOR_ADDRESS", env["COHORTFLOW_PROJECTOR"])
+        env.setdefault("CONSOLE_CAMPAIGN_ADDRESS", env["COHORTFLOW_CAMPAIGN"])
         ports = {
             "postgres": self.postgres.port if self.postgres else 0,
             "nats": self.nats.port if self.nats else 0,
@@ -190,6 +217,8 @@ class Stack:
         self._show("apps", ", ".join(self.apps.apps), more)
         kept = self.shown_var / DEV_KEY_FILE
         self._show("api key", f"{self.apps.dev_key}  (app {DEV_APP_ID!r})", f"kept in {kept}")
+        password_file = self.shown_var / "dev-console-password"
+        self._show("console user", console_user, f"kept in {password_file}")
         return self.addresses
 
     def _show(self, name: str, value: str, note: str = "") -> None:

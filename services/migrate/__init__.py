@@ -12,12 +12,19 @@ from services.campaign import schema as campaign_schema
 from services.campaign.adapters.store import create_stores as create_campaign_stores
 from services.common.database import ensure_database
 from services.common.jetstream import ChangeSubjects
+from services.console import schema as console_schema
 from services.eventlog.store import open_event_log
+from services.projector import rollup_schema
 from services.projector import schema as projector_schema
 from services.projector.adapters.store import open_store
 
 # Table definitions of every service, in order. Each statement is idempotent.
-SCHEMAS = [projector_schema.STATEMENTS, campaign_schema.STATEMENTS]
+SCHEMAS = [
+    projector_schema.STATEMENTS,
+    rollup_schema.STATEMENTS,
+    campaign_schema.STATEMENTS,
+    console_schema.STATEMENTS,
+]
 
 # Arbitrary but fixed key of the advisory lock that serialises migrations.
 _MIGRATION_LOCK = 0x636F686F7274  # "cohort"

@@ -8,6 +8,7 @@ import threading
 from dataclasses import dataclass, field
 
 import structlog
+from cohortflow.analytics.v1 import analytics_pb2, analytics_pb2_grpc
 from cohortflow.operations.v1 import operations_pb2, operations_pb2_grpc
 from cohortflow.profiles.v1 import profiles_pb2, profiles_pb2_grpc
 from cohortflow.segments.v1 import segments_pb2, segments_pb2_grpc
@@ -26,10 +27,13 @@ from services.projector.adapters.follower import LogFollower
 from services.projector.adapters.quarantine import QuarantineQueries
 from services.projector.adapters.queries import ProfileQueries
 from services.projector.adapters.relay import OutboxRelay
+from services.projector.adapters.rollup_queries import RollupQueries
+from services.projector.adapters.rollups import RollupFolder
 from services.projector.adapters.segment_queries import HistoryQueries, SegmentQueries
 from services.projector.adapters.store import ProjectorStore, open_store
 from services.projector.adapters.ticker import Ticker
 from services.projector.config import Policies, ProjectorSettings
+from services.projector.grpc.analytics import AnalyticsServicer
 from services.projector.grpc.operations import OperationsServicer
 from services.projector.grpc.segments import SegmentServicer
 from services.projector.grpc.servicer import ProfileServicer
@@ -39,6 +43,7 @@ from services.projector.runner import Projection, monitor
 PROFILE_SERVICE = profiles_pb2.DESCRIPTOR.services_by_name["ProfileService"].full_name
 SEGMENT_SERVICE = segments_pb2.DESCRIPTOR.services_by_name["SegmentService"].full_name
 OPERATIONS_SERVICE = operations_pb2.DESCRIPTOR.services_by_name["OperationsService"].full_name
+ANALYTICS_SERVICE = analytics_pb2.DESCRIPTOR.services_by_name["AnalyticsService"].full_name
 _log = structlog.get_logger("projector")
 
 
@@ -183,6 +188,8 @@ async def start_projector(
         statement_timeout_s=settings.build_statement_timeout_s,
     )
     threads.append(threading.Thread(target=builder.run, args=(stop_threads,), name="builder"))
+    rollups = RollupFolder(store, poll_s=settings.rollup_poll_s)
+    threads.append(threading.Thread(target=rollups.run, args=(stop_threads,), name="rollups"))
     servicer = ProfileServicer(
         ProfileQueries(store), lambda: projection.position, read_wait_s=settings.read_wait_s
     )
@@ -205,6 +212,11 @@ async def start_projector(
                 operations_pb2_grpc.add_OperationsServiceServicer_to_server,
                 OperationsServicer(QuarantineQueries(store)),
                 OPERATIONS_SERVICE,
+            ),
+            Registration(
+                analytics_pb2_grpc.add_AnalyticsServiceServicer_to_server,
+                AnalyticsServicer(RollupQueries(store), segments),
+                ANALYTICS_SERVICE,
             ),
         ],
         keys,

@@ -98,6 +98,8 @@ class ProjectorSettings(ServiceSettings):
     build_statement_timeout_s: float = Field(
         BUILD_STATEMENT_TIMEOUT_S, alias="PROJECTOR_BUILD_STATEMENT_TIMEOUT_S", gt=0
     )
+    # How often the analytics rollups look for new changes to fold (AnalyticsService).
+    rollup_poll_s: float = Field(1.0, alias="PROJECTOR_ROLLUP_POLL_S", gt=0)
 
     def load_policies(self) -> Policies:
         """Raises ValueError naming what is wrong with the policy configuration."""

@@ -15,6 +15,7 @@ from pathlib import Path
 from services.migrate import migrate
 from tests.bench import (
     campaign,
+    console,
     durability,
     ingest,
     memory,
@@ -35,6 +36,7 @@ BENCHMARKS = {
     "simulation": simulation.run,
     "durability": durability.run,
     "memory": memory.run,
+    "console": console.run,
 }
 
 

@@ -179,6 +179,7 @@ class Suite:
             "cohortflow.profiles.": pipeline.projector_address,
             "cohortflow.segments.": pipeline.projector_address,
             "cohortflow.operations.": pipeline.projector_address,
+            "cohortflow.analytics.": pipeline.projector_address,
             "cohortflow.campaigns.": pipeline.campaign_address,
         }
         channels = {}

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import grpc
 import pytest
+from cohortflow.analytics.v1 import analytics_pb2
 from cohortflow.campaigns.v1 import campaigns_pb2, inbox_pb2
 from cohortflow.ingest.v1 import ingest_pb2
 from cohortflow.operations.v1 import operations_pb2
@@ -68,6 +69,10 @@ NORMAL: dict[str, tuple[str, Callable[[Tenant], Message]]] = {
     "cohortflow.campaigns.v1.CampaignService": (
         "GetMessagingPolicy",
         lambda t: campaigns_pb2.GetMessagingPolicyRequest(),
+    ),
+    "cohortflow.analytics.v1.AnalyticsService": (
+        "GetRfmGrid",
+        lambda t: analytics_pb2.GetRfmGridRequest(),
     ),
     "cohortflow.operations.v1.OperationsService": (
         "ListQuarantinedEvents",

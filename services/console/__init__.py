@@ -1,0 +1,1 @@
+"""The console: a web UI for marketers and analysts over the services' gRPC APIs."""

@@ -1,0 +1,149 @@
+"""Reads of the daily rollups behind AnalyticsService; each touches rows per day, not per user."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from services.projector import rollup_schema as rs
+from services.projector.adapters.rollups import STATE_CODES
+from services.projector.adapters.store import ProjectorStore
+
+
+def _cumulative(
+    deltas: dict[int, dict[str, int]], start_day: int, end_day: int, before: dict[str, int]
+) -> list[dict[str, int]]:
+    """Per day of [start_day, end_day]: running totals, starting from `before`."""
+    running = dict(before)
+    out = []
+    for day in range(start_day, end_day + 1):
+        for key, delta in deltas.get(day, {}).items():
+            running[key] = running.get(key, 0) + delta
+        out.append(dict(running))
+    return out
+
+
+class RollupQueries:
+    def __init__(self, store: ProjectorStore) -> None:
+        self._store = store
+
+    def position(self) -> int:
+        with self._store.cursor() as curs:
+            curs.execute(f"SELECT position FROM {rs.POSITION_TABLE} WHERE name = 'changes'")
+            row = curs.fetchone()
+            return int(row["position"]) if row else 0
+
+    def _net(
+        self, app_id: str, kind: str, start_day: int, end_day: int
+    ) -> tuple[dict[str, int], dict[int, dict[str, int]]]:
+        """Net users per value before start_day, and the net change per day after."""
+        with self._store.cursor() as curs:
+            curs.execute(
+                "SELECT CASE WHEN day < %(start)s THEN -1 ELSE day END AS day, value,"
+                " sum(delta)::bigint AS delta FROM ("
+                f" SELECT day, to_value AS value, n AS delta FROM {rs.DAILY_MOVES_TABLE}"
+                "  WHERE app_id = %(app)s AND kind = %(kind)s AND day <= %(end)s"
+                " UNION ALL"
+                f" SELECT day, from_value, -n FROM {rs.DAILY_MOVES_TABLE}"
+                "  WHERE app_id = %(app)s AND kind = %(kind)s AND day <= %(end)s"
+                ") m WHERE value <> '' GROUP BY 1, 2",
+                {"app": app_id, "kind": kind, "start": start_day, "end": end_day},
+            )
+            before: dict[str, int] = {}
+            deltas: dict[int, dict[str, int]] = defaultdict(dict)
+            for row in curs.fetchall():
+                if row["day"] == -1:
+                    before[row["value"]] = int(row["delta"])
+                else:
+                    deltas[row["day"]][row["value"]] = int(row["delta"])
+            return before, deltas
+
+    def lifecycle_series(self, app_id: str, start_day: int, end_day: int) -> list[dict[str, int]]:
+        """Users per lifecycle state at the end of each day of [start_day, end_day]."""
+        before, deltas = self._net(app_id, "lifecycle", start_day, end_day)
+        return _cumulative(deltas, start_day, end_day, before)
+
+    def lifecycle_at(self, app_id: str, day: int) -> dict[str, int]:
+        return self.lifecycle_series(app_id, day, day)[0]
+
+    def lifecycle_flows(
+        self, app_id: str, start_day: int, end_day: int
+    ) -> tuple[dict[tuple[str, str], int], dict[str, int], dict[str, int]]:
+        """(from at the end of start_day, to at the end of end_day) -> users; and the totals.
+
+        Users without a change in between stayed where they were; for those who changed,
+        the state they left first and the one they reached last.
+        """
+        start = self.lifecycle_at(app_id, start_day)
+        with self._store.cursor() as curs:
+            # One hash aggregate over the users who changed in between (no sort).
+            curs.execute(
+                "SELECT first_from, last_to, count(*) AS n FROM ("
+                " SELECT min(first_key) %% 10 AS first_from, max(last_key) %% 10 AS last_to"
+                f" FROM {rs.LIFECYCLE_MOVES_TABLE}"
+                " WHERE app_id = %(app)s AND day > %(a)s AND day <= %(b)s GROUP BY user_key"
+                ") u GROUP BY 1, 2",
+                {"app": app_id, "a": start_day, "b": end_day},
+            )
+            pairs: dict[tuple[str, str], int] = defaultdict(int)
+            for r in curs.fetchall():
+                pairs[(STATE_CODES[r["first_from"]], STATE_CODES[r["last_to"]])] += int(r["n"])
+        moved = [(a, b, n) for (a, b), n in pairs.items()]
+        flows: dict[tuple[str, str], int] = defaultdict(int)
+        left = dict(start)
+        for first, last, n in moved:
+            if first:
+                left[first] = left.get(first, 0) - n
+            flows[(first, last)] += n
+        for state, n in left.items():
+            if n > 0:
+                flows[(state, state)] += n
+        end: dict[str, int] = defaultdict(int)
+        for (_, to), n in flows.items():
+            if to:
+                end[to] += n
+        return {k: v for k, v in flows.items() if v and k[1]}, start, dict(end)
+
+    def rfm_groups(self, app_id: str) -> dict[str, int]:
+        """Users per RFM group now (as far as the rollups have folded)."""
+        before, _ = self._net(app_id, "rfm", 1 << 30, 1 << 30)
+        return before
+
+    def rfm_transitions(
+        self, app_id: str, start_day: int, end_day: int
+    ) -> list[tuple[str, str, int]]:
+        with self._store.cursor() as curs:
+            curs.execute(
+                "SELECT from_value, to_value, sum(n)::bigint AS n"
+                f" FROM {rs.DAILY_MOVES_TABLE} WHERE app_id = %s AND kind = 'rfm'"
+                " AND day BETWEEN %s AND %s GROUP BY 1, 2 ORDER BY 3 DESC",
+                (app_id, start_day, end_day),
+            )
+            return [(r["from_value"], r["to_value"], int(r["n"])) for r in curs.fetchall()]
+
+    def segment_sizes(
+        self, app_id: str, segment_ids: list[str], start_day: int, end_day: int
+    ) -> dict[str, list[int]]:
+        """Members of each segment at the end of each day of [start_day, end_day]."""
+        with self._store.cursor() as curs:
+            curs.execute(
+                "SELECT segment_id, CASE WHEN day < %(start)s THEN -1 ELSE day END AS day,"
+                f" sum(delta)::bigint AS delta FROM {rs.SEGMENT_DAILY_TABLE}"
+                " WHERE app_id = %(app)s AND segment_id = ANY(%(ids)s) AND day <= %(end)s"
+                " GROUP BY 1, 2",
+                {"app": app_id, "ids": segment_ids, "start": start_day, "end": end_day},
+            )
+            rows: list[dict[str, Any]] = list(curs.fetchall())
+        out = {}
+        for segment_id in segment_ids:
+            before = {"n": 0}
+            deltas: dict[int, dict[str, int]] = defaultdict(dict)
+            for row in rows:
+                if row["segment_id"] != segment_id:
+                    continue
+                if row["day"] == -1:
+                    before["n"] = int(row["delta"])
+                else:
+                    deltas[row["day"]]["n"] = int(row["delta"])
+            out[segment_id] = [d["n"] for d in _cumulative(deltas, start_day, end_day, before)]
+        return out
