@@ -88,16 +88,23 @@ def language_tag(name: str) -> str:
     name = name.strip()
     if _TAG.fullmatch(name):
         return name.replace("_", "-")
-    return _language(name) if len(name) <= _LONGEST_NAME else ""
+    return _languages().get(_folded(name), "") if len(name) <= _LONGEST_NAME else ""
 
 
-@lru_cache(maxsize=1024)
-def _language(name: str) -> str:
-    try:
-        language = pycountry.languages.lookup(name)
-    except LookupError:
-        return ""
-    return getattr(language, "alpha_2", "") or language.alpha_3
+@lru_cache(maxsize=1)
+def _languages() -> dict[str, str]:
+    index: dict[str, str] = {}
+    for language in pycountry.languages:
+        tag = getattr(language, "alpha_2", "") or language.alpha_3
+        for attribute in ("name", "common_name", "inverted_name"):
+            value = getattr(language, attribute, None)
+            if value:
+                index.setdefault(_folded(value), tag)
+    for language in pycountry.languages:  # "Modern Greek (1453-)" is "Greek" too
+        if getattr(language, "alpha_2", ""):
+            short = _folded(language.name.split(" (")[0].split(",")[0]).removeprefix("modern ")
+            index.setdefault(short, language.alpha_2)
+    return index
 
 
 def coordinates(latitude: Any, longitude: Any, paths: tuple[str, str]) -> types_pb2.LatLng | None:

@@ -173,15 +173,18 @@ def _identify(
         contact=contact,
         timezone=text(context.get("timezone"), "context.timezone"),
     )
-    address = obj(obj(source.get("traits"), "traits").get("address"), "traits.address")
+    address = obj(source.get("traits"), "traits").get("address")
+    if not isinstance(address, dict):
+        address = {}  # a street as text: a trait only
     location = obj(context.get("location"), "context.location")
-    country = text(address.get("country"), "traits.address.country") or text(
-        location.get("country"), "context.location.country"
-    )
-    request.location.country = country_code(country)
-    request.location.city = text(address.get("city"), "traits.address.city") or text(
-        location.get("city"), "context.location.city"
-    )
+    # What the user gave (traits.address) over where they were seen (context.location);
+    # both are read, so a bad one is named even when the other wins.
+    countries = [text(address.get("country"), "traits.address.country")]
+    countries.append(text(location.get("country"), "context.location.country"))
+    cities = [text(address.get("city"), "traits.address.city")]
+    cities.append(text(location.get("city"), "context.location.city"))
+    request.location.country = country_code(next(filter(None, countries), ""))
+    request.location.city = next(filter(None, cities), "")
     put_coordinates(
         request.location.coordinates, location.get("latitude"), location.get("longitude"), _POINT
     )

@@ -7,10 +7,11 @@ tools allow any JSON. So:
 - a list of scalars of one kind stays a list; any other list (objects, lists, mixed kinds)
   becomes a list of texts, each non-string item as its compact JSON;
 - null (also inside lists) is left out: to these tools it means "not set";
-- a key keeps its letters, digits and `_ . $ -`; any other character becomes `_`, and a
-  key that does not start with a letter or `$` gets `x_` before it (`Plan Type` ->
-  `Plan_Type`, `1st visit` -> `x_1st_visit`). Two source keys that end up the same key
-  are an error naming the second.
+- a key keeps its letters, digits and `_ . $ -`; every run of other characters becomes
+  one `_` (none at the start or end), and a key that does not start with a letter or `$`
+  gets `x_` before it (`Plan Type` -> `Plan_Type`, `[Amplitude] Page URL` ->
+  `Amplitude_Page_URL`, `1st visit` -> `x_1st_visit`). Two source keys that end up the
+  same key are an error naming the second.
 Strings stay strings (no guessing of times or numbers from text).
 """
 
@@ -25,7 +26,7 @@ from cohortflow.types.v1 import types_pb2
 from services.common.formats.fields import NUL_REASON, FieldError, child, obj
 
 MAX_DEPTH = 8
-_NOT_KEY = re.compile(r"[^A-Za-z0-9_.$\-]")
+_NOT_KEY = re.compile(r"[^A-Za-z0-9_.$\-]+")
 _KEY_START = re.compile(r"[A-Za-z$]")
 
 Values = dict[str, types_pb2.Value]
@@ -34,6 +35,10 @@ Values = dict[str, types_pb2.Value]
 def cohortflow_key(key: str) -> str:
     """A source key as a valid cohortflow property or trait key (see the module doc)."""
     out = _NOT_KEY.sub("_", key)
+    if out != key:
+        start = 1 if _NOT_KEY.match(key) else 0
+        end = len(out) - 1 if _NOT_KEY.match(key[-1]) else len(out)
+        out = out[start:end]
     return out if _KEY_START.match(out) else "x_" + out
 
 
