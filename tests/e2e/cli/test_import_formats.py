@@ -12,6 +12,8 @@ import gzip
 import json
 import shutil
 import subprocess
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -171,3 +173,52 @@ def test_an_amplitude_export_imports_gzipped_and_told_from_its_lines(suite: Suit
     _all_duplicate_again(suite, path, 8, "Amplitude export lines")
     plain = _import(suite, SAMPLES / "amplitude.json", "--from", "amplitude")
     assert summary_of(plain)["duplicate"] == 8
+
+
+def test_fresh_events_of_each_format_move_the_lifecycle_caused_by_their_own_ids(
+    suite: Suite,
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    now = datetime.now(UTC) - timedelta(minutes=5)
+    lines = {
+        "segment": {
+            "type": "track",
+            "messageId": f"{tag}-seg",
+            "userId": f"{tag}-s",
+            "event": "Order Completed",
+            "timestamp": now.isoformat().replace("+00:00", "Z"),
+            "properties": {"revenue": 20},
+        },
+        "mixpanel": {
+            "event": "Order Completed",
+            "properties": {
+                "time": int(now.timestamp() * 1000),
+                "distinct_id": f"{tag}-m",
+                "$insert_id": f"{tag}-mp",
+                "revenue": 30,
+            },
+        },
+        "amplitude": {
+            "event_type": "Order Completed",
+            "user_id": f"{tag}-a",
+            "device_id": f"{tag}-device",
+            "$insert_id": f"{tag}-amp",
+            "event_time": now.strftime("%Y-%m-%d %H:%M:%S.%f"),
+            "event_properties": {"revenue": 40},
+        },
+    }
+    for name, line in lines.items():
+        path = suite.workdir / f"{tag}-{name}.jsonl"
+        path.write_text(json.dumps(line) + "\n")
+        assert summary_of(_import(suite, path))["accepted"] == 1
+    position = _last_position(suite)
+    for user, cause in ((f"{tag}-s", f"{tag}-seg"), (f"{tag}-a", f"{tag}-amp"), (f"{tag}-m", "")):
+        shown = suite.cli("timeline", user, "--min-position", position, "--json")
+        assert shown.returncode == 0, shown.stderr
+        (entry, *_) = json.loads(shown.stdout)["entries"]
+        assert entry["lifecycle"]["to_state"] == "LIFECYCLE_STATE_NEW"
+        assert entry["cause_event_name"] == "Order Completed"
+        # Segment's messageId and Amplitude's insert id are the event ids; Mixpanel's is
+        # a hash of its deduplication key.
+        (cause_id,) = entry["cause_event_ids"]
+        assert cause_id == cause if cause else cause_id.startswith("mp-")
