@@ -46,10 +46,13 @@ def _gzipped(path: str) -> bool:
     return path.lower().endswith(".gz")
 
 
-def file_format(path: str, explicit: FileFormat | None) -> FileFormat:
+def file_format(path: str, explicit: FileFormat | None, source: Source | None = None) -> FileFormat:
+    """--format, else the extension, else JSON lines when --from names whose they are."""
     if explicit is not None:
         return explicit
     found = _EXTENSIONS.get(Path(path.removesuffix(".gz").removesuffix(".GZ")).suffix.lower())
+    if found is None and source is not None:
+        return FileFormat.jsonl
     if found is None:
         where = "stdin" if path == "-" else path
         msg = f"cannot tell the format of {where}; pass --format jsonl or --format csv"
@@ -145,7 +148,7 @@ def import_file(
     reports every event DUPLICATE (event ids are the idempotency keys).
     """
     target = target_of(ctx)
-    kind = file_format(file, format)
+    kind = file_format(file, format, source)
     reader = FormatReader(_source_for(kind, source))
     progress = output.live_progress(
         "importing", MofNCompleteColumn(), TextColumn("{task.fields[stats]}")

@@ -47,10 +47,6 @@ class Converted:
     identifies: tuple[ingest_pb2.IdentifyRequest, ...] = ()
     link: ingest_pb2.IdentifyRequest | None = None
 
-    def messages(self) -> tuple[ingest_pb2.IdentifyRequest, ...]:
-        """The identify calls, in the order to send them (the link first)."""
-        return ((self.link,) if self.link is not None else ()) + self.identifies
-
 
 def child(path: str, key: str) -> str:
     """The path of `key` inside `path`: `a.b`, or `a["odd key"]` when it is no plain name."""
