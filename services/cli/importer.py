@@ -176,15 +176,19 @@ async def import_records(
                 raise CliError(msg)
             answers = iter(replies)
             firsts = [next(answers) if record.event is not None else None for record in batch]
+            outcomes = [[first] if first is not None else [] for first in firsts]
             async with asyncio.TaskGroup() as follow_ups:
-                done = [
-                    follow_ups.create_task(lines.follow(record, first))
-                    for record, first in zip(batch, firsts, strict=True)
-                ]
+                pending = {
+                    n: follow_ups.create_task(lines.follow(record, firsts[n]))
+                    for n, record in enumerate(batch)
+                    if record.identifies or record.link is not None
+                }
+            for n, task in pending.items():
+                outcomes[n] = task.result()
         finally:
             slots.release()
-        for record, results in zip(batch, done, strict=True):
-            lines.count(record, results.result())
+        for record, results in zip(batch, outcomes, strict=True):
+            lines.count(record, results)
         on_progress(tally)
 
     try:
