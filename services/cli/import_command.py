@@ -1,25 +1,32 @@
-"""`cohortflow import FILE`: JSONL or CSV events through TrackBatch, with progress and a summary."""
+"""`cohortflow import FILE`: JSONL or CSV events through TrackBatch, with progress and a summary.
+
+JSONL lines may also be a tool's export (`--from segment|mixpanel|amplitude`, or told
+from the first lines: import_formats); a `.gz` file is read through gzip.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import sys
+import zlib
 from collections.abc import Iterator
 from contextlib import ExitStack
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, BinaryIO
+from typing import Annotated, BinaryIO, cast
 
 import typer
-from cohortflow.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from rich.progress import MofNCompleteColumn, TextColumn
 
 from services.cli import output
 from services.cli.client import CliError, Connection, target_of
 from services.cli.csv_rows import read_csv
+from services.cli.import_calls import IngestCalls
+from services.cli.import_formats import FormatReader, Source
 from services.cli.importer import MAX_CALL_BYTES, ImportTally, import_records
-from services.cli.lines import read_lines
-from services.cli.records import LineProblem, Record, read_jsonl
+from services.cli.lines import FileProblem, read_lines
+from services.cli.records import LineProblem, Record
 
 
 class FileFormat(StrEnum):
@@ -27,13 +34,25 @@ class FileFormat(StrEnum):
     csv = "csv"
 
 
-_EXTENSIONS = {".jsonl": FileFormat.jsonl, ".ndjson": FileFormat.jsonl, ".csv": FileFormat.csv}
+_EXTENSIONS = {
+    ".jsonl": FileFormat.jsonl,
+    ".ndjson": FileFormat.jsonl,
+    ".json": FileFormat.jsonl,  # Amplitude's export files: one object per line
+    ".csv": FileFormat.csv,
+}
 
 
-def file_format(path: str, explicit: FileFormat | None) -> FileFormat:
+def _gzipped(path: str) -> bool:
+    return path.lower().endswith(".gz")
+
+
+def file_format(path: str, explicit: FileFormat | None, source: Source | None = None) -> FileFormat:
+    """--format, else the extension, else JSON lines when --from names whose they are."""
     if explicit is not None:
         return explicit
-    found = _EXTENSIONS.get(Path(path).suffix.lower())
+    found = _EXTENSIONS.get(Path(path.removesuffix(".gz").removesuffix(".GZ")).suffix.lower())
+    if found is None and source is not None:
+        return FileFormat.jsonl
     if found is None:
         where = "stdin" if path == "-" else path
         msg = f"cannot tell the format of {where}; pass --format jsonl or --format csv"
@@ -46,9 +65,31 @@ def _open(path: str, stack: ExitStack) -> BinaryIO:
     if path == "-":
         return sys.stdin.buffer
     try:
-        return stack.enter_context(open(path, "rb"))
+        raw = _opened(path, stack)
     except OSError as problem:
         raise CliError(f"cannot read {path}: {problem.strerror}") from None
+    return cast(BinaryIO, _Gunzipped(raw)) if _gzipped(path) else raw
+
+
+class _Gunzipped:
+    """The lines of a gzip file; a damaged one stops the import at the line reached."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._file = gzip.GzipFile(fileobj=raw, mode="rb")
+        self._lines = 0
+
+    def readline(self, size: int = -1) -> bytes:
+        try:
+            out = self._file.readline(size)
+        except (OSError, EOFError, zlib.error) as error:
+            reason = f"not a readable gzip file ({error})"
+            raise FileProblem(self._lines + 1, reason) from None
+        self._lines += out.endswith(b"\n")
+        return out
+
+
+def _opened(path: str, stack: ExitStack) -> BinaryIO:
+    return stack.enter_context(open(path, "rb"))
 
 
 def source_name(path: str) -> str:
@@ -57,19 +98,26 @@ def source_name(path: str) -> str:
 
 
 def _count_lines(path: str) -> int | None:
-    if path == "-" or not Path(path).is_file():
+    if path == "-" or _gzipped(path) or not Path(path).is_file():
         return None
     with open(path, "rb") as handle:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
 
 
-def summary_line(path: str, tally: ImportTally) -> str:
+def summary_line(path: str, tally: ImportTally, how: str = "") -> str:
     return (
         f"imported {path}: {tally.read:,} events read, {tally.accepted:,} accepted,"
         f" {tally.duplicate:,} duplicate, {tally.rejected:,} rejected,"
         f" {tally.unreadable:,} unreadable in {tally.elapsed:.1f} s"
-        f" ({tally.events_per_second:,.0f} events/s)"
+        f" ({tally.events_per_second:,.0f} events/s)" + (f"; {how}" if how else "")
     )
+
+
+def _source_for(kind: FileFormat, source: Source | None) -> Source | None:
+    if kind is FileFormat.csv and source not in (None, Source.cohortflow):
+        msg = "--from reads JSON lines; a CSV file holds cohortflow events"
+        raise typer.BadParameter(msg, param_hint="--from")
+    return source
 
 
 def import_file(
@@ -79,6 +127,12 @@ def import_file(
         FileFormat | None,
         typer.Option("--format", "-f", help="File format (default: from the extension)."),
     ] = None,
+    source: Annotated[
+        Source | None,
+        typer.Option(
+            "--from", help="Whose JSON lines: a tool's export (default: told from the lines)."
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=1000, help="Events per call.")] = 1000,
     batch_bytes: Annotated[
         int, typer.Option(min=64 * 1024, help="Most encoded event bytes per call.")
@@ -87,13 +141,15 @@ def import_file(
 ) -> None:
     """Import events, one per line; every bad line is reported as FILE:LINE: FIELD: PROBLEM.
 
-    A bad line (not UTF-8, a NUL byte, longer than 1 MiB, not an event) is reported and
-    the import goes on; nothing of it is stored. Exits 1 if any line was unreadable or
-    rejected. Re-importing the same file reports every event DUPLICATE (event ids are the
-    idempotency keys).
+    JSON lines are cohortflow events or a tool's export (Segment, Mixpanel, Amplitude),
+    told from the first lines unless --from says. A bad line (not UTF-8, a NUL byte,
+    longer than 1 MiB, not an event) is reported and the import goes on; nothing of it
+    is stored. Exits 1 if any line was unreadable or rejected. Re-importing the same file
+    reports every event DUPLICATE (event ids are the idempotency keys).
     """
     target = target_of(ctx)
-    kind = file_format(file, format)
+    kind = file_format(file, format, source)
+    reader = FormatReader(_source_for(kind, source))
     progress = output.live_progress(
         "importing", MofNCompleteColumn(), TextColumn("{task.fields[stats]}")
     )
@@ -106,19 +162,14 @@ def import_file(
     async def run(stream: BinaryIO) -> ImportTally:
         lines = read_lines(stream)
         items: Iterator[Record | LineProblem] = (
-            read_jsonl(lines) if kind is FileFormat.jsonl else read_csv(lines)
+            reader.records(lines) if kind is FileFormat.jsonl else read_csv(lines)
         )
         async with Connection(target, "ingest") as conn:
-            stub = ingest_pb2_grpc.IngestServiceStub(conn.channel)
-
-            async def send(events: list[ingest_pb2.Event]) -> list[ingest_pb2.EventResult]:
-                request = ingest_pb2.TrackBatchRequest(events=events)
-                reply = await conn.unary(stub.TrackBatch, request, deadline_s=120, retries=5)
-                return list(reply.results)
-
+            calls = IngestCalls(conn)
             return await import_records(
                 items,
-                send,
+                calls.track_batch,
+                identify=calls.identify,
                 report=lambda line: output.problem(line, progress.console),
                 source=source_name(file),
                 on_progress=on_progress,
@@ -131,7 +182,8 @@ def import_file(
         stream = _open(file, stack)
         with progress:
             tally = asyncio.run(run(stream))
-    output.stdout().print(summary_line(file, tally), markup=False, soft_wrap=True)
+    how = reader.description() if kind is FileFormat.jsonl else ""
+    output.stdout().print(summary_line(file, tally, how), markup=False, soft_wrap=True)
     if tally.failed:
         output.error(f"{tally.failed:,} of {tally.read:,} events were not imported (see above)")
         raise typer.Exit(1)

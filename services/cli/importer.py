@@ -1,9 +1,14 @@
 """Stream parsed lines through TrackBatch: batches, several calls in flight, per-line results.
 
-Pure of any terminal: the caller passes how to send a batch, where problem lines go and
-what to do with progress, so the same engine serves `cohortflow import` and tests. Every
-line read is counted once: sent (accepted, duplicate or rejected by ingest) or unreadable,
-each bad one reported as `source:line: field: problem`.
+Pure of any terminal: the caller passes how to send a batch (and an Identify call), where
+problem lines go and what to do with progress, so the same engine serves `cohortflow
+import` and tests. Every line read is counted once: sent (accepted, duplicate or rejected
+by ingest) or unreadable, each bad one reported as `source:line: field: problem`.
+
+A line may also carry Identify calls (profile updates, identity links, from the formats
+users migrate from): they are sent after the line's event is stored, one after another,
+and not at all once one of the line's messages is rejected, so nothing of a rejected
+event's line is stored after it.
 """
 
 from __future__ import annotations
@@ -20,10 +25,15 @@ from services.cli.output import violations_text
 from services.cli.records import FileProblem, LineProblem, Record, printable
 
 SendBatch = Callable[[list[ingest_pb2.Event]], Awaitable[Sequence[ingest_pb2.EventResult]]]
+SendIdentify = Callable[[ingest_pb2.IdentifyRequest], Awaitable[ingest_pb2.EventResult]]
 REJECTED = ingest_pb2.EventResult.STATUS_REJECTED
 DUPLICATE = ingest_pb2.EventResult.STATUS_DUPLICATE
 # Most encoded event bytes in one call: under gRPC's usual 4 MiB limit of a request.
 MAX_CALL_BYTES = 3 * 1024 * 1024
+# Identify calls in flight at once (over all batches); a line's own go one after another.
+IDENTIFY_CONCURRENCY = 32
+# Links remembered as sent; past this many the memory starts again (a repeat is DUPLICATE).
+_LINKS_REMEMBERED = 100_000
 
 
 @dataclass
@@ -81,35 +91,104 @@ def _too_big(line: int, size: int, max_call_bytes: int) -> LineProblem:
     return LineProblem(line, "", reason)
 
 
+def _largest(record: Record) -> int:
+    sizes = [record.event.ByteSize()] if record.event is not None else []
+    sizes += [request.ByteSize() for request in record.identifies]
+    return max(sizes, default=0)
+
+
+async def _no_identify(request: ingest_pb2.IdentifyRequest) -> ingest_pb2.EventResult:
+    raise CliError(f"cannot send Identify {request.event_id}: this import has no Identify call")
+
+
+class _Lines:
+    """Sends what each line carries beyond its event, and counts what became of it."""
+
+    def __init__(
+        self, identify: SendIdentify, tally: ImportTally, report: Callable[[str], None], source: str
+    ) -> None:
+        self._identify = identify
+        self._slots = asyncio.Semaphore(IDENTIFY_CONCURRENCY)
+        self._linked: set[str] = set()
+        self._tally = tally
+        self._report = report
+        self._source = source
+
+    async def follow(
+        self, record: Record, first: ingest_pb2.EventResult | None
+    ) -> list[ingest_pb2.EventResult]:
+        """The results of the line: its event's, then each Identify's until one is rejected."""
+        results = [first] if first is not None else []
+        if first is not None and first.status == REJECTED:
+            return results
+        calls = list(record.identifies)
+        if record.link is not None and record.link.event_id not in self._linked:
+            calls.insert(0, record.link)
+        for request in calls:
+            async with self._slots:
+                result = await self._identify(request)
+            results.append(result)
+            if result.status == REJECTED:
+                break
+            if request is record.link:
+                if len(self._linked) >= _LINKS_REMEMBERED:
+                    self._linked.clear()
+                self._linked.add(request.event_id)
+        return results
+
+    def count(self, record: Record, results: list[ingest_pb2.EventResult]) -> None:
+        rejected = [result for result in results if result.status == REJECTED]
+        if rejected:
+            self._tally.rejected += 1
+            for result in rejected:
+                self._report(rejection_message(self._source, record.line, result))
+        elif results and all(result.status == DUPLICATE for result in results):
+            self._tally.duplicate += 1
+        else:
+            self._tally.accepted += 1
+
+
 async def import_records(
     items: Iterator[Record | LineProblem],
     send: SendBatch,
     *,
     report: Callable[[str], None],
+    identify: SendIdentify = _no_identify,
     source: str = "-",
     on_progress: Callable[[ImportTally], None] = lambda tally: None,
     batch_size: int = 1000,
     concurrency: int = 4,
     max_call_bytes: int = MAX_CALL_BYTES,
 ) -> ImportTally:
-    """Send every record in batches of at most `batch_size` events and `max_call_bytes`,
-    at most `concurrency` in flight; report each bad line (named `source:line`)."""
+    """Send every record in batches of at most `batch_size` lines and `max_call_bytes` of
+    events, at most `concurrency` batches in flight, their Identify calls through
+    `identify`; report each bad line (named `source:line`)."""
     tally = ImportTally()
     slots = asyncio.Semaphore(concurrency)
+    lines = _Lines(identify, tally, report, source)
 
     async def deliver(batch: list[Record]) -> None:
         try:
-            results = await send([record.event for record in batch])
+            events = [record.event for record in batch if record.event is not None]
+            replies = list(await send(events)) if events else []
+            if len(replies) != len(events):
+                msg = f"ingest answered {len(replies)} results for {len(events)} events"
+                raise CliError(msg)
+            answers = iter(replies)
+            firsts = [next(answers) if record.event is not None else None for record in batch]
+            outcomes = [[first] if first is not None else [] for first in firsts]
+            async with asyncio.TaskGroup() as follow_ups:
+                pending = {
+                    n: follow_ups.create_task(lines.follow(record, firsts[n]))
+                    for n, record in enumerate(batch)
+                    if record.identifies or record.link is not None
+                }
+            for n, task in pending.items():
+                outcomes[n] = task.result()
         finally:
             slots.release()
-        for record, result in zip(batch, results, strict=True):
-            if result.status == REJECTED:
-                tally.rejected += 1
-                report(rejection_message(source, record.line, result))
-            elif result.status == DUPLICATE:
-                tally.duplicate += 1
-            else:
-                tally.accepted += 1
+        for record, results in zip(batch, outcomes, strict=True):
+            lines.count(record, results)
         on_progress(tally)
 
     try:
@@ -127,13 +206,14 @@ async def import_records(
                 for item in chunk:
                     tally.lines = item.line
                     tally.read += 1
-                    size = item.event.ByteSize() if isinstance(item, Record) else 0
-                    if size > max_call_bytes:
-                        item = _too_big(item.line, size, max_call_bytes)
+                    largest = _largest(item) if isinstance(item, Record) else 0
+                    if largest > max_call_bytes:
+                        item = _too_big(item.line, largest, max_call_bytes)
                     if isinstance(item, LineProblem):
                         tally.unreadable += 1
                         report(item.at(source))
                         continue
+                    size = item.event.ByteSize() if item.event is not None else 0
                     if batch and batch_bytes + size > max_call_bytes:
                         await flush()
                     batch.append(item)

@@ -21,7 +21,7 @@ from cohortflow.types.v1 import types_pb2
 from services.cli.lines import FileProblem, Line
 from services.cli.values import BadValue, from_json, parse_time, timestamp
 
-__all__ = ["FileProblem", "LineProblem", "Record", "build_event", "read_jsonl"]
+__all__ = ["FileProblem", "LineProblem", "Record", "build_event", "json_objects", "read_jsonl"]
 
 IDENTITY = ("event_id", "user_id", "anonymous_id", "name")
 CONTEXT = ("platform", "os", "app_version", "locale", "timezone", "country", "city")
@@ -54,8 +54,14 @@ class LineProblem:
 
 @dataclass(frozen=True)
 class Record:
+    """What one line becomes: an event for TrackBatch, and Identify calls sent once the
+    event is stored (or on their own, without an event). A `link` (ids joined by an event
+    that carries both) is sent once per import, however many lines imply it."""
+
     line: int
-    event: ingest_pb2.Event
+    event: ingest_pb2.Event | None
+    identifies: tuple[ingest_pb2.IdentifyRequest, ...] = ()
+    link: ingest_pb2.IdentifyRequest | None = None
 
 
 class BadField(ValueError):
@@ -172,8 +178,9 @@ def problem_of(line: int, error: ValueError) -> LineProblem:
     return LineProblem(line, "", str(error))
 
 
-def read_jsonl(lines: Iterable[Line]) -> Iterator[Record | LineProblem]:
-    """One JSON object per line; blank lines (spaces and tabs only) are skipped."""
+def json_objects(lines: Iterable[Line]) -> Iterator[tuple[Line, dict[str, Any]] | LineProblem]:
+    """The JSON object of each line, or why the line holds none; blank lines (spaces and
+    tabs only) are skipped."""
     for line in lines:
         number, text = line.number, line.text
         if line.problem:
@@ -189,14 +196,24 @@ def read_jsonl(lines: Iterable[Line]) -> Iterator[Record | LineProblem]:
         if not isinstance(obj, dict):
             yield LineProblem(number, "", "must be a JSON object, one event per line")
             continue
+        yield line, obj
+
+
+def read_jsonl(lines: Iterable[Line]) -> Iterator[Record | LineProblem]:
+    """One event per line in cohortflow's own JSONL shape (README, CLI)."""
+    for item in json_objects(lines):
+        if isinstance(item, LineProblem):
+            yield item
+            continue
+        line, obj = item
         try:
             unknown = sorted(set(obj) - set(TOP_LEVEL))
             if unknown:
                 raise BadField(unknown[0], f"unknown key; expected one of {', '.join(TOP_LEVEL)}")
             event = build_event(obj, json_properties(obj.get("properties")))
         except ValueError as error:
-            yield problem_of(number, error)
+            yield problem_of(line.number, error)
             continue
         if not event.event_id:
-            event.event_id = derived_event_id(text)
-        yield Record(number, event)
+            event.event_id = derived_event_id(line.text)
+        yield Record(line.number, event)
