@@ -48,7 +48,7 @@ def test_bad_ranges_ids_and_drafts_are_invalid_arguments(stack: ConsoleStack):
         _refused(
             stub.GetRfmTransitions,
             pb.GetRfmTransitionsRequest(end_time=_ts(0, nanos=-5)),
-            "end_time",
+            "end_time.nanos",  # the edge checks every Timestamp before the handler runs
         )
         _refused(
             stub.GetLifecycleFlows,
@@ -69,7 +69,7 @@ def test_bad_ranges_ids_and_drafts_are_invalid_arguments(stack: ConsoleStack):
         _refused(
             stub.ValidateSegment,
             pb.ValidateSegmentRequest(segment=segments_pb2.Segment(segment_id="Bad Id")),
-            "segment_id",
+            "segment.segment_id",
         )
         _refused(
             stub.ValidateSegment,
