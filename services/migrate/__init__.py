@@ -9,7 +9,8 @@ from __future__ import annotations
 import psycopg
 
 from services.campaign import schema as campaign_schema
-from services.campaign.adapters.store import create_stores as create_campaign_stores
+from services.campaign.adapters.conversions import open_conversion_recorder
+from services.campaign.adapters.store import open_campaign_store
 from services.common.database import ensure_database
 from services.common.jetstream import ChangeSubjects
 from services.console import schema as console_schema
@@ -37,7 +38,7 @@ def migrate(database_url: str) -> None:
         try:
             log = open_event_log(database_url, create_table=True, pool_size=1)
             log.close()
-            create_campaign_stores(database_url)
+            _create_campaign_stores(database_url)
             with conn.transaction():
                 for statements in SCHEMAS:
                     for statement in statements:
@@ -48,3 +49,9 @@ def migrate(database_url: str) -> None:
             store.datastore.close()
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
+
+
+def _create_campaign_stores(database_url: str) -> None:
+    """The campaign event store and the conversion tracking table."""
+    open_campaign_store(database_url, create_table=True, pool_size=1).close()
+    open_conversion_recorder(database_url, create_table=True, pool_size=1).datastore.close()
