@@ -9,12 +9,12 @@ from cohortflow.segments.v1 import segments_pb2
 from cohortflow.types.v1 import types_pb2
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from services.projector.adapters.encode import LIFECYCLE_STATES, RFM_GROUPS
-from services.projector.domain.segments.definition import (
+from services.common.segments.definition import (
     format_duration,
     parse_duration,
     parse_time,
 )
+from services.projector.adapters.encode import LIFECYCLE_STATES, RFM_GROUPS
 
 _STATE_NAMES = {v: k for k, v in LIFECYCLE_STATES.items() if k}
 _GROUP_NAMES = {v: k for k, v in RFM_GROUPS.items() if k}

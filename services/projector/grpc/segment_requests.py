@@ -1,7 +1,7 @@
 """What SegmentService checks in a request before looking at its condition.
 
 Ids, names and descriptions only (the condition is the definition language's,
-`services.projector.domain.segments.definition`). Each problem names the field as the
+`services.common.segments.definition`). Each problem names the field as the
 client wrote it: `segment_id` of a CreateSegmentRequest, `segment.segment_id` of an
 update or preview.
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 from cohortflow.segments.v1 import segments_pb2
 
 from services.common.grpc.errors import FieldViolation
+from services.common.segments.definition import SEGMENT_ID
 from services.common.text import name_problem, text_problem
-from services.projector.domain.segments.definition import SEGMENT_ID
 
 MAX_NAME = 200
 MAX_DESCRIPTION = 2000

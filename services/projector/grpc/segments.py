@@ -24,16 +24,16 @@ from services.common.grpc.errors import (
     segment_not_found,
 )
 from services.common.grpc.paging import BadPageToken, decode_token, encode_token, page_size
-from services.eventlog.segments import Segment, SegmentArchivedError, segment_uuid
-from services.eventlog.store import EventLog
-from services.projector.adapters.encode import CAUSES, DIRECTIONS, lateness_fields
-from services.projector.adapters.segment_queries import HistoryQueries, SegmentQueries
-from services.projector.domain.segments.definition import (
+from services.common.segments.definition import (
     LIMITS,
     DefinitionError,
     find_cycle,
     parse,
 )
+from services.eventlog.segments import Segment, SegmentArchivedError, segment_uuid
+from services.eventlog.store import EventLog
+from services.projector.adapters.encode import CAUSES, DIRECTIONS, lateness_fields
+from services.projector.adapters.segment_queries import HistoryQueries, SegmentQueries
 from services.projector.grpc.history_calls import run_query
 from services.projector.grpc.segment_convert import (
     condition_from_dict,

@@ -239,8 +239,8 @@ def drafts_and_live(
     """segment -> (members by the whole-definition SQL of previews, live members)."""
     import psycopg
 
+    from services.common.segments.definition import parse
     from services.projector.adapters.preview import members_query
-    from services.projector.domain.segments.definition import parse
 
     out = {}
     with psycopg.connect(database_url) as conn:

@@ -340,7 +340,7 @@ KILLED_CLIENT = textwrap.dedent(
     from services.projector.adapters.builds import SegmentBuilder
     from services.projector.adapters.segment_queries import HistoryQueries
     from services.projector.adapters.store import open_store
-    from services.projector.domain.segments.definition import parse
+    from services.common.segments.definition import parse
 
     url, what = sys.argv[1], sys.argv[2]
     store = open_store(url, ChangeSubjects("cohortflow.changes"))

@@ -21,7 +21,7 @@ from services.cli.demo.files import (
     load_campaigns,
     load_segments,
 )
-from services.projector.domain.segments.definition import parse
+from services.common.segments.definition import parse
 from services.projector.grpc.segment_convert import condition_from_dict, condition_to_dict
 
 DEMO = load(DEMO_FILES)

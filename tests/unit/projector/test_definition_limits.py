@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.projector.domain.segments.definition import (
+from services.common.segments.definition import (
     KINDS,
     LIMITS,
     STORED_LIMITS,

@@ -7,8 +7,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from services.common.segments.limits import shown
 from services.eventlog.events import datetime_to_us
-from services.projector.domain.segments.limits import shown
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d|w|y)")
 _UNIT_US = {
