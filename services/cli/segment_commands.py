@@ -28,7 +28,7 @@ from services.cli.client import (
 from services.cli.demo.apply import UNCHANGED, apply_segments, segment_message
 from services.cli.segment_files import SegmentFileError, SegmentSpec, load_segments
 from services.cli.values import BadValue, parse_time, timestamp
-from services.projector.grpc.segment_convert import condition_to_dict
+from services.common.segment_wire import condition_to_dict
 
 app = typer.Typer(help="Define, preview and inspect segments.", no_args_is_help=True)
 

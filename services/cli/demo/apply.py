@@ -21,7 +21,7 @@ from cohortflow.segments.v1.segments_pb2_grpc import SegmentServiceStub
 from services.campaign.grpc.convert import definition
 from services.cli.client import CliError, Connection, describe_rpc_error
 from services.cli.demo.files import CampaignSpec, SegmentSpec
-from services.projector.grpc.segment_convert import condition_from_dict
+from services.common.segment_wire import condition_from_dict
 
 T = TypeVar("T")
 CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"

@@ -16,7 +16,7 @@ from google.protobuf import timestamp_pb2
 from services.common.grpc.auth import current_app_id
 from services.common.grpc.errors import FieldViolation, abort, invalid_argument
 from services.common.segments.definition import SEGMENT_ID
-from services.projector.adapters.encode import LIFECYCLE_STATES, RFM_GROUPS
+from services.common.vocabulary_pb import LIFECYCLE_STATES, RFM_GROUPS
 from services.projector.adapters.rollup_queries import RollupQueries
 from services.projector.adapters.rollups import DAY_US, LIFECYCLE
 from services.projector.domain.rfm import group_of

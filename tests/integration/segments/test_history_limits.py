@@ -27,12 +27,12 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from services.common.grpc.errors import bad_request_of
+from services.common.segment_wire import condition_from_dict
 from services.eventlog.store import open_event_log
 from services.projector import schema
 from services.projector.adapters.builds import SegmentBuilder
 from services.projector.bootstrap import start_projector
 from services.projector.config import ProjectorSettings
-from services.projector.grpc.segment_convert import condition_from_dict
 from tests.integration.segments.test_segment_service import KEYS, append, until
 from tests.support.changes import delete_stream, unique_streams
 from tests.support.ingest import auth

@@ -14,10 +14,10 @@ from google.protobuf import duration_pb2
 
 from services.common.grpc.auth import ApiKeys
 from services.common.grpc.errors import bad_request_of
+from services.common.segment_wire import condition_from_dict
 from services.eventlog.store import EventLog, open_event_log
 from services.projector.bootstrap import start_projector
 from services.projector.config import ProjectorSettings
-from services.projector.grpc.segment_convert import condition_from_dict
 from tests.support.changes import delete_stream, read_all, unique_streams
 from tests.support.ingest import auth
 from tests.support.logevents import HOUR, MINUTE, T0, identify, purchase, tick, track

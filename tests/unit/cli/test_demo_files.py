@@ -21,8 +21,8 @@ from services.cli.demo.files import (
     load_campaigns,
     load_segments,
 )
+from services.common.segment_wire import condition_from_dict, condition_to_dict
 from services.common.segments.definition import parse
-from services.projector.grpc.segment_convert import condition_from_dict, condition_to_dict
 
 DEMO = load(DEMO_FILES)
 

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from services.common.segment_wire import condition_from_dict, condition_to_dict
 from services.common.segments.definition import (
     KINDS,
     LIMITS,
@@ -20,7 +21,6 @@ from services.common.segments.definition import (
     DefinitionError,
     parse,
 )
-from services.projector.grpc.segment_convert import condition_from_dict, condition_to_dict
 
 
 def nested(depth: int, leaf: Any) -> dict[str, Any]:

@@ -1,8 +1,12 @@
-"""Segment conditions between protobuf and the readable dict form the log stores."""
+"""Segment conditions between protobuf and the readable dict form the log stores.
+
+Wire code shared by the projector (requests in, stored definitions out) and its clients (the
+CLI and the console turn files and forms into requests, and show what the service returns).
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 from cohortflow.segments.v1 import segments_pb2
@@ -14,7 +18,7 @@ from services.common.segments.definition import (
     parse_duration,
     parse_time,
 )
-from services.projector.adapters.encode import LIFECYCLE_STATES, RFM_GROUPS
+from services.common.vocabulary_pb import LIFECYCLE_STATES, RFM_GROUPS
 
 _STATE_NAMES = {v: k for k, v in LIFECYCLE_STATES.items() if k}
 _GROUP_NAMES = {v: k for k, v in RFM_GROUPS.items() if k}
@@ -222,15 +226,3 @@ def condition_from_dict(data: dict[str, Any]) -> segments_pb2.Condition:
     else:
         c.segment.segment_id = body
     return c
-
-
-def us_to_timestamp(us: int | None) -> timestamp_pb2.Timestamp | None:
-    if not us:
-        return None
-    ts = timestamp_pb2.Timestamp()
-    ts.FromMicroseconds(us)
-    return ts
-
-
-def now_us() -> int:
-    return int(datetime.now(UTC).timestamp() * 1_000_000)
