@@ -80,7 +80,8 @@ def parse_time(text: Any) -> int:
             raise ValueError(msg)
         try:
             moment = moment.replace(tzinfo=ZoneInfo(zone))
-        except (ZoneInfoNotFoundError, ValueError):
+        # OSError: a name zoneinfo takes for a path, e.g. "America" (a directory of zones).
+        except (ZoneInfoNotFoundError, ValueError, OSError):
             msg = f"unknown IANA time zone {zone!r}"
             raise ValueError(msg) from None
     if moment.tzinfo is None:

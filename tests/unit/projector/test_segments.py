@@ -408,6 +408,11 @@ def test_silent_redefinition_switches_without_publishing() -> None:
         ({"trait": {"key": "a", "op": "=", "value": [1]}}, "condition.trait.value"),
         ({"trait": {"key": "a", "op": "=", "value": 1, 7: 8}}, "condition.trait.7"),
         ({None: 1}, "condition"),
+        # zoneinfo reads "America" as a directory of zones (an OSError, not "not found").
+        (
+            {"trait": {"key": "a", "op": "<", "time": "2026-01-01T00:00:00 America"}},
+            "condition.trait.time",
+        ),
     ],
 )
 def test_bad_definitions_name_the_failing_node(condition: dict, path: str) -> None:
