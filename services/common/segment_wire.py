@@ -7,6 +7,7 @@ CLI and the console turn files and forms into requests, and show what the servic
 from __future__ import annotations
 
 from datetime import UTC
+from enum import StrEnum
 from typing import Any
 
 from cohortflow.segments.v1 import segments_pb2
@@ -19,6 +20,22 @@ from services.common.segments.definition import (
     parse_time,
 )
 from services.common.vocabulary_pb import LIFECYCLE_STATES, RFM_GROUPS
+
+
+class BuildStatus(StrEnum):
+    """`BuildProgress.status`: where the build of a segment version from history stands."""
+
+    WAITING = "waiting"  # for the projector to reach the definition
+    RUNNING = "running"
+    STORED = "stored"  # built; the projector switches at the next log position
+    LIVE = "live"  # the version is (or was) the segment's live one
+    FAILED = "failed"  # see BuildProgress.error; a failed build is not retried
+    ARCHIVED = "archived"  # the segment was archived before this version went live
+
+
+# The statuses after which a build does not change any more.
+FINAL_BUILD_STATUSES = frozenset({BuildStatus.LIVE, BuildStatus.FAILED, BuildStatus.ARCHIVED})
+
 
 _STATE_NAMES = {v: k for k, v in LIFECYCLE_STATES.items() if k}
 _GROUP_NAMES = {v: k for k, v in RFM_GROUPS.items() if k}

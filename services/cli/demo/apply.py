@@ -72,21 +72,17 @@ def _same_segment(existing: spb.Segment, desired: spb.Segment) -> bool:
 async def apply_segments(
     conn: Connection, specs: tuple[SegmentSpec, ...], *, silent: bool = False
 ) -> list[Applied]:
-    """Create or update each segment through SegmentService (referenced ones come first).
+    """Create or update each segment through SegmentService (referenced ones come first:
+    the service checks references against the definitions in the log, so one just written
+    can be referenced at once).
 
     An update names the version it replaces, so a concurrent edit fails instead of being
     overwritten; `silent` switches versions without publishing entries and exits.
     """
     stub = SegmentServiceStub(conn.channel)
     out: list[Applied] = []
-    written = 0  # log position of the last definition written
     for spec in specs:
         desired = segment_message(spec)
-        if spec.references and written:
-            # The service checks references against the definitions the projector has
-            # read: wait until it has read ours.
-            request = spb.GetSegmentRequest(segment_id=min(spec.references), min_position=written)
-            await conn.unary(stub.GetSegment, request, retries=3)
         reply = await _found(
             conn, stub.GetSegment, spb.GetSegmentRequest(segment_id=spec.segment_id)
         )
@@ -110,7 +106,6 @@ async def apply_segments(
             )
             segment, outcome = updated.segment, UPDATED
         position = 0 if outcome == UNCHANGED else segment.defined_position
-        written = max(written, position)
         out.append(
             Applied("segment", spec.segment_id, outcome, segment.version, spec.segment_id, position)
         )

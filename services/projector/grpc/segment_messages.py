@@ -9,7 +9,8 @@ from cohortflow.changes.v1 import changes_pb2
 from cohortflow.segments.v1 import segments_pb2
 from google.protobuf import timestamp_pb2
 
-from services.common.segment_wire import condition_from_dict
+from services.common.segment_wire import BuildStatus, condition_from_dict
+from services.eventlog.segments import Segment
 from services.projector.adapters.encode import CAUSES, DIRECTIONS, lateness_fields
 
 _STATES = {
@@ -41,6 +42,33 @@ def segment_pb(row: dict[str, Any], version_row: dict[str, Any] | None) -> segme
     return segment
 
 
+def written_pb(segment: Segment, position: int) -> segments_pb2.Segment:
+    """A segment as a command just wrote it (its version builds first, unless it is the
+    first: later versions keep the live one active while they build)."""
+    return segments_pb2.Segment(
+        segment_id=segment.segment_id,
+        display_name=segment.display_name,
+        description=segment.description,
+        condition=condition_from_dict(segment.definition),
+        version=segment.definition_version,
+        state=segments_pb2.Segment.STATE_BUILDING
+        if segment.definition_version == 1
+        else segments_pb2.Segment.STATE_ACTIVE,
+        building_version=segment.definition_version,
+        defined_position=position,
+    )
+
+
+def archived_pb(segment: Segment) -> segments_pb2.Segment:
+    return segments_pb2.Segment(
+        segment_id=segment.segment_id,
+        display_name=segment.display_name,
+        description=segment.description,
+        version=segment.definition_version,
+        state=segments_pb2.Segment.STATE_ARCHIVED,
+    )
+
+
 def build_progress(
     segment: dict[str, Any],
     version: dict[str, Any],
@@ -50,13 +78,13 @@ def build_progress(
     """What the build of a version has done, and how long the rest should take."""
     progress = segments_pb2.BuildProgress(version=version["version"])
     if version["status"] in ("active", "retired"):
-        progress.status = "live"
+        progress.status = BuildStatus.LIVE
     elif version["status"] == "archived":
-        progress.status = "archived"
+        progress.status = BuildStatus.ARCHIVED
     elif build is None:
-        progress.status = "waiting"
+        progress.status = BuildStatus.WAITING
     else:
-        progress.status = "failed" if build["status"] == "failed" else build["status"]
+        progress.status = BuildStatus(build["status"])
     if build is not None:
         progress.events_done = build["events_done"]
         progress.events_total = build["events_total"]
