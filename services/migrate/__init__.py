@@ -15,13 +15,14 @@ from services.common.database import ensure_database
 from services.common.jetstream import ChangeSubjects
 from services.console import schema as console_schema
 from services.eventlog.store import open_event_log
-from services.projector import rollup_schema
+from services.projector import read_contract, rollup_schema
 from services.projector import schema as projector_schema
 from services.projector.adapters.store import open_store
 
 # Table definitions of every service, in order. Each statement is idempotent.
 SCHEMAS = [
     projector_schema.STATEMENTS,
+    read_contract.STATEMENTS,
     rollup_schema.STATEMENTS,
     campaign_schema.STATEMENTS,
     console_schema.STATEMENTS,
