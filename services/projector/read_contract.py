@@ -18,8 +18,8 @@ PROFILES_V1 = "contract_profiles_v1"
 SEGMENT_MEMBERS_V1 = "contract_segment_members_v1"
 
 STATEMENTS = [
-    # One row per user of an app the projector knows: the
-    # contacts, consent, place, traits and derived state a message may depend on.
+    # One row per user of an app the projector knows: the contacts, consent, place, traits
+    # and derived state a message may depend on.
     f"""
     CREATE OR REPLACE VIEW {PROFILES_V1} AS
     SELECT app_id, user_id, traits, email, phone, push_token, consents, timezone, country, city,
