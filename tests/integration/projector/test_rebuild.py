@@ -14,14 +14,14 @@ from services.eventlog.segments import Segment
 from services.eventlog.store import open_event_log
 from services.projector.bootstrap import start_projector
 from services.projector.config import ProjectorSettings
-from tests.integration.segments.test_history_differential import (
+from tests.support.changes import delete_stream, unique_streams
+from tests.support.logevents import HOUR, T0, track
+from tests.support.processes import REPO
+from tests.support.segment_history import (
     PROFILE_SEGMENTS,
     SEGMENTS,
     profiled_history,
 )
-from tests.support.changes import delete_stream, unique_streams
-from tests.support.logevents import HOUR, T0, track
-from tests.support.processes import REPO
 
 
 def rebuild(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
