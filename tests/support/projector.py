@@ -77,13 +77,17 @@ async def in_process_projector(
     app = await start_projector(
         projector_settings(database_url, nats_url, **settings), keys, streams=streams
     )
-    log = open_event_log(database_url)
+    running: InProcessProjector | None = None
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
-            yield InProcessProjector(app, log, channel, streams, nats_url, database_url)
+            running = InProcessProjector(
+                app, open_event_log(database_url), channel, streams, nats_url, database_url
+            )
+            yield running
     finally:
         await app.stop(1)
-        log.close()
+        if running is not None:
+            running.log.close()  # the test's log of the moment (it may have opened another)
         await delete_stream(nats_url, streams)
 
 

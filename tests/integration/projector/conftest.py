@@ -1,4 +1,4 @@
-"""Fixtures of the segment tests."""
+"""Fixtures of the projector's integration tests."""
 
 from __future__ import annotations
 

@@ -10,7 +10,6 @@ from typing import Any
 import psycopg
 
 from services.common.grpc.auth import ApiKeys
-from services.eventlog.segments import Segment
 from services.eventlog.store import open_event_log
 from services.projector.bootstrap import start_projector
 from services.projector.config import ProjectorSettings
@@ -21,6 +20,7 @@ from tests.support.segment_history import (
     PROFILE_SEGMENTS,
     SEGMENTS,
     profiled_history,
+    save_segments,
 )
 
 
@@ -50,16 +50,7 @@ async def test_rebuild_is_identical_and_swaps_in(database_url: str, nats_server:
     events = profiled_history(9)
     try:
         log.append_new([log.encode(e) for e in events[:200]])
-        for segment_id, condition in {**SEGMENTS, **PROFILE_SEGMENTS}.items():
-            log.save(
-                Segment(
-                    app_id="app",
-                    segment_id=segment_id,
-                    display_name=segment_id,
-                    description="",
-                    definition=condition,
-                )
-            )
+        save_segments(log, {**SEGMENTS, **PROFILE_SEGMENTS})
         log.append_new([log.encode(e) for e in events[200:]])
         head = log.head_position()
         deadline = asyncio.get_running_loop().time() + 60
