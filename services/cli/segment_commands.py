@@ -25,7 +25,7 @@ from services.cli.client import (
     describe_rpc_error,
     target_of,
 )
-from services.cli.demo.apply import UNCHANGED, apply_segments, segment_message
+from services.cli.segment_apply import UNCHANGED, apply_segments, segment_message
 from services.cli.segment_files import SegmentFileError, SegmentSpec, load_segments
 from services.cli.values import BadValue, parse_time, timestamp
 from services.common.segment_wire import FINAL_BUILD_STATUSES, BuildStatus, condition_to_dict

@@ -18,7 +18,7 @@ from cohortflow.segments.v1 import segments_pb2, segments_pb2_grpc
 from psycopg import sql
 
 from services.cli.client import Connection, Target
-from services.cli.demo.apply import CREATED, apply_segments
+from services.cli.segment_apply import CREATED, apply_segments
 from services.cli.segment_files import SegmentSpec
 from services.common.grpc.auth import ApiKeys
 from services.common.grpc.errors import bad_request_of
