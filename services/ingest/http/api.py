@@ -204,6 +204,7 @@ class TrackingApi:
             else f"the call was refused: {fields[0][0]}: {fields[0][1]}"
         )
         refusal = Refusal(400, "invalid", message, fields)
+        metrics.HTTP_REFUSALS.labels(refusal.code).inc()
         return JSONResponse({**refusal.body(), "results": results}, status_code=400)
 
 

@@ -153,6 +153,7 @@ HOSTILE_CASES = [
     (b'{"type": "track", "userId": "a", "event": {"name": "x"}}', "event", "string"),
     (b'{"type": "track", "userId": "a"}', "event", "required"),
     (b'{"type": "track", "event": "x"}', "userId", "anonymousId"),
+    (b'{"type": "track", "userId": Infinity, "event": "x"}', "userId", "finite"),
 ]  # fmt: skip
 
 
