@@ -114,7 +114,11 @@ class TrackingApi:
                 error_id = uuid.uuid4().hex[:12]
                 _log.exception("http request failed", path=path, error_id=error_id)
                 response = JSONResponse(
-                    {"error": f"internal error {error_id}", "code": "internal", "fields": []},
+                    {
+                        "error": f"internal error; the server logged it as {error_id}",
+                        "code": "internal",
+                        "fields": [],
+                    },
                     status_code=500,
                 )
             metrics.HTTP_SECONDS.labels(path).observe(time.perf_counter() - started)
