@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from cohortflow.ingest.v1 import ingest_pb2, ingest_pb2_grpc
@@ -12,6 +13,8 @@ from services.eventlog.store import EventLog, open_event_log
 from services.ingest.appender import Appender
 from services.ingest.config import IngestSettings
 from services.ingest.grpc.servicer import IngestServicer
+from services.ingest.http.api import HttpLimits, TrackingApi
+from services.ingest.http.server import HttpEdge, start_http
 
 SERVICE_NAME = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name
 
@@ -21,14 +24,23 @@ class IngestApp:
     served: Served
     appender: Appender
     log: EventLog
+    http: HttpEdge | None = None
 
     @property
     def port(self) -> int:
         return self.served.port
 
+    @property
+    def http_port(self) -> int:
+        """The port of the HTTP tracking API (0 when it is off)."""
+        return self.http.port if self.http else 0
+
     async def stop(self, grace: float, drain: float = 0.0) -> None:
         """Stop taking calls, finish in-flight ones, commit what is queued, close."""
-        await self.served.stop(grace, drain)
+        stopping = [self.served.stop(grace, drain)]
+        if self.http is not None:
+            stopping.append(self.http.stop(grace, drain))
+        await asyncio.gather(*stopping)
         await self.appender.close()
         self.log.close()
 
@@ -66,4 +78,24 @@ async def start_ingest(
         reuse_port=settings.reuse_port,
         max_receive_bytes=settings.max_receive_bytes,
     )
-    return IngestApp(served=served, appender=appender, log=event_log)
+    app = IngestApp(served=served, appender=appender, log=event_log)
+    address = settings.http_address()
+    if address is not None:
+        api = TrackingApi(
+            appender,
+            keys,
+            settings.limits(),
+            HttpLimits(
+                settings.http_max_call_bytes,
+                settings.http_max_batch_bytes,
+                settings.http_max_batch_calls,
+            ),
+        )
+        try:
+            app.http = await start_http(
+                api, *address, reuse_port=settings.reuse_port, grace=settings.shutdown_grace_s
+            )
+        except OSError:
+            await app.stop(0)
+            raise
+    return app
