@@ -20,10 +20,12 @@ from services.ingest import schema as ingest_schema
 from services.projector import rollup_schema
 from services.projector import schema as projector_schema
 from services.projector.adapters.store import open_store
+from services.projector.partitions import leases
 
 # Table definitions of every service, in order. Each statement is idempotent.
 SCHEMAS = [
     ingest_schema.STATEMENTS,
+    [leases.CREATE_STATEMENT],
     projector_schema.STATEMENTS,
     rollup_schema.STATEMENTS,
     campaign_schema.STATEMENTS,
