@@ -9,12 +9,14 @@ from cohortflow.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 
 from services.common.grpc.auth import ApiKeys
 from services.common.grpc.server import Registration, Served, create_server
-from services.eventlog.store import EventLog, open_event_log
+from services.eventlog.partitioned import PartitionedLog, open_partitioned_log
+from services.ingest.adapters.identity_links import IdentityLinks
 from services.ingest.appender import Appender
 from services.ingest.config import IngestSettings
 from services.ingest.grpc.servicer import IngestServicer
 from services.ingest.http.api import HttpLimits, TrackingApi
 from services.ingest.http.server import HttpEdge, start_http
+from services.ingest.routing import PartitionedAppender, PartitionWriter
 
 SERVICE_NAME = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name
 
@@ -22,8 +24,8 @@ SERVICE_NAME = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name
 @dataclass
 class IngestApp:
     served: Served
-    appender: Appender
-    log: EventLog
+    appender: PartitionedAppender
+    log: PartitionedLog
     http: HttpEdge | None = None
 
     @property
@@ -45,19 +47,24 @@ class IngestApp:
         self.log.close()
 
 
-async def start_ingest(
-    settings: IngestSettings, keys: ApiKeys, *, log: EventLog | None = None
-) -> IngestApp:
-    event_log = log or open_event_log(
-        settings.database_url,
+async def start_ingest(settings: IngestSettings, keys: ApiKeys) -> IngestApp:
+    event_log = open_partitioned_log(
+        settings.deployment(),
         pool_size=settings.db_pool_size,
         connect_timeout_s=settings.db_connect_timeout_s,
     )
-    appender = Appender(
+    appender = PartitionedAppender(
         event_log,
-        max_events=settings.max_batch_events,
-        max_bytes=settings.max_batch_bytes,
-        max_inflight=settings.max_inflight,
+        [
+            Appender(
+                PartitionWriter(event_log, partition),
+                max_events=settings.max_batch_events,
+                max_bytes=settings.max_batch_bytes,
+                max_inflight=settings.max_inflight,
+            )
+            for partition in range(event_log.partitions)
+        ],
+        IdentityLinks(event_log.home.log_recorder.datastore) if event_log.partitions > 1 else None,
     )
     servicer = IngestServicer(
         appender, settings.limits(), max_events_per_call=settings.max_events_per_call

@@ -35,12 +35,12 @@ from starlette.routing import Route
 from services.common.formats.segment import TYPES
 from services.common.grpc.auth import ApiKeys
 from services.ingest import metrics
-from services.ingest.appender import Appender
 from services.ingest.domain.model import Limits
 from services.ingest.http.auth import app_of
 from services.ingest.http.body import parse_json, read_body
 from services.ingest.http.calls import Judged, judge
 from services.ingest.http.refusal import Refusal, bad_field
+from services.ingest.routing import PartitionedAppender
 
 _log = structlog.get_logger("ingest.http")
 Where = Callable[[int], str]
@@ -70,7 +70,7 @@ class TrackingApi:
 
     def __init__(
         self,
-        appender: Appender,
+        appender: PartitionedAppender,
         keys: ApiKeys,
         limits: Limits,
         http_limits: HttpLimits,
