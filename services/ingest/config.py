@@ -35,6 +35,9 @@ class IngestSettings(ServiceSettings):
     max_event_bytes: int = Field(32 * 1024, alias="INGEST_MAX_EVENT_BYTES", ge=1024)
     max_future_skew_s: int = Field(24 * 3600, alias="INGEST_MAX_FUTURE_SKEW_S", ge=0)
     max_event_age_days: int = Field(3650, alias="INGEST_MAX_EVENT_AGE_DAYS", ge=1)
+    # History imports: how often the appender looks for finished jobs (it also looks at
+    # once when this process finishes one).
+    history_poll_s: float = Field(2.0, alias="INGEST_HISTORY_POLL_S", gt=0, le=60)
     # Database connections of this process.
     db_pool_size: int = Field(4, alias="INGEST_DB_POOL_SIZE", ge=1)
     # Seconds to wait for a database connection (per attempt; 10 attempts before UNAVAILABLE).
