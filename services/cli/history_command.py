@@ -101,7 +101,7 @@ async def import_history(
                 concurrency=concurrency,
                 max_call_bytes=max_call_bytes,
             )
-        except Exception:
+        except BaseException:  # a failure, or Ctrl-C (the task cancelled)
             # Let go of the app's one running job; what was staged goes with it.
             with contextlib.suppress(CliError, TimeoutError):
                 await asyncio.wait_for(calls.cancel(job.job_id), CANCEL_S)
