@@ -4,6 +4,7 @@ and the job's markers where the rule puts them, each event once, even across a r
 
 from __future__ import annotations
 
+import asyncio
 import random
 import uuid
 from collections import Counter
@@ -29,13 +30,14 @@ from services.eventlog.partitioned import open_partitioned_log
 from services.eventlog.partitions import ANONYMOUS_PREFIX, Deployment, decode_position
 from services.eventlog.store import open_event_log
 from services.ingest.adapters.history_jobs import HistoryJobs
-from services.ingest.adapters.history_progress import AppendProgress
+from services.ingest.adapters.history_progress import AppendProgress, JobLease
 from services.ingest.adapters.history_staging import HistoryStaging
 from services.ingest.adapters.identity_links import IdentityLinks
 from services.ingest.bootstrap import IngestApp, start_ingest
 from services.ingest.config import IngestSettings
 from services.ingest.domain.history_clock import history_ticks
 from services.ingest.history_appender import HistoryAppender
+from services.ingest.history_loop import HistoryLoop
 from services.migrate import migrate
 from tests.support.history import (
     DONE,
@@ -487,3 +489,60 @@ def _staged_rows(deployment: Deployment) -> int:
         row = conn.execute("SELECT count(*) FROM ingest_history_staging").fetchone()
     assert row is not None
     return int(row[0])
+
+
+class BuggyLog(CrashingLog):
+    """The log, with a bug that raises on the `after`-th append of user events."""
+
+    def append(self, partition: int, stored: Any) -> Any:
+        if any(
+            not s.topic.endswith(("HistoryImportStarted", "HistoryImportFinished")) for s in stored
+        ):
+            self._left -= 1
+            if self._left == 0:
+                raise ValueError("a bug")
+        return self._log.append(partition, stored)
+
+
+async def test_a_job_that_fails_for_good_still_appends_its_finished_marker(
+    deployment: Deployment,
+) -> None:
+    history = make_history(unique_id("f"), count=120, seed=3)
+    app = await start(deployment)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
+        shop = HistoryClient(ch, "key-shop")
+        job = await shop.start()
+        await upload_all(shop, job.job_id, history)
+    await app.stop(1)
+
+    log = open_partitioned_log(deployment, pool_size=2)
+    home = log.home.log_recorder.datastore
+    progress = AppendProgress(home)
+    appender = HistoryAppender(
+        BuggyLog(log, after=3),  # type: ignore[arg-type]
+        HistoryStaging(home),
+        progress,
+        IdentityLinks(home) if deployment.partitions > 1 else None,
+        max_events=25,
+    )
+    loop = HistoryLoop(appender, progress, JobLease(deployment.home_url), poll_s=0.05)
+    try:
+        loop.start()
+        HistoryJobs(home).finish("shop", job_uuid(job))
+        loop.kick()
+
+        async def closed() -> Any:
+            found = await asyncio.to_thread(progress.load, job_uuid(job))
+            return found if found is not None and found.finished_positions else None
+
+        failed = await eventually(closed, "the failed job closed")
+    finally:
+        await loop.stop()
+        log.close()
+    assert failed.state.value == "failed"
+    assert "ValueError: a bug" in failed.failure_reason
+    for partition, entries in enumerate(partition_logs(deployment)):
+        part = history_of(entries, job.job_id)
+        assert isinstance(part[-1].event, HistoryImportFinished)
+        assert part[-1].event.events == failed.appended < len(history.times)
+        assert failed.finished_positions[partition] == part[-1].position
