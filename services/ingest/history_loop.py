@@ -70,6 +70,9 @@ class HistoryLoop:
             except TRANSIENT as error:
                 _log.warning("cannot list history jobs", error=repr(error))
                 jobs = []
+            except Exception:  # a bug: keep the loop (and ingest) alive, try again later
+                _log.exception("cannot list history jobs")
+                jobs = []
             for job_id in jobs:
                 if self._stopping:
                     break
@@ -106,6 +109,7 @@ class HistoryLoop:
                     with contextlib.suppress(*TRANSIENT):
                         await asyncio.to_thread(self._progress.fail, job_id, reason)
                     await self._pause(backoff)
+                    backoff = min(backoff * 2, MAX_BACKOFF_S)
         finally:
             with contextlib.suppress(*TRANSIENT):
                 await asyncio.to_thread(self._lease.release)

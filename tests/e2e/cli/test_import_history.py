@@ -138,6 +138,14 @@ def test_an_unsorted_file_imports_as_history_and_again_as_all_duplicate(suite: S
     assert "nothing new to append" in again.stdout
     assert len(_log(suite)) == len(entries)
 
+    # Both jobs are listed; a done one cannot be cancelled.
+    listed = suite.cli("history-imports", "--json")
+    states = {j["job_id"]: j["state"] for j in json.loads(listed.stdout)["jobs"]}
+    assert states[job] == "STATE_DONE" and len(states) >= 2
+    refused = suite.cli("history-imports", "--cancel", job)
+    assert refused.returncode == 1
+    assert "FAILED_PRECONDITION" in refused.stderr and "only a staging job" in refused.stderr
+
 
 def test_a_segment_export_imports_as_history_with_its_identities(suite: Suite) -> None:
     tag = uuid.uuid4().hex[:8]
