@@ -48,6 +48,9 @@ class IngestSettings(ServiceSettings):
     )
     # Most calls one /v1/batch may carry.
     http_max_batch_calls: int = Field(2500, alias="INGEST_HTTP_MAX_BATCH_CALLS", ge=1, le=10_000)
+    # History imports: how often the appender looks for finished jobs (it also looks at
+    # once when this process finishes one).
+    history_poll_s: float = Field(2.0, alias="INGEST_HISTORY_POLL_S", gt=0, le=60)
     # Database connections of this process.
     db_pool_size: int = Field(4, alias="INGEST_DB_POOL_SIZE", ge=1)
     # Seconds to wait for a database connection (per attempt; 10 attempts before UNAVAILABLE).

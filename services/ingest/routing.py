@@ -8,17 +8,30 @@ one partition this is the single appender, untouched.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from eventsourcing.persistence import StoredEvent
 
 from services.eventlog.events import UserIdentified
 from services.eventlog.partitioned import PartitionedLog
-from services.eventlog.partitions import ANONYMOUS_PREFIX, encode_position
+from services.eventlog.partitions import ANONYMOUS_PREFIX, Deployment, encode_position
 from services.eventlog.store import AppendOutcome, append_new
 from services.ingest.adapters.identity_links import IdentityLinks
 from services.ingest.appender import Appended, Appender
+
+
+def partition_for(
+    deployment: Deployment,
+    app_id: str,
+    user_id: str,
+    anonymous_id: str,
+    links: Mapping[tuple[str, str], str],
+) -> int:
+    """The partition of an event: its user's, else the user its anonymous id is linked
+    to (`links`: (app, anonymous id) -> user id), else the anonymous id's own."""
+    user = user_id or links.get((app_id, anonymous_id))
+    return deployment.partition_of(app_id, user if user else ANONYMOUS_PREFIX + anonymous_id)
 
 
 class PartitionWriter:
@@ -83,12 +96,10 @@ class PartitionedAppender:
         ]
         if linking and self._links is not None:
             await asyncio.to_thread(self._record_links, linking)
-        out: list[int] = []
-        for event in events:
-            user = event.user_id or links.get((event.app_id, event.anonymous_id))
-            key = user if user else ANONYMOUS_PREFIX + event.anonymous_id
-            out.append(deployment.partition_of(event.app_id, key))
-        return out
+        return [
+            partition_for(deployment, event.app_id, event.user_id, event.anonymous_id, links)
+            for event in events
+        ]
 
     def _record_links(self, events: list[UserIdentified]) -> None:
         assert self._links is not None

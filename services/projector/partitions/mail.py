@@ -51,8 +51,7 @@ class Mail:
 def write_mail(curs: Cursor, source: int, letters: Iterable[Mail]) -> None:
     """Inside the batch's transaction: keep the letters until the relay has sent them."""
     rows = [
-        (source, m.target, m.stored.originator_id, m.stored.topic, m.stored.state)
-        for m in letters
+        (source, m.target, m.stored.originator_id, m.stored.topic, m.stored.state) for m in letters
     ]
     if rows:
         curs.executemany(
