@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 
 from services.common.config import ApiKeySettings
 from services.common.grpc.auth import ApiKeys
 from services.common.logging import configure_logging
+from services.common.net import free_port
 from services.common.serve import serve_until_signal
 from services.common.workers import supervise
 from services.ingest.config import IngestSettings
@@ -17,7 +19,16 @@ async def serve(settings: IngestSettings, keys: ApiKeys) -> None:
     from services.ingest.bootstrap import start_ingest  # after PROMETHEUS_MULTIPROC_DIR is set
 
     app = await start_ingest(settings, keys)
-    await serve_until_signal("ingest", app, settings, serving={"apps": len(keys)})
+    await serve_until_signal(
+        "ingest", app, settings, serving={"http_port": app.http_port, "apps": len(keys)}
+    )
+
+
+def share_http_port(settings: IngestSettings) -> None:
+    """Give the workers one HTTP port: a free one chosen here for port 0."""
+    address = settings.http_address()
+    if address is not None and address[1] == 0:
+        os.environ["INGEST_HTTP_LISTEN"] = f"{address[0]}:{free_port(0, address[0])}"
 
 
 def main() -> int:
@@ -36,6 +47,7 @@ def main() -> int:
         )
         return 2
     if settings.workers > 1:
+        share_http_port(settings)
         return supervise(
             "services.ingest",
             settings.workers,
