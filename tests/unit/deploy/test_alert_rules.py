@@ -9,6 +9,7 @@ import pydantic
 import pytest
 import yaml
 
+from services.projector.metrics import PARTITION_LABEL
 from tests.unit.deploy.manifests import DEPLOY
 from tests.unit.deploy.registered_metrics import (
     TARGET_LABELS,
@@ -63,11 +64,12 @@ def test_jobs_of_the_alerts_are_scraped() -> None:
 
 
 def test_unknown_metrics_and_labels_are_reported() -> None:
-    assert unknown_names("rate(cohortflow_campaign_consumer_pending[5m])") == [
-        "metric cohortflow_campaign_consumer_pending"
+    assert unknown_names("rate(cohortflow_campaign_consumer_pendings[5m])") == [
+        "metric cohortflow_campaign_consumer_pendings"
     ]
-    assert unknown_names('cohortflow_projector_lag_events{partition="1"}') == [
-        "label partition on cohortflow_projector_lag_events"
+    # Reserved for partition workers, not exported yet: an alert cannot use it before then.
+    assert unknown_names(f'cohortflow_projector_lag_events{{{PARTITION_LABEL}="1"}}') == [
+        f"label {PARTITION_LABEL} on cohortflow_projector_lag_events"
     ]
 
 
