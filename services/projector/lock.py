@@ -20,6 +20,10 @@ from services.projector import metrics
 _log = structlog.get_logger("projector.lock")
 
 
+class LockLost(Exception):
+    """The lock went with its connection: stop projecting until it is held again."""
+
+
 class ProjectorLock:
     def __init__(self, database_url: str, key: int, *, retry_s: float = 1.0) -> None:
         self._url = database_url
@@ -31,6 +35,11 @@ class ProjectorLock:
     @property
     def held(self) -> bool:
         return self._conn is not None
+
+    def ensure_held(self) -> None:
+        """Raise LockLost if the lock was found lost (by `still_held`, on any thread)."""
+        if self._conn is None:
+            raise LockLost
 
     def acquire(self, stop: threading.Event) -> bool:
         """Hold the lock (waiting as a standby while another process does), or give up

@@ -31,7 +31,7 @@ from services.projector.adapters.store import ProjectorStore
 from services.projector.committer import CommitFailed, Committer, Prepared, commit
 from services.projector.domain.engine import Engine, PolicySource
 from services.projector.isolation import BUILT_TOPIC, Folder, FoldFailed, Isolation
-from services.projector.lock import ProjectorLock
+from services.projector.lock import LockLost, ProjectorLock
 
 _log = structlog.get_logger("projector")
 
@@ -89,6 +89,8 @@ class Projection:
                     engine = isolation.run(engine, self.position, suspect, stop)
                     suspect = 0
                 self._follow(engine, stop)
+            except LockLost:
+                _log.warning("the projector lock was lost; taking it again before projecting")
             except (FoldFailed, CommitFailed) as failure:
                 if isinstance(failure, CommitFailed) and not refused(failure.error):
                     self._failed(failure.error, stop)
@@ -181,7 +183,9 @@ class Projection:
     def _follow(self, engine: Engine, stop: threading.Event) -> None:
         committer = Committer(self._commit_one)
         try:
-            for batch in self._follower.batches(self.position, stop, committer.check):
+            for batch in self._follower.batches(
+                self.position, stop, lambda: self._between_batches(committer)
+            ):
                 started = time.perf_counter()
                 last = 0
                 records: list[Quarantined] = []
@@ -200,6 +204,12 @@ class Projection:
                 committer.submit(self._prepare(engine, last, started, records))
         finally:
             committer.close()
+
+    def _between_batches(self, committer: Committer) -> None:
+        """While idle: the last commit went through, and the lock is still ours."""
+        committer.check()
+        if self._lock is not None:
+            self._lock.ensure_held()
 
 
 def _quarantined(record: Quarantined) -> None:
