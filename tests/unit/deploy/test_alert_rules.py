@@ -60,7 +60,12 @@ def test_jobs_of_the_alerts_are_scraped() -> None:
     scrape = yaml.safe_load(SCRAPE.read_text())
     assert scrape["rule_files"] == [ALERTS.name]
     jobs = {c["job_name"] for c in scrape["scrape_configs"]}
-    assert {"cohortflow-ingest", "cohortflow-projector", "cohortflow-campaign"} <= jobs
+    assert {
+        "cohortflow-ingest",
+        "cohortflow-projector",
+        "cohortflow-campaign",
+        "cohortflow-console",
+    } <= jobs
 
 
 def test_unknown_metrics_and_labels_are_reported() -> None:
@@ -86,3 +91,10 @@ def test_unknown_metrics_and_labels_are_reported() -> None:
 def test_malformed_rules_are_refused(rule: dict) -> None:
     with pytest.raises(pydantic.ValidationError):
         RuleFile.model_validate({"groups": [{"name": "g", "rules": [rule]}]})
+
+
+def test_the_readme_says_what_each_alert_means_and_what_to_do() -> None:
+    readme = (DEPLOY.parent / "README.md").read_text()
+    table = readme.split("\n### Alerts\n", 1)[1].split("\n## ", 1)[0]
+    rows = {line.split("|")[1].strip(" `") for line in table.splitlines() if line.startswith("| `")}
+    assert rows == {r.alert for r in RULES}
