@@ -37,17 +37,18 @@ class Check:
     Thread-safe: the projector's threads report on it as well as the event loop.
     """
 
-    def __init__(self, name: str, trip_after: int = 3) -> None:
+    def __init__(self, name: str, trip_after: int = 3, *, up: bool = True) -> None:
+        """`up=False`: down until a first success (nothing is known yet)."""
         if trip_after < 1:
             raise ValueError("trip_after must be at least 1")
         self.name = name
         self.trip_after = trip_after
-        self.up = True
+        self.up = up
         self.failures = 0
         self.last_error = ""
         self._listeners: list[Callable[[], None]] = []
         self._lock = threading.Lock()
-        CHECK_UP.labels(name).set(1)
+        CHECK_UP.labels(name).set(1 if up else 0)
 
     def listen(self, listener: Callable[[], None]) -> None:
         """Call `listener` (on the reporting thread) whenever `up` changes."""

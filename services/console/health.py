@@ -3,9 +3,9 @@
 Its pages need three things: its own database (sign-in, sessions), the projector's reads
 and the campaign API. Each is probed every HEALTH_INTERVAL_S in the background (a
 `SELECT` on a connection of its own; gRPC health of the two services) and counts as
-down after HEALTH_FAILURES failures in a row, up again at the first success; /healthz
-only reads the result, so a probe request never waits for a slow backend. /livez says
-the process answers HTTP, nothing more.
+down after HEALTH_FAILURES failures in a row, up again at the first success; at start it
+is down until its first success. /healthz only reads the result, so a probe request
+never waits for a slow backend. /livez says the process answers HTTP, nothing more.
 """
 
 from __future__ import annotations
@@ -31,7 +31,10 @@ class ConsoleHealth:
         timeout_s: float,
         failures: int,
     ) -> None:
-        self.checks = [Check(name, failures) for name in ("database", "projector", "campaign")]
+        # Not ready until each has answered once: a new pod takes no traffic on trust.
+        self.checks = [
+            Check(name, failures, up=False) for name in ("database", "projector", "campaign")
+        ]
         self._probe = DatabaseProbe(database_url, timeout_s)
         self._backends = backends
         self._interval_s = interval_s

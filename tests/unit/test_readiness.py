@@ -57,3 +57,12 @@ async def test_one_slow_probe_does_not_flip_the_check_two_in_a_row_do() -> None:
     # down, and the next one that answered brought it back.
     assert seen == [False, True]
     assert "TimeoutError" in check.last_error
+
+
+def test_a_check_that_starts_unknown_is_down_until_its_first_success() -> None:
+    check = Check("unit-unknown", trip_after=3, up=False)
+    assert not check.up and CHECK_UP.labels("unit-unknown")._value.get() == 0
+    check.failed(OSError("refused"))
+    assert not check.up
+    check.passed()
+    assert check.up and CHECK_UP.labels("unit-unknown")._value.get() == 1
