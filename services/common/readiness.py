@@ -97,13 +97,6 @@ class Readiness:
         for check in {c for checks in self._needs.values() for c in checks}:
             check.listen(self._changed)
 
-    @property
-    def checks(self) -> list[Check]:
-        return list({c.name: c for checks in self._needs.values() for c in checks}.values())
-
-    def serving(self, name: str = "") -> bool:
-        return not self._served.stopping and all(c.up for c in self._needs[name])
-
     async def sync(self) -> None:
         """Bring every name's status in line with its checks now."""
         async with self._lock:
