@@ -50,7 +50,17 @@ class ProjectorLock:
         while not stop.is_set():
             try:
                 conn = psycopg.connect(
-                    self._url, autocommit=True, connect_timeout=5, application_name="projector"
+                    self._url,
+                    autocommit=True,
+                    connect_timeout=5,
+                    application_name="projector",
+                    # A server that vanished (a network cut, not a refusal) must not hang
+                    # the lock's checks: keepalives and a send timeout end it within ~20 s.
+                    keepalives=1,
+                    keepalives_idle=5,
+                    keepalives_interval=5,
+                    keepalives_count=3,
+                    tcp_user_timeout=20_000,
                 )
                 row = conn.execute("SELECT pg_try_advisory_lock(%s)", (self._key,)).fetchone()
             except psycopg.Error as error:
