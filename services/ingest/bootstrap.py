@@ -81,7 +81,7 @@ async def start_ingest(settings: IngestSettings, keys: ApiKeys) -> IngestApp:
     )
     # Ready = every database it writes to takes appends: a probe of its own for each, and
     # every append transaction reports to the check of its partition's database.
-    databases = _database_checks(event_log.deployment, settings.health_failures)
+    databases = database_checks(event_log.deployment, settings.health_failures)
     appender = PartitionedAppender(
         event_log,
         [
@@ -175,7 +175,7 @@ async def start_ingest(settings: IngestSettings, keys: ApiKeys) -> IngestApp:
     return app
 
 
-def _database_checks(deployment: Deployment, failures: int) -> dict[str, Check]:
+def database_checks(deployment: Deployment, failures: int) -> dict[str, Check]:
     """A readiness check per database ingest writes to, by URL: the home database's is
     "database", any other's "database-<the first partition it holds>"."""
     home = deployment.home_url

@@ -9,6 +9,8 @@ import pytest
 
 from services.common.probes import watch
 from services.common.readiness import CHECK_UP, Check
+from services.eventlog.partitions import Deployment
+from services.ingest.bootstrap import database_checks
 
 
 def test_a_check_trips_after_failures_in_a_row_and_recovers_at_one_success() -> None:
@@ -66,3 +68,14 @@ def test_a_check_that_starts_unknown_is_down_until_its_first_success() -> None:
     assert not check.up
     check.passed()
     assert check.up and CHECK_UP.labels("unit-unknown")._value.get() == 1
+
+
+def test_ingest_judges_each_database_it_writes_to_on_its_own() -> None:
+    home, other = "postgresql://db0/cf", "postgresql://db1/cf"
+    deployment = Deployment(4, (home, home, other, other), home)
+    checks = database_checks(deployment, failures=2)
+    assert {url: c.name for url, c in checks.items()} == {home: "database", other: "database-2"}
+    assert all(c.trip_after == 2 for c in checks.values())
+    # Partitions elsewhere while the home database (history jobs, links) holds none.
+    apart = database_checks(Deployment(2, (other, other), home), failures=3)
+    assert {url: c.name for url, c in apart.items()} == {home: "database", other: "database-0"}
