@@ -1,15 +1,15 @@
 """The projector's Prometheus metrics.
 
-Partition workers (a later issue) will report lag and lease changes per partition: those
-series will carry the label `partition` (the partition number, as text) and nothing else
-new, so alerts written against these names keep working with a `max by (partition)`.
+Partition workers report per partition under the label `partition` (the partition number,
+as text): `services/projector/partitions/metrics.py` holds those series (lag, position,
+held partitions, lease changes). The series here are the whole projector's.
 """
 
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-PARTITION_LABEL = "partition"  # reserved for per-partition lag and lease changes
+PARTITION_LABEL = "partition"  # the label of every per-partition series
 
 EVENTS = Counter("cohortflow_projector_events_total", "Log events applied")
 BATCH_SIZE = Histogram(
