@@ -16,6 +16,7 @@ from cohortflow.campaigns.v1 import campaigns_pb2, campaigns_pb2_grpc, inbox_pb2
 from nats.aio.client import Client as NATS
 from psycopg_pool import AsyncConnectionPool
 
+from services.campaign.adapters.backlog import DueSends
 from services.campaign.adapters.broadcasts import BroadcastScheduler
 from services.campaign.adapters.catalog import CampaignCatalog
 from services.campaign.adapters.channels import EmailSender, PushSender, SmsSender, WebhookSender
@@ -41,6 +42,8 @@ from services.campaign.grpc.servicer import CampaignServicer
 from services.common.grpc.auth import ApiKeys
 from services.common.grpc.server import Registration, Served, create_server
 from services.common.jetstream import ChangeStreamSettings, connect
+from services.common.probes import DatabaseProbe, watch
+from services.common.readiness import Check, Readiness
 from services.eventlog.store import EventLog, open_event_log
 
 CAMPAIGN_SERVICE = campaigns_pb2.DESCRIPTOR.services_by_name["CampaignService"].full_name
@@ -65,6 +68,12 @@ class CampaignApp:
     housekeeper: Housekeeper
     renderer: Renderer
     segments: SegmentDirectory
+    readiness: Readiness
+    database: Check
+    nats: Check
+    probe: DatabaseProbe
+    due_sends: DueSends
+    settings: CampaignSettings
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -73,9 +82,34 @@ class CampaignApp:
         return self.served.port
 
     def start_loops(self) -> None:
-        loops = (self.consumer, self.dispatcher, self.follower, self.scheduler, self.housekeeper)
+        loops = (
+            self.consumer,
+            self.dispatcher,
+            self.follower,
+            self.scheduler,
+            self.housekeeper,
+            self.due_sends,
+        )
         for loop in loops:
             self.tasks.append(asyncio.create_task(loop.run(self.stopping)))
+        self.start_health()
+
+    def start_health(self) -> None:
+        """Probe the database and the consumer (through NATS) for readiness."""
+        timeout_s = self.settings.health_timeout_s
+        probes = (
+            (self.database, self.probe),
+            (self.nats, lambda: self.consumer.refresh_info(timeout_s)),
+        )
+        for check, probe in probes:
+            task = watch(
+                check,
+                probe,
+                self.stopping,
+                interval_s=self.settings.health_interval_s,
+                timeout_s=timeout_s,
+            )
+            self.tasks.append(asyncio.create_task(task))
 
     async def stop(self, grace: float, drain: float = 0.0) -> None:
         """Stop the API, let the loops finish their current batch (acked), close."""
@@ -90,6 +124,7 @@ class CampaignApp:
             closing = getattr(part, "close", None)
             if closing is not None:
                 await closing()
+        await self.probe.close()
         await self.pool.close()
         self.follower.close()
         self.log.close()
@@ -168,6 +203,9 @@ async def start_campaign(
         on_decided=dispatcher.wake.set,
     )
     nc = await connect(settings.nats_url, "campaign")
+    # Ready = decisions can be committed (database) and changes fetched (NATS).
+    database = Check("database", trip_after=settings.health_failures)
+    nats = Check("nats", trip_after=settings.health_failures)
     consumer = ChangeConsumer(
         nc,
         stream,
@@ -178,6 +216,7 @@ async def start_campaign(
         ack_wait_s=settings.ack_wait_s,
         nak_base_s=settings.nak_base_s,
         nak_max_s=settings.nak_max_s,
+        database=database,
     )
     await consumer.start()
     follower = ConversionFollower(
@@ -235,6 +274,20 @@ async def start_campaign(
         ),
         renderer=renderer,
         segments=segments,
+        # The API needs only the database; the whole service ("") needs NATS as well.
+        readiness=Readiness(
+            served, {"": [database, nats], CAMPAIGN_SERVICE: [database], INBOX_SERVICE: [database]}
+        ),
+        database=database,
+        nats=nats,
+        probe=DatabaseProbe(settings.database_url, settings.health_timeout_s),
+        due_sends=DueSends(
+            pool,
+            clock,
+            channels={"in_app", *dispatcher.channels()},
+            poll_s=settings.health_interval_s,
+        ),
+        settings=settings,
     )
     if background:
         app.start_loops()

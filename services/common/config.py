@@ -30,6 +30,13 @@ class ServiceSettings(BaseSettings):
     # refused and in-flight ones get SHUTDOWN_GRACE_S to finish.
     shutdown_drain_s: float = Field(1.0, alias="SHUTDOWN_DRAIN_S", ge=0)
     shutdown_grace_s: float = Field(10.0, alias="SHUTDOWN_GRACE_S", ge=0)
+    # Readiness (gRPC health; the console's /healthz): each dependency is probed every
+    # HEALTH_INTERVAL_S, a probe taking over HEALTH_TIMEOUT_S fails, and a dependency
+    # counts as down after HEALTH_FAILURES failures in a row (of probes or of real work),
+    # up again at the first success. So one slow query never flips a probe.
+    health_interval_s: float = Field(2.0, alias="HEALTH_INTERVAL_S", gt=0)
+    health_timeout_s: float = Field(5.0, alias="HEALTH_TIMEOUT_S", gt=0)
+    health_failures: int = Field(3, alias="HEALTH_FAILURES", ge=1, le=100)
     # Partitions of the log, fixed when the deployment is created (services.migrate records
     # it); unset: what the deployment records. And where each partition lives (JSON object
     # of partitions or ranges to database URLs; unset: all in DATABASE_URL).

@@ -71,6 +71,7 @@ def supervise(
                         file=sys.stderr,
                         flush=True,
                     )
+                    _forget_gauges(child.pid, metrics_dir)
                     time.sleep(1)
                     children[index] = spawn(index)
     finally:
@@ -84,3 +85,11 @@ def supervise(
                 child.kill()
         shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def _forget_gauges(pid: int, metrics_dir: str) -> None:
+    """Drop a dead worker's "live" gauges (readiness checks), so its last value does not
+    stand for the workers that run."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(pid, metrics_dir)

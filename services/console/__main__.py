@@ -15,6 +15,7 @@ from services.console.config import ConsoleSettings
 
 async def serve(settings: ConsoleSettings) -> None:
     console = build_console(settings)
+    console.health.start()
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr=settings.metrics_host)
     host, port = settings.host_port()

@@ -13,12 +13,16 @@ from typing import Any
 
 import grpc
 from cohortflow.analytics.v1.analytics_pb2_grpc import AnalyticsServiceStub
+from cohortflow.campaigns.v1 import campaigns_pb2
 from cohortflow.campaigns.v1.campaigns_pb2_grpc import CampaignServiceStub
 from cohortflow.campaigns.v1.inbox_pb2_grpc import InboxServiceStub
 from cohortflow.profiles.v1.profiles_pb2_grpc import ProfileServiceStub
 from cohortflow.segments.v1.segments_pb2_grpc import SegmentServiceStub
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.grpc.errors import bad_request_of
+
+_CAMPAIGN_SERVICE = campaigns_pb2.DESCRIPTOR.services_by_name["CampaignService"].full_name
 
 # gRPC status -> HTTP status of the console's answer.
 _HTTP = {
@@ -114,6 +118,20 @@ class Backends:
             )
             self._clients[app_id] = clients
         return clients
+
+    async def check_serving(self, backend: str, timeout_s: float) -> None:
+        """Raises unless `backend` ("projector" or "campaign") says SERVING for what the
+        console uses: the projector's reads (its overall health) and the campaign API."""
+        channel, name = {
+            "projector": (self._projector, ""),
+            "campaign": (self._campaign, _CAMPAIGN_SERVICE),
+        }[backend]
+        reply = await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=name), timeout=timeout_s
+        )
+        if reply.status != health_pb2.HealthCheckResponse.SERVING:
+            status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+            raise ConnectionError(f"{backend} says {status}")
 
     async def close(self) -> None:
         await self._projector.close()

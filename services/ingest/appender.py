@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from eventsourcing.persistence import StoredEvent
 
+from services.common.readiness import Check
 from services.eventlog.store import AppendOutcome, OriginatorId
 from services.ingest import metrics
 
@@ -64,8 +65,11 @@ class Appender:
         max_events: int = 2000,
         max_bytes: int = 2_000_000,
         max_inflight: int = 2,
+        health: Check | None = None,
     ) -> None:
+        """`health`, if given, hears of every transaction: committed or failed."""
         self._log = log
+        self._health = health
         self._max_events = max_events
         self._max_bytes = max_bytes
         self._max_inflight = max_inflight
@@ -137,6 +141,8 @@ class Appender:
                 self._executor, self._log.append_new, unique
             )
             metrics.APPEND_SECONDS.observe(time.perf_counter() - started)
+            if self._health is not None:
+                self._health.passed()
             metrics.APPEND_BATCH_SIZE.observe(len(unique))
             # The first occurrence of an id in this batch is the one inserted;
             # any later occurrence (in this batch) is a duplicate of it.
@@ -153,6 +159,8 @@ class Appender:
                 self._chunk_done(chunk, None)
         except Exception as error:
             metrics.APPEND_FAILURES.inc()
+            if self._health is not None:
+                self._health.failed(error)
             for chunk in batch:
                 self._chunk_done(chunk, error)
         finally:

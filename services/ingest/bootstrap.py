@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import contextlib
+from dataclasses import dataclass, field
 
 from cohortflow.ingest.v1 import history_pb2, history_pb2_grpc, ingest_pb2, ingest_pb2_grpc
 
 from services.common.grpc.auth import ApiKeys
 from services.common.grpc.server import Registration, Served, create_server
+from services.common.probes import DatabaseProbe, watch
+from services.common.readiness import Check, Readiness
 from services.eventlog.partitioned import PartitionedLog, open_partitioned_log
+from services.eventlog.partitions import Deployment
 from services.ingest.adapters.history_jobs import HistoryJobs
 from services.ingest.adapters.history_progress import AppendProgress, JobLease
 from services.ingest.adapters.history_staging import HistoryStaging
@@ -35,7 +39,11 @@ class IngestApp:
     appender: PartitionedAppender
     log: PartitionedLog
     history: HistoryLoop
+    readiness: Readiness
+    probes: list[DatabaseProbe]
     http: HttpEdge | None = None
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
     def port(self) -> int:
@@ -52,6 +60,11 @@ class IngestApp:
         if self.http is not None:
             stopping.append(self.http.stop(grace, drain))
         await asyncio.gather(*stopping)
+        self.stopping.set()
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*self.tasks)
+        for probe in self.probes:
+            await probe.close()
         await self.history.stop()
         await self.appender.close()
         self.log.close()
@@ -66,6 +79,9 @@ async def start_ingest(settings: IngestSettings, keys: ApiKeys) -> IngestApp:
     links = (
         IdentityLinks(event_log.home.log_recorder.datastore) if event_log.partitions > 1 else None
     )
+    # Ready = every database it writes to takes appends: a probe of its own for each, and
+    # every append transaction reports to the check of its partition's database.
+    databases = database_checks(event_log.deployment, settings.health_failures)
     appender = PartitionedAppender(
         event_log,
         [
@@ -74,6 +90,7 @@ async def start_ingest(settings: IngestSettings, keys: ApiKeys) -> IngestApp:
                 max_events=settings.max_batch_events,
                 max_bytes=settings.max_batch_bytes,
                 max_inflight=settings.max_inflight,
+                health=databases[event_log.deployment.database_of(partition)],
             )
             for partition in range(event_log.partitions)
         ],
@@ -115,7 +132,26 @@ async def start_ingest(settings: IngestSettings, keys: ApiKeys) -> IngestApp:
         max_receive_bytes=settings.max_receive_bytes,
     )
     history.start()
-    app = IngestApp(served=served, appender=appender, log=event_log, history=history)
+    checks = list(databases.values())
+    app = IngestApp(
+        served=served,
+        appender=appender,
+        log=event_log,
+        history=history,
+        readiness=Readiness(
+            served, {name: checks for name in ("", SERVICE_NAME, HISTORY_SERVICE_NAME)}
+        ),
+        probes=[DatabaseProbe(url, settings.db_connect_timeout_s) for url in databases],
+    )
+    for check, probe in zip(checks, app.probes, strict=True):
+        task = watch(
+            check,
+            probe,
+            app.stopping,
+            interval_s=settings.health_interval_s,
+            timeout_s=settings.health_timeout_s,
+        )
+        app.tasks.append(asyncio.create_task(task))
     address = settings.http_address()
     if address is not None:
         api = TrackingApi(
@@ -127,6 +163,7 @@ async def start_ingest(settings: IngestSettings, keys: ApiKeys) -> IngestApp:
                 settings.http_max_batch_bytes,
                 settings.http_max_batch_calls,
             ),
+            ready=lambda: all(check.up for check in checks),
         )
         try:
             app.http = await start_http(
@@ -136,6 +173,18 @@ async def start_ingest(settings: IngestSettings, keys: ApiKeys) -> IngestApp:
             await app.stop(0)
             raise
     return app
+
+
+def database_checks(deployment: Deployment, failures: int) -> dict[str, Check]:
+    """A readiness check per database ingest writes to, by URL: the home database's is
+    "database", any other's "database-<the first partition it holds>"."""
+    home = deployment.home_url
+    checks = {home: Check("database", trip_after=failures)}
+    for url in deployment.databases():
+        if url not in checks:
+            name = f"database-{deployment.partitions_in(url)[0]}"
+            checks[url] = Check(name, trip_after=failures)
+    return checks
 
 
 def _history(

@@ -12,6 +12,7 @@ from cohortflow.analytics.v1 import analytics_pb2, analytics_pb2_grpc
 from cohortflow.operations.v1 import operations_pb2, operations_pb2_grpc
 from cohortflow.profiles.v1 import profiles_pb2, profiles_pb2_grpc
 from cohortflow.segments.v1 import segments_pb2, segments_pb2_grpc
+from nats.aio.client import Client as NATS
 
 from services.common.grpc.auth import ApiKeys
 from services.common.grpc.server import Registration, Served, create_server
@@ -21,6 +22,8 @@ from services.common.jetstream import (
     connect,
     ensure_change_stream,
 )
+from services.common.probes import watch
+from services.common.readiness import Check, Readiness
 from services.eventlog.store import EventLog, open_event_log
 from services.projector.adapters.builds import SegmentBuilder
 from services.projector.adapters.follower import LogFollower
@@ -37,14 +40,19 @@ from services.projector.grpc.analytics import AnalyticsServicer
 from services.projector.grpc.operations import OperationsServicer
 from services.projector.grpc.segments import SegmentServicer
 from services.projector.grpc.servicer import ProfileServicer
+from services.projector.lock import ProjectorLock
+from services.projector.monitor import monitor, refresh
 from services.projector.rebuild import PROJECTOR_LOCK
-from services.projector.runner import Projection, monitor
+from services.projector.runner import Projection
 from services.projector.service_layer.segment_commands import SegmentCommands
 
 PROFILE_SERVICE = profiles_pb2.DESCRIPTOR.services_by_name["ProfileService"].full_name
 SEGMENT_SERVICE = segments_pb2.DESCRIPTOR.services_by_name["SegmentService"].full_name
 OPERATIONS_SERVICE = operations_pb2.DESCRIPTOR.services_by_name["OperationsService"].full_name
 ANALYTICS_SERVICE = analytics_pb2.DESCRIPTOR.services_by_name["AnalyticsService"].full_name
+# Health name of publishing changes (not an RPC service): NOT_SERVING while changes cannot
+# reach JetStream. Reads do not need NATS, so the overall "" and the APIs do not follow it.
+RELAY_HEALTH = "cohortflow.projector.relay"
 _log = structlog.get_logger("projector")
 
 
@@ -58,30 +66,28 @@ class ProjectorApp:
     stop_relay: asyncio.Event
     threads: list[threading.Thread]
     relay_task: asyncio.Task[None]
+    readiness: Readiness
+    lock: ProjectorLock
     relay: OutboxRelay | None = None
+    relay_nc: NATS | None = None
     nats_closers: list = field(default_factory=list)
-    stopping: bool = False
-    health_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    health_tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    health_tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
     def port(self) -> int:
         return self.served.port
 
-    async def sync_health(self) -> None:
-        """Report SERVING exactly while the projection can commit (and we are not stopping)."""
-        async with self.health_lock:
-            await self.served.set_serving(self.projection.healthy and not self.stopping)
-
-    def health_changed(self) -> None:
-        task = asyncio.ensure_future(self.sync_health())
-        self.health_tasks.add(task)
-        task.add_done_callback(self.health_tasks.discard)
+    async def relay_can_publish(self, stream: str, timeout_s: float) -> None:
+        """Raises unless changes can be published now: connected to NATS, the stream
+        answers (it has a leader), and the relay's last round was acknowledged."""
+        nc, relay = self.relay_nc, self.relay
+        if nc is None or relay is None or not nc.is_connected:
+            raise ConnectionError("not connected to NATS")
+        await nc.jetstream(timeout=timeout_s).stream_info(stream)
+        if relay.failing:
+            raise ConnectionError(relay.last_error)
 
     async def stop(self, grace: float, drain: float = 0.0) -> None:
-        self.stopping = True
-        async with self.health_lock:
-            pass  # no health update overtakes the NOT_SERVING of stopping
         await self.served.stop(grace, drain)
         self.stop_threads.set()
         for thread in self.threads:
@@ -90,6 +96,9 @@ class ProjectorApp:
         self.stop_relay.set()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.relay_task, timeout=10)
+        for task in self.health_tasks:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, timeout=10)
         for close in self.nats_closers:
             with contextlib.suppress(Exception):
                 await close()
@@ -128,7 +137,7 @@ async def _relay_forever(
             batch=settings.relay_batch,
             ack_timeout_s=settings.relay_ack_timeout_s,
         )
-        app.relay = relay
+        app.relay, app.relay_nc = relay, nc
         await relay.run(app.stop_relay)
         # Stopping: publish what is left, once, if NATS is there.
         with contextlib.suppress(Exception):
@@ -162,21 +171,28 @@ async def start_projector(
         if app is not None and app.relay is not None:
             loop.call_soon_threadsafe(app.relay.nudge)
 
+    # Ready = it can fold and serve reads: NOT_SERVING from a failed commit until the next
+    # one succeeds. Publishing changes is judged apart (RELAY_HEALTH).
+    projecting = Check("projection", trip_after=1)
+    relaying = Check("relay", trip_after=settings.health_failures)
+
     def on_health(healthy: bool) -> None:
-        """Health follows the projection: NOT_SERVING while it cannot commit."""
-        app = holder.get("app")
-        if app is not None:
-            loop.call_soon_threadsafe(app.health_changed)
+        if healthy:
+            projecting.passed()
+        else:
+            projecting.failed("the projection cannot commit")
 
     projection = Projection(log, store, follower, policies, on_commit, on_health)
+    lock = ProjectorLock(settings.database_url, PROJECTOR_LOCK)
+    # The gauges are true before the process serves (lag: head minus committed position).
+    try:
+        await asyncio.to_thread(refresh, log, store)
+    except Exception as error:
+        _log.warning("cannot read the lag yet", error=repr(error))
     threads = [
+        threading.Thread(target=projection.run, args=(stop_threads, lock), name="projection"),
         threading.Thread(
-            target=projection.run,
-            args=(stop_threads, (settings.database_url, PROJECTOR_LOCK)),
-            name="projection",
-        ),
-        threading.Thread(
-            target=monitor, args=(log, store, projection, stop_threads), name="monitor", daemon=True
+            target=monitor, args=(log, store, lock, stop_threads), name="monitor", daemon=True
         ),
     ]
     if settings.tick_interval_s > 0:
@@ -233,10 +249,29 @@ async def start_projector(
         stop_relay=stop_relay,
         threads=threads,
         relay_task=loop.create_task(asyncio.sleep(0)),
+        readiness=Readiness(
+            served,
+            {
+                **{name: [projecting] for name in ("", *served.service_names)},
+                RELAY_HEALTH: [relaying],
+            },
+        ),
+        lock=lock,
     )
     holder["app"] = app
     app.relay_task = loop.create_task(_relay_forever(app, settings, streams))
+    app.health_tasks.append(
+        loop.create_task(
+            watch(
+                relaying,
+                lambda: app.relay_can_publish(streams.stream, settings.health_timeout_s),
+                app.stop_relay,
+                interval_s=settings.health_interval_s,
+                timeout_s=settings.health_timeout_s,
+            )
+        )
+    )
     for thread in threads:
         thread.start()
-    await app.sync_health()
+    await app.readiness.sync()
     return app

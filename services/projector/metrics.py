@@ -1,8 +1,15 @@
-"""The projector's Prometheus metrics."""
+"""The projector's Prometheus metrics.
+
+Partition workers report per partition under the label `partition` (the partition number,
+as text): `services/projector/partitions/metrics.py` holds those series (lag, position,
+held partitions, lease changes). The series here are the whole projector's.
+"""
 
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
+
+PARTITION_LABEL = "partition"  # the label of every per-partition series
 
 EVENTS = Counter("cohortflow_projector_events_total", "Log events applied")
 BATCH_SIZE = Histogram(
@@ -36,6 +43,19 @@ PUBLISH_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 OUTBOX = Gauge("cohortflow_projector_outbox_depth", "Changes waiting in the outbox")
+OUTBOX_OLDEST = Gauge(
+    "cohortflow_projector_outbox_oldest_seconds",
+    "Age of the oldest change waiting in the outbox (since its commit); 0 when empty",
+)
+LOCK_HELD = Gauge(
+    "cohortflow_projector_lock_held",
+    "1 while this process holds the projector lock (it is the one projecting), else 0",
+)
+LOCK_ACQUISITIONS = Counter(
+    "cohortflow_projector_lock_acquisitions_total",
+    "Times this process took the projector lock (at start, after a standby wait, or again"
+    " after losing it with its connection)",
+)
 QUARANTINED_TOTAL = Counter(
     "cohortflow_projector_quarantined_total",
     "Log events isolated and skipped (recorded in the quarantine), by reason",

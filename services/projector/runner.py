@@ -14,7 +14,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import structlog
 
@@ -32,6 +31,7 @@ from services.projector.adapters.store import ProjectorStore
 from services.projector.committer import CommitFailed, Committer, Prepared, commit
 from services.projector.domain.engine import Engine, PolicySource
 from services.projector.isolation import BUILT_TOPIC, Folder, FoldFailed, Isolation
+from services.projector.lock import LockLost, ProjectorLock
 
 _log = structlog.get_logger("projector")
 
@@ -59,38 +59,24 @@ class Projection:
         self._progressed = False  # a commit since the last failure
         self._backoff_s = 0.5
         self.ready = threading.Event()
+        self._lock: ProjectorLock | None = None
 
-    def run(self, stop: threading.Event, lock: tuple[str, int] | None = None) -> None:
-        """Project until `stop`. With `lock` (database URL, advisory lock key), first become
-        the only projector of that database: others wait as standbys."""
-        holder = self._take_lock(lock, stop) if lock else None
+    def run(self, stop: threading.Event, lock: ProjectorLock | None = None) -> None:
+        """Project until `stop`. With `lock`, first become the only projector of that
+        database (others wait as standbys), and make sure of it again at every resume."""
+        self._lock = lock
         try:
             self._run(stop)
         finally:
-            if holder is not None:
-                holder.close()
-
-    @staticmethod
-    def _take_lock(lock: tuple[str, int], stop: threading.Event) -> Any:
-        import psycopg
-
-        url, key = lock
-        conn = psycopg.connect(url, autocommit=True)
-        waited = False
-        while not stop.is_set():
-            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
-            if row and row[0]:
-                return conn
-            if not waited:
-                _log.warning("another projector is running here; waiting as a standby")
-                waited = True
-            stop.wait(1.0)
-        return conn
+            if lock is not None:
+                lock.release()
 
     def _run(self, stop: threading.Event) -> None:
         suspect = 0  # isolate the events up to here before following normally again
         while not stop.is_set():
             try:
+                if self._lock is not None and not self._lock.acquire(stop):
+                    return  # stopped while waiting as a standby
                 engine = self._resume()
                 if suspect:
                     isolation = Isolation(
@@ -103,6 +89,8 @@ class Projection:
                     engine = isolation.run(engine, self.position, suspect, stop)
                     suspect = 0
                 self._follow(engine, stop)
+            except LockLost:
+                _log.warning("the projector lock was lost; taking it again before projecting")
             except (FoldFailed, CommitFailed) as failure:
                 if isinstance(failure, CommitFailed) and not refused(failure.error):
                     self._failed(failure.error, stop)
@@ -195,7 +183,9 @@ class Projection:
     def _follow(self, engine: Engine, stop: threading.Event) -> None:
         committer = Committer(self._commit_one)
         try:
-            for batch in self._follower.batches(self.position, stop, committer.check):
+            for batch in self._follower.batches(
+                self.position, stop, lambda: self._between_batches(committer)
+            ):
                 started = time.perf_counter()
                 last = 0
                 records: list[Quarantined] = []
@@ -215,6 +205,12 @@ class Projection:
         finally:
             committer.close()
 
+    def _between_batches(self, committer: Committer) -> None:
+        """While idle: the last commit went through, and the lock is still ours."""
+        committer.check()
+        if self._lock is not None:
+            self._lock.ensure_held()
+
 
 def _quarantined(record: Quarantined) -> None:
     metrics.QUARANTINED_TOTAL.labels(record.reason).inc()
@@ -229,17 +225,3 @@ def _quarantined(record: Quarantined) -> None:
         reason=record.reason,
         detail=record.detail,
     )
-
-
-def monitor(
-    log: EventLog, store: ProjectorStore, projection: Projection, stop: threading.Event
-) -> None:
-    """Keep the lag and outbox gauges fresh."""
-    while not stop.wait(1.0):
-        try:
-            head = log.head_position()
-            metrics.HEAD.set(head)
-            metrics.LAG.set(max(0, head - projection.position))
-            metrics.OUTBOX.set(store.outbox_depth())
-        except Exception as error:
-            _log.debug("monitor failed", error=repr(error))

@@ -102,6 +102,9 @@ STATEMENTS = [
         payload bytea NOT NULL
     )
     """,
+    # When each change was committed (its transaction's start): the outbox's age metric.
+    f"ALTER TABLE {OUTBOX_TABLE}"
+    " ADD COLUMN IF NOT EXISTS created_at timestamptz NOT NULL DEFAULT now()",
     f"""
     CREATE TABLE IF NOT EXISTS {APPS_TABLE} (
         app_id text PRIMARY KEY,

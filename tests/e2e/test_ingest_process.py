@@ -111,6 +111,8 @@ async def test_workers_share_the_port_and_their_metrics(database_url: str, tmp_p
         body = await asyncio.to_thread(lambda: urllib.request.urlopen(url).read().decode())
         # Counters from both workers are summed by the supervisor.
         assert 'cohortflow_ingest_events_total{kind="track",outcome="accepted"} 200.0' in body
+        # Readiness gauges are the worst worker's (one series, not one per process).
+        assert 'cohortflow_health_check_up{check="database"} 1.0' in body
         assert len(stored_rows(database_url)) == 200
     finally:
         assert service.terminate() == 0

@@ -71,7 +71,10 @@ def deployment(request: pytest.FixtureRequest, postgres: PostgresForTests) -> An
 
 async def start(deployment: Deployment, **overrides: Any) -> IngestApp:
     settings = IngestSettings(
-        DATABASE_URL=deployment.home_url, INGEST_LISTEN="127.0.0.1:0", **{**SMALL, **overrides}
+        DATABASE_URL=deployment.home_url,
+        INGEST_LISTEN="127.0.0.1:0",
+        INGEST_HTTP_LISTEN="0",
+        **{**SMALL, **overrides},
     )
     return await start_ingest(settings, KEYS)
 

@@ -32,7 +32,9 @@ def partitioned_url(postgres: PostgresForTests) -> AsyncIterator[str]:
 
 @pytest.fixture
 async def shop(partitioned_url: str) -> AsyncIterator[IngestClient]:
-    settings = IngestSettings(DATABASE_URL=partitioned_url, INGEST_LISTEN="127.0.0.1:0")
+    settings = IngestSettings(
+        DATABASE_URL=partitioned_url, INGEST_LISTEN="127.0.0.1:0", INGEST_HTTP_LISTEN="0"
+    )
     app: IngestApp = await start_ingest(settings, KEYS)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
         yield IngestClient(channel, "key-shop")

@@ -5,6 +5,10 @@ decide and record the whole batch in one transaction -> ack. A transient
 failure (database down) `nak`s the batch with a growing delay; a batch that
 fails for another reason is retried one message at a time, so a single poison
 message is found, recorded and terminated instead of blocking the stream.
+
+`refresh_info` asks JetStream for the consumer's state (pending, ack-pending,
+redelivered) for the gauges; it fails while NATS or the consumer cannot be reached,
+which is how readiness learns that changes cannot be fetched.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from services.campaign import metrics
 from services.campaign.adapters.change_messages import PoisonMessage, decode_change
 from services.campaign.domain.changes import Change
 from services.common.jetstream import ChangeStreamSettings, ChangeSubjects, ensure_change_stream
+from services.common.readiness import Check
 
 _log = structlog.get_logger("campaign.consumer")
 TRANSIENT = (psycopg.OperationalError, psycopg_pool.PoolTimeout, OSError, TimeoutError)
@@ -47,7 +52,9 @@ class ChangeConsumer:
         ack_wait_s: float = 30.0,
         nak_base_s: float = 0.5,
         nak_max_s: float = 30.0,
+        database: Check | None = None,
     ) -> None:
+        """`database`, if given, hears whether each batch's decisions could be committed."""
         self._nc = nc
         self._stream = stream
         self._durable = durable
@@ -58,6 +65,7 @@ class ChangeConsumer:
         self._nak_base_s = nak_base_s
         self._nak_max_s = nak_max_s
         self._subscription: JetStreamContext.PullSubscription | None = None
+        self._database = database
 
     async def start(self) -> None:
         js = self._nc.jetstream()
@@ -74,6 +82,18 @@ class ChangeConsumer:
                 max_ack_pending=max(1000, self._batch * 4),
             ),
         )
+
+    async def refresh_info(self, timeout_s: float = 5.0) -> None:
+        """Update the consumer gauges from JetStream; raises if NATS cannot tell."""
+        if not self._nc.is_connected:
+            raise ConnectionError("not connected to NATS")
+        info = await self._nc.jetstream().consumer_info(
+            self._stream.stream, self._durable, timeout=timeout_s
+        )
+        metrics.CONSUMER_PENDING.labels(self._durable).set(info.num_pending or 0)
+        metrics.CONSUMER_ACK_PENDING.labels(self._durable).set(info.num_ack_pending or 0)
+        metrics.CONSUMER_REDELIVERED.labels(self._durable).set(info.num_redelivered or 0)
+        metrics.CONSUMER_MAX_ACK_PENDING.labels(self._durable).set(info.config.max_ack_pending or 0)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -106,12 +126,16 @@ class ChangeConsumer:
         try:
             outcome = await self._process([change for _, change in readable])
         except TRANSIENT as error:
+            if self._database is not None:
+                self._database.failed(error)
             await self._nak_all([m for m, _ in readable], error)
             return
         except Exception as error:
             _log.warning("batch failed; retrying one by one", error=repr(error))
             await self._one_by_one(readable)
             return
+        if self._database is not None:
+            self._database.passed()
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         redelivered = getattr(outcome, "redelivered", 0)
         metrics.CHANGES.labels("decided").inc(len(readable) - redelivered)

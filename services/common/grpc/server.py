@@ -10,8 +10,8 @@ RESOURCE_EXHAUSTED before it is parsed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -47,14 +47,24 @@ class Served:
     port: int
     health: health.aio.HealthServicer
     service_names: Sequence[str]
+    # Health names set so far (the overall "", RPC services, parts such as a relay).
+    health_names: set[str] = field(default_factory=set)
+    stopping: bool = False
 
-    async def set_serving(self, serving: bool) -> None:
+    async def set_serving(self, serving: bool, names: Iterable[str] | None = None) -> None:
+        """Set `names` (default: "" and every RPC service) SERVING or NOT_SERVING.
+
+        Once stopping, nothing is set SERVING again.
+        """
+        if serving and self.stopping:
+            return
         status = (
             health_pb2.HealthCheckResponse.SERVING
             if serving
             else health_pb2.HealthCheckResponse.NOT_SERVING
         )
-        for name in ("", *self.service_names):
+        for name in ("", *self.service_names) if names is None else names:
+            self.health_names.add(name)
             await self.health.set(name, status)
 
     async def stop(self, grace: float, drain: float = 0.0) -> None:
@@ -65,7 +75,8 @@ class Served:
         when `server.stop` begins; the drain period lets those (and any sent
         before a load balancer saw NOT_SERVING) run normally.
         """
-        await self.set_serving(False)
+        self.stopping = True
+        await self.set_serving(False, {"", *self.service_names, *self.health_names})
         if drain > 0:
             await asyncio.sleep(drain)
         await self.server.stop(grace)

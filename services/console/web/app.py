@@ -17,6 +17,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.console.backends import BackendError, Backends
+from services.console.health import ConsoleHealth, healthz, livez
 from services.console.live import ChangeFeed
 from services.console.metrics import Timing
 from services.console.users import ConsoleUsers
@@ -68,10 +69,6 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return PlainTextResponse("internal error", status_code=500)
 
 
-async def healthz(request: Request) -> Response:
-    return PlainTextResponse("ok")
-
-
 async def plotly_js(request: Request) -> Response:
     return Response(
         PLOTLY_JS.read_bytes(),
@@ -115,6 +112,7 @@ def create_app(
     users_store: ConsoleUsers,
     backends: Backends,
     feed: ChangeFeed,
+    health: ConsoleHealth,
     *,
     session_hours: float,
     cookie_secure: bool,
@@ -129,6 +127,7 @@ def create_app(
     app = Starlette(
         routes=[
             Route("/healthz", healthz),
+            Route("/livez", livez),
             Route("/static/plotly.min.js", plotly_js),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
             *login.routes(),
@@ -146,6 +145,7 @@ def create_app(
     app.state.users = users_store
     app.state.backends = backends
     app.state.feed = feed
+    app.state.health = health
     app.state.session_hours = session_hours
     app.state.cookie_secure = cookie_secure
     return app

@@ -75,8 +75,11 @@ class TrackingApi:
         limits: Limits,
         http_limits: HttpLimits,
         clock_us: Callable[[], int] = _wall_clock_us,
+        ready: Callable[[], bool] = lambda: True,
     ) -> None:
+        """`ready()` says whether the event log takes appends (ingest's readiness)."""
         self._appender = appender
+        self._ready = ready
         self._keys = keys
         self._limits = limits
         self._http = http_limits
@@ -95,9 +98,11 @@ class TrackingApi:
         self.app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
 
     async def _health(self, request: Request) -> Response:
-        if self.serving:
-            return JSONResponse({"status": "serving"})
-        return JSONResponse({"status": "draining"}, status_code=503)
+        if not self.serving:
+            return JSONResponse({"status": "draining"}, status_code=503)
+        if not self._ready():
+            return JSONResponse({"status": "unavailable", "checks": {"database": "failing"}}, 503)
+        return JSONResponse({"status": "serving"})
 
     def _endpoint(
         self, path: str, handle: Callable[[Request], Awaitable[Response]]

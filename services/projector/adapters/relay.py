@@ -42,6 +42,9 @@ class OutboxRelay:
         self._idle_poll_s = idle_poll_s
         self.wake = asyncio.Event()
         self.published = 0
+        # Whether the last round failed (and why): readiness of publishing reads it.
+        self.failing = False
+        self.last_error = ""
 
     def nudge(self) -> None:
         """Thread-safe wake-up after a commit (call via loop.call_soon_threadsafe)."""
@@ -92,7 +95,9 @@ class OutboxRelay:
             try:
                 published = await self.publish_once()
                 backoff = 0.2
+                self.failing = False
             except (ConnectionError, nats.errors.Error, OSError) as error:
+                self.failing, self.last_error = True, str(error) or type(error).__name__
                 _log.warning("relay retrying", error=str(error), backoff_s=backoff)
                 await _sleep_or_stop(stop, backoff)
                 backoff = min(backoff * 2, 3.0)

@@ -9,6 +9,7 @@ import pydantic
 import pytest
 import yaml
 
+from services.projector.metrics import PARTITION_LABEL
 from tests.unit.deploy.manifests import DEPLOY
 from tests.unit.deploy.registered_metrics import (
     TARGET_LABELS,
@@ -59,15 +60,21 @@ def test_jobs_of_the_alerts_are_scraped() -> None:
     scrape = yaml.safe_load(SCRAPE.read_text())
     assert scrape["rule_files"] == [ALERTS.name]
     jobs = {c["job_name"] for c in scrape["scrape_configs"]}
-    assert {"cohortflow-ingest", "cohortflow-projector", "cohortflow-campaign"} <= jobs
+    assert {
+        "cohortflow-ingest",
+        "cohortflow-projector",
+        "cohortflow-campaign",
+        "cohortflow-console",
+    } <= jobs
 
 
 def test_unknown_metrics_and_labels_are_reported() -> None:
-    assert unknown_names("rate(cohortflow_campaign_consumer_pending[5m])") == [
-        "metric cohortflow_campaign_consumer_pending"
+    assert unknown_names("rate(cohortflow_campaign_consumer_pendings[5m])") == [
+        "metric cohortflow_campaign_consumer_pendings"
     ]
-    assert unknown_names('cohortflow_projector_lag_events{partition="1"}') == [
-        "label partition on cohortflow_projector_lag_events"
+    # Reserved for partition workers, not exported yet: an alert cannot use it before then.
+    assert unknown_names(f'cohortflow_projector_lag_events{{{PARTITION_LABEL}="1"}}') == [
+        f"label {PARTITION_LABEL} on cohortflow_projector_lag_events"
     ]
 
 
@@ -84,3 +91,10 @@ def test_unknown_metrics_and_labels_are_reported() -> None:
 def test_malformed_rules_are_refused(rule: dict) -> None:
     with pytest.raises(pydantic.ValidationError):
         RuleFile.model_validate({"groups": [{"name": "g", "rules": [rule]}]})
+
+
+def test_the_readme_says_what_each_alert_means_and_what_to_do() -> None:
+    readme = (DEPLOY.parent / "README.md").read_text()
+    table = readme.split("\n### Alerts\n", 1)[1].split("\n## ", 1)[0]
+    rows = {line.split("|")[1].strip(" `") for line in table.splitlines() if line.startswith("| `")}
+    assert rows == {r.alert for r in RULES}

@@ -10,6 +10,14 @@ import pytest
 import yaml
 from kubernetes_validate.utils import all_versions
 
+from services.campaign import bootstrap as campaign
+from services.ingest import bootstrap as ingest
+from services.projector.bootstrap import (
+    ANALYTICS_SERVICE,
+    OPERATIONS_SERVICE,
+    PROFILE_SERVICE,
+    SEGMENT_SERVICE,
+)
 from tests.unit.deploy.known_env import known_env, setting_default
 from tests.unit.deploy.manifests import (
     K8S,
@@ -25,6 +33,7 @@ from tests.unit.deploy.manifests import (
 # action: 1.30, on by default). kubernetes-validate ships this version's schemas.
 KUBERNETES = "1.33.0"
 SERVICES = {"ingest", "projector", "campaign", "console", "migrate"}
+PROJECTOR_APIS = (PROFILE_SERVICE, SEGMENT_SERVICE, OPERATIONS_SERVICE, ANALYTICS_SERVICE)
 
 
 def _validate(doc: dict) -> None:
@@ -101,6 +110,33 @@ def test_grpc_services_are_probed_on_grpc_health(container: Container) -> None:
     expected = "httpGet" if container.service == "console" else "grpc"
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert expected in container.spec[probe], f"{container.name} {probe}"
+
+
+# Health names a probe may ask for: ones the service sets, and none that follows NATS (a
+# NATS outage must not take reads, the inbox or the campaign API out of their Services).
+PROBED_NAMES = {
+    "ingest": {"", ingest.SERVICE_NAME},
+    "projector": {"", *PROJECTOR_APIS},
+    "campaign": {campaign.CAMPAIGN_SERVICE, campaign.INBOX_SERVICE},
+}
+
+
+@pytest.mark.parametrize("container", _long_running(), ids=lambda c: c.name)
+def test_probes_ask_for_health_that_does_not_follow_nats(container: Container) -> None:
+    probes = {p: container.spec[p] for p in ("startupProbe", "readinessProbe", "livenessProbe")}
+    if container.service == "console":
+        # Readiness says whether pages can be served; startup and liveness only that the
+        # process answers (a projector still loading must not get the console restarted).
+        paths = {p: spec["httpGet"]["path"] for p, spec in probes.items()}
+        assert paths == {
+            "startupProbe": "/livez",
+            "readinessProbe": "/healthz",
+            "livenessProbe": "/livez",
+        }
+        return
+    for name, spec in probes.items():
+        asked = spec["grpc"].get("service", "")
+        assert asked in PROBED_NAMES[container.service], f"{container.name} {name}: {asked!r}"
 
 
 @pytest.mark.parametrize("container", _long_running(), ids=lambda c: c.name)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import pytest
 from eventsourcing.persistence import StoredEvent
 
+from services.common.readiness import Check
 from services.eventlog.store import AppendOutcome
 from services.ingest.appender import Appender
 
@@ -117,4 +118,21 @@ async def test_a_failed_transaction_fails_its_calls_and_the_next_ones_work() -> 
     with pytest.raises(OSError, match="went away"):
         await appender.append(facts(2))
     assert [r.position for r in await appender.append(facts(2))] == [1, 2]
+    await appender.close()
+
+
+async def test_failed_transactions_in_a_row_trip_the_database_check() -> None:
+    log = FakeLog()
+    database = Check("database-appends", trip_after=2)
+    appender = Appender(log, health=database)
+    log.fail_next = True
+    with pytest.raises(OSError, match="went away"):
+        await appender.append(facts(1))
+    assert database.up  # one failure is not an outage
+    log.fail_next = True
+    with pytest.raises(OSError, match="went away"):
+        await appender.append(facts(1))
+    assert not database.up
+    await appender.append(facts(1))
+    assert database.up and database.failures == 0
     await appender.close()
