@@ -4,44 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import sys
-
-import structlog
-from prometheus_client import start_http_server
 
 from services.campaign.config import CampaignSettings
 from services.common.config import ApiKeySettings
 from services.common.grpc.auth import ApiKeys
 from services.common.jetstream import ChangeStreamSettings
 from services.common.logging import configure_logging
+from services.common.serve import serve_until_signal
 
 
 async def serve(settings: CampaignSettings, keys: ApiKeys) -> None:
     from services.campaign.bootstrap import start_campaign
 
-    log = structlog.get_logger("campaign")
     stream = ChangeStreamSettings()
     app = await start_campaign(settings, keys, stream=stream)
-    if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr=settings.metrics_host)
-    log.info(
-        "serving",
-        listen=settings.listen,
-        port=app.port,
-        metrics_port=settings.metrics_port,
-        stream=stream.stream,
-        consumer=settings.consumer,
-        channels=sorted(app.dispatcher.channels()),
+    await serve_until_signal(
+        "campaign",
+        app,
+        settings,
+        serving={
+            "stream": stream.stream,
+            "consumer": settings.consumer,
+            "channels": sorted(app.dispatcher.channels()),
+        },
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    log.info("stopping", drain_s=settings.shutdown_drain_s, grace_s=settings.shutdown_grace_s)
-    await app.stop(settings.shutdown_grace_s, settings.shutdown_drain_s)
-    log.info("stopped")
 
 
 def main() -> int:

@@ -14,8 +14,11 @@ from services.cli.output import error
 
 
 def main() -> None:
+    from services.admin.commands import register
     from services.cli.app import app
     from services.common.logging import configure_logging
+
+    register(app)  # the composition root: the client commands and the operator ones
 
     # Library and projector code log through structlog: only warnings, on stderr.
     configure_logging(os.environ.get("LOG_LEVEL", "WARNING"), "console")

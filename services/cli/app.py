@@ -1,5 +1,8 @@
 """The `cohortflow` command tree: global options, then one command per module.
 
+These are the client commands (gRPC only); the entry point adds the operator commands of
+services.admin (`rebuild`, `determinism`, `console-user`), which run server code here.
+
 Global options become a `client.Target` in the context (`client.target_of(ctx)`), so a
 command needs only its own arguments. To add a command group, define a `typer.Typer`
 in its module and `app.add_typer(...)` it here.
@@ -13,17 +16,14 @@ import typer
 
 from services.cli import (
     client,
-    console_user_commands,
     ingest_commands,
     profile_commands,
     segment_commands,
     simulate_command,
 )
 from services.cli.demo_commands import demo
-from services.cli.determinism_command import determinism
 from services.cli.history_jobs_command import history_imports
 from services.cli.import_command import import_file
-from services.cli.rebuild_command import rebuild
 
 app = typer.Typer(
     name="cohortflow",
@@ -75,6 +75,3 @@ app.command("simulate")(simulate_command.simulate)
 app.command("demo")(demo)
 app.add_typer(segment_commands.app, name="segments")
 app.command("watch")(segment_commands.watch)
-app.command("rebuild")(rebuild)
-app.command("determinism")(determinism)
-app.add_typer(console_user_commands.app, name="console-user")

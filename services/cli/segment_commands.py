@@ -25,10 +25,10 @@ from services.cli.client import (
     describe_rpc_error,
     target_of,
 )
-from services.cli.demo.apply import UNCHANGED, apply_segments, segment_message
+from services.cli.segment_apply import UNCHANGED, apply_segments, segment_message
 from services.cli.segment_files import SegmentFileError, SegmentSpec, load_segments
 from services.cli.values import BadValue, parse_time, timestamp
-from services.projector.grpc.segment_convert import condition_to_dict
+from services.common.segment_wire import FINAL_BUILD_STATUSES, BuildStatus, condition_to_dict
 
 app = typer.Typer(help="Define, preview and inspect segments.", no_args_is_help=True)
 
@@ -98,8 +98,8 @@ async def _watch_build(conn: Connection, segment_id: str, version: int, position
                 completed=build.events_done,
                 rate=f"{build.events_per_second:,.0f} events/s" if build.events_per_second else "",
             )
-            if build.status in ("live", "failed", "archived"):
-                if build.status == "failed":
+            if build.status in FINAL_BUILD_STATUSES:
+                if build.status == BuildStatus.FAILED:
                     raise CliError(
                         f"the build of {segment_id} v{build.version} failed: {build.error}"
                     )

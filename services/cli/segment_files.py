@@ -22,14 +22,14 @@ from typing import Any
 import yaml
 
 from services.cli import safe_yaml
-from services.projector.domain.segments.definition import (
+from services.common.segments.definition import (
     LIMITS,
     SEGMENT_ID,
     DefinitionError,
     find_cycle,
     parse,
 )
-from services.projector.domain.segments.limits import label
+from services.common.segments.limits import label
 
 _FIELDS = frozenset({"segment_id", "display_name", "description", "condition"})
 MAX_SEGMENTS = 1_000

@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 
-from services.devstack.embedded import free_port
+from services.common.net import free_port
 
 
 def supervise(

@@ -14,7 +14,7 @@ import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from services.devstack.embedded import free_port
+from services.common.net import free_port
 
 LOCALHOST = "127.0.0.1"
 # Addresses that mean "every interface": a client reaches them on loopback.

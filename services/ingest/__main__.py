@@ -4,43 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import sys
-
-import structlog
-from prometheus_client import start_http_server
 
 from services.common.config import ApiKeySettings
 from services.common.grpc.auth import ApiKeys
 from services.common.logging import configure_logging
+from services.common.net import free_port
+from services.common.serve import serve_until_signal
 from services.common.workers import supervise
-from services.devstack.embedded import free_port
 from services.ingest.config import IngestSettings
 
 
 async def serve(settings: IngestSettings, keys: ApiKeys) -> None:
     from services.ingest.bootstrap import start_ingest  # after PROMETHEUS_MULTIPROC_DIR is set
 
-    log = structlog.get_logger("ingest")
     app = await start_ingest(settings, keys)
-    if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr=settings.metrics_host)
-    log.info(
-        "serving",
-        listen=settings.listen,
-        port=app.port,
-        http_port=app.http_port,
-        metrics_port=settings.metrics_port,
-        apps=len(keys),
+    await serve_until_signal(
+        "ingest", app, settings, serving={"http_port": app.http_port, "apps": len(keys)}
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    log.info("stopping", drain_s=settings.shutdown_drain_s, grace_s=settings.shutdown_grace_s)
-    await app.stop(settings.shutdown_grace_s, settings.shutdown_drain_s)
-    log.info("stopped")
 
 
 def share_http_port(settings: IngestSettings) -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import psycopg
 
 from services.campaign import schema as campaign_schema
-from services.campaign.adapters.store import create_stores as create_campaign_stores
+from services.campaign.adapters.conversions import open_conversion_recorder
+from services.campaign.adapters.store import open_campaign_store
 from services.common.database import ensure_database
 from services.common.jetstream import ChangeSubjects
 from services.console import schema as console_schema
@@ -17,7 +18,7 @@ from services.eventlog.deployment_store import deployment_from_settings, record_
 from services.eventlog.partitioned import open_partitioned_log
 from services.eventlog.partitions import Deployment
 from services.ingest import schema as ingest_schema
-from services.projector import rollup_schema
+from services.projector import read_contract, rollup_schema
 from services.projector import schema as projector_schema
 from services.projector.adapters.store import open_store
 from services.projector.partitions import leases
@@ -27,6 +28,7 @@ SCHEMAS = [
     ingest_schema.STATEMENTS,
     [leases.CREATE_STATEMENT],
     projector_schema.STATEMENTS,
+    read_contract.STATEMENTS,
     rollup_schema.STATEMENTS,
     campaign_schema.STATEMENTS,
     console_schema.STATEMENTS,
@@ -55,7 +57,7 @@ def migrate(database_url: str, *, partitions: int | None = None, placement: str 
             record_deployment(conn, deployment)
             log = open_partitioned_log(deployment, create_table=True, pool_size=1)
             log.close()
-            create_campaign_stores(database_url)
+            _create_campaign_stores(database_url)
             with conn.transaction():
                 for statements in SCHEMAS:
                     for statement in statements:
@@ -84,3 +86,9 @@ def _create_read_models(url: str, home: psycopg.Connection | None) -> None:
                     conn.execute(statement)
     store = open_store(url, ChangeSubjects("unused"), create_table=True, pool_size=1)
     store.datastore.close()
+
+
+def _create_campaign_stores(database_url: str) -> None:
+    """The campaign event store and the conversion tracking table."""
+    open_campaign_store(database_url, create_table=True, pool_size=1).close()
+    open_conversion_recorder(database_url, create_table=True, pool_size=1).datastore.close()

@@ -44,6 +44,7 @@ from services.projector.lock import ProjectorLock
 from services.projector.monitor import monitor, refresh
 from services.projector.rebuild import PROJECTOR_LOCK
 from services.projector.runner import Projection
+from services.projector.service_layer.segment_commands import SegmentCommands
 
 PROFILE_SERVICE = profiles_pb2.DESCRIPTOR.services_by_name["ProfileService"].full_name
 SEGMENT_SERVICE = segments_pb2.DESCRIPTOR.services_by_name["SegmentService"].full_name
@@ -209,8 +210,9 @@ async def start_projector(
     servicer = ProfileServicer(
         ProfileQueries(store), lambda: projection.position, read_wait_s=settings.read_wait_s
     )
+    segment_commands = SegmentCommands(log)
     segments = SegmentServicer(
-        log,
+        segment_commands,
         SegmentQueries(store),
         HistoryQueries(store, timeout_s=settings.query_timeout_s),
         servicer.caught_up,
@@ -231,7 +233,7 @@ async def start_projector(
             ),
             Registration(
                 analytics_pb2_grpc.add_AnalyticsServiceServicer_to_server,
-                AnalyticsServicer(RollupQueries(store), segments),
+                AnalyticsServicer(RollupQueries(store), segment_commands),
                 ANALYTICS_SERVICE,
             ),
         ],

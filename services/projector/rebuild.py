@@ -7,7 +7,8 @@ the read-model tables in a new schema (search_path), folding the whole log with
 the same engine and policies, publishing nothing. `--check` compares the rebuilt
 change sequence with the live one (everything up to the position both reached)
 and prints the first difference, if any. `--swap` (with the live projector
-stopped) moves the rebuilt tables in place of the live ones in one transaction;
+stopped) moves the rebuilt tables in place of the live ones, and the contract views
+(read_contract) onto them, in one transaction;
 the live outbox stays, so nothing is published twice.
 """
 
@@ -26,7 +27,7 @@ from psycopg import sql
 
 from services.common.jetstream import ChangeSubjects
 from services.eventlog.store import LOG_NAME, open_event_log
-from services.projector import schema
+from services.projector import read_contract, schema
 from services.projector.adapters.follower import LogFollower
 from services.projector.adapters.store import open_store
 from services.projector.config import Policies
@@ -239,6 +240,10 @@ def swap(database_url: str, name: str) -> str:
                             sql.Identifier(name), sql.Identifier(table)
                         )
                     )
+                # The contract views followed the old tables: point them at the new ones.
+                conn.execute("SET LOCAL search_path TO public")
+                for statement in read_contract.STATEMENTS:
+                    conn.execute(statement)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (PROJECTOR_LOCK,))
     return retired

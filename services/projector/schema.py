@@ -1,7 +1,6 @@
 """Tables of the projector's read models. Created once by services.migrate.
 
-`projector_profiles` is also read by other services (campaign reads contacts,
-consent, time zone and traits): its columns below are a contract.
+They are the projector's own: other services read the views of `read_contract` instead.
 """
 
 from __future__ import annotations

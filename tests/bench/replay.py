@@ -40,6 +40,7 @@ import duckdb
 import psycopg
 
 from services.common.jetstream import ChangeSubjects
+from services.common.segments.definition import parse
 from services.eventlog.store import LOG_NAME, open_event_log
 from services.projector import schema
 from services.projector.adapters.builds import SegmentBuilder
@@ -47,7 +48,6 @@ from services.projector.adapters.history import tune
 from services.projector.adapters.preview import members_query
 from services.projector.adapters.store import open_store
 from services.projector.domain.engine import TICK_FACT
-from services.projector.domain.segments.definition import parse
 from tests.bench.history import CATEGORIES, COUNTRIES, write
 from tests.bench.report import Report, Row, median
 from tests.support.segments import Definitions

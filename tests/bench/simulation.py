@@ -34,7 +34,7 @@ from nats.aio.msg import Msg
 
 from services.cli.simulator import SimulationConfig, run_simulation
 from services.common.jetstream import TYPE_HEADER
-from services.projector.grpc.segment_convert import condition_from_dict
+from services.common.segment_wire import condition_from_dict
 from tests.bench.report import Report, Row, percentile
 from tests.support.campaign import auth, campaign, define
 from tests.support.infra import NatsForTests

@@ -14,7 +14,7 @@ from cohortflow.segments.v1 import segments_pb2, segments_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from playwright.sync_api import Browser, expect
 
-from services.projector.grpc.segment_convert import condition_from_dict
+from services.common.segment_wire import condition_from_dict
 from tests.browser.conftest import shot, sign_in
 from tests.support.console import ConsoleStack, grpc_auth, seed
 from tests.support.ingest import event

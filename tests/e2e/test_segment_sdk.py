@@ -18,7 +18,7 @@ from cohortflow.segments.v1 import segments_pb2, segments_pb2_grpc
 from segment.analytics import Client
 from segment.analytics.request import APIError
 
-from services.projector.grpc.segment_convert import condition_from_dict
+from services.common.segment_wire import condition_from_dict
 from tests.support.infra import NatsForTests
 from tests.support.ingest import auth
 from tests.support.pipeline import Pipeline

@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import psycopg
+from cohortflow.profiles.v1.profiles_pb2_grpc import ProfileServiceStub
+from cohortflow.segments.v1.segments_pb2_grpc import SegmentServiceStub
 from eventsourcing.persistence import StoredEvent
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from psycopg import sql
 
-from services.eventlog.store import EventLog
-from services.projector.bootstrap import ProjectorApp
+from services.common.grpc.auth import ApiKeys
+from services.common.jetstream import ChangeStreamSettings
+from services.eventlog.store import EventLog, open_event_log
+from services.projector.bootstrap import ProjectorApp, start_projector
 from services.projector.config import Policies, ProjectorSettings
 from services.projector.domain.engine import Engine
+from tests.support.changes import delete_stream, unique_streams
+
+# Two apps and their keys: what one app may do, the other may not see.
+KEYS = ApiKeys([("app", "key-app"), ("other", "key-other")])
 
 
 def projector_settings(database_url: str, nats_url: str, **overrides: Any) -> ProjectorSettings:
@@ -31,6 +40,55 @@ def projector_settings(database_url: str, nats_url: str, **overrides: Any) -> Pr
         **overrides,
     }
     return ProjectorSettings(**values)
+
+
+@dataclass
+class InProcessProjector:
+    """A projector started in this test's process: the running app, the log it follows (a
+    connection of the test's own), a channel to its gRPC services, and its change stream."""
+
+    app: ProjectorApp
+    log: EventLog
+    channel: grpc.aio.Channel
+    streams: ChangeStreamSettings
+    nats_url: str
+    database_url: str
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.app.port}"
+
+    @property
+    def segments(self) -> SegmentServiceStub:
+        return SegmentServiceStub(self.channel)
+
+    @property
+    def profiles(self) -> ProfileServiceStub:
+        return ProfileServiceStub(self.channel)
+
+
+@contextlib.asynccontextmanager
+async def in_process_projector(
+    database_url: str, nats_url: str, keys: ApiKeys = KEYS, **settings: Any
+) -> AsyncIterator[InProcessProjector]:
+    """Start a projector on `database_url` publishing to streams of its own on `nats_url`
+    (`settings` override `projector_settings`); stop it and delete its streams after."""
+    streams = unique_streams()
+    app = await start_projector(
+        projector_settings(database_url, nats_url, **settings), keys, streams=streams
+    )
+    running: InProcessProjector | None = None
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+            running = InProcessProjector(
+                app, open_event_log(database_url), channel, streams, nats_url, database_url
+            )
+            yield running
+    finally:
+        await app.stop(1)
+        if running is not None:
+            running.log.close()  # the test's log of the moment (it may have opened another)
+        await delete_stream(nats_url, streams)
 
 
 def append(log: EventLog, *events: object) -> list[int]:

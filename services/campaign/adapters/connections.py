@@ -1,4 +1,5 @@
-"""The campaign service's PostgreSQL connection pool.
+"""The campaign service's PostgreSQL connections: its pool, and the eventsourcing environment
+of its event store and conversion tracking.
 
 Statements are planned at every execution, for its own parameters and the tables as
 they are now: no server-side prepared statements (`prepare_threshold=None`). psycopg
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 from psycopg_pool import AsyncConnectionPool
 
+from services.eventlog.store import eventlog_env
+
 
 def connection_pool(database_url: str, max_size: int) -> AsyncConnectionPool:
     """A pool of up to `max_size` connections, not opened yet."""
@@ -24,3 +27,11 @@ def connection_pool(database_url: str, max_size: int) -> AsyncConnectionPool:
         kwargs={"prepare_threshold": None},
         open=False,
     )
+
+
+def store_env(database_url: str, *, create_table: bool = False, pool_size: int = 2) -> dict:
+    """eventsourcing environment of the campaign store and the conversion recorder: the
+    log's settings with the library's own recorder (they are not the event log)."""
+    env = eventlog_env(database_url, create_table=create_table, pool_size=pool_size)
+    env.pop("APPLICATION_RECORDER_TOPIC", None)
+    return env

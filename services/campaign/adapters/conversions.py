@@ -16,7 +16,7 @@ from eventsourcing.persistence import InfrastructureFactory, Tracking
 from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.utils import Environment, get_topic
 
-from services.campaign.adapters.store import store_env
+from services.campaign.adapters.connections import store_env
 from services.campaign.domain.conversions import Conversion, Exposure, Tracked, conversions
 from services.campaign.domain.model import ConversionGoal
 from services.campaign.schema import DELIVERIES

@@ -1,4 +1,5 @@
-"""Profiles from the projector's `projector_profiles` read model (a read-only contract)."""
+"""Profiles from the projector's read contract, the view `contract_profiles_v1` (see the
+README, "Contracts between services"), never its tables."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from collections.abc import Sequence
 from psycopg_pool import AsyncConnectionPool
 
 from services.campaign.domain.eligibility import Profile
-from services.projector.schema import PROFILES_TABLE
+
+PROFILES_V1 = "contract_profiles_v1"
 
 # One primary-key lookup per user, whatever the planner knows of the table (OFFSET 0
 # keeps the LATERAL subquery from being pulled up into a join; see deliveries.py).
@@ -16,7 +18,7 @@ SELECT p.app_id, p.user_id, p.traits, p.email, p.phone, p.push_token, p.consents
        p.country, p.city, p.lifecycle_state, p.rfm_group
 FROM unnest(%s::text[], %s::text[]) AS k(app_id, user_id)
 CROSS JOIN LATERAL (
-    SELECT * FROM {PROFILES_TABLE} t WHERE t.app_id = k.app_id AND t.user_id = k.user_id
+    SELECT * FROM {PROFILES_V1} t WHERE t.app_id = k.app_id AND t.user_id = k.user_id
     OFFSET 0
 ) p
 """

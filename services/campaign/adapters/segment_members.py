@@ -1,4 +1,5 @@
-"""Segment members from the projector's `segment_members` read model (a read-only contract).
+"""Segment members from the projector's read contract, the view `contract_segment_members_v1`
+(see the README, "Contracts between services"), never its tables.
 
 A broadcast run sends to whoever is in the segment when it fires: the rows of the
 segment's live version, in user id order (the same order on a retried run).
@@ -8,10 +9,9 @@ from __future__ import annotations
 
 from psycopg_pool import AsyncConnectionPool
 
-from services.projector.schema import SEGMENT_MEMBERS_TABLE
-
+SEGMENT_MEMBERS_V1 = "contract_segment_members_v1"
 _SELECT = (
-    f"SELECT user_id FROM {SEGMENT_MEMBERS_TABLE}"
+    f"SELECT user_id FROM {SEGMENT_MEMBERS_V1}"
     " WHERE app_id = %s AND segment_id = %s ORDER BY user_id"
 )
 

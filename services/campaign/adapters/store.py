@@ -13,9 +13,9 @@ from typing import Any
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
+from services.campaign.adapters.connections import store_env
 from services.campaign.domain.campaign import AppMessagingPolicy, Campaign
 from services.campaign.domain.model import CampaignDefinition
-from services.eventlog.store import eventlog_env
 
 STORE_NAME = "campaigns"  # events table: campaigns_events
 
@@ -98,19 +98,5 @@ class CampaignStore(Application[uuid.UUID]):
         return current
 
 
-def store_env(database_url: str, *, create_table: bool = False, pool_size: int = 2) -> dict:
-    env = eventlog_env(database_url, create_table=create_table, pool_size=pool_size)
-    env.pop("APPLICATION_RECORDER_TOPIC", None)  # the library's own recorder
-    return env
-
-
 def open_campaign_store(database_url: str, **kwargs: Any) -> CampaignStore:
     return CampaignStore(env=store_env(database_url, **kwargs))
-
-
-def create_stores(database_url: str) -> None:
-    """Create the campaign event store and the conversion tracking table (migrate only)."""
-    from services.campaign.adapters.conversions import open_conversion_recorder
-
-    open_campaign_store(database_url, create_table=True, pool_size=1).close()
-    open_conversion_recorder(database_url, create_table=True, pool_size=1).datastore.close()

@@ -21,7 +21,8 @@ def zone(name: str) -> ZoneInfo | None:
         return None
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    # OSError: a name zoneinfo takes for a path that is no zone ("America", far too long).
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         return None
 
 

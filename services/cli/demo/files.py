@@ -14,13 +14,13 @@ from typing import Any
 
 from cohortflow.campaigns.v1 import campaigns_pb2 as pb
 
-from services.cli.demo.campaign_form import FormError, campaign_from_form
 from services.cli.segment_files import (
     SegmentFileError,
     SegmentSpec,
     load_segments,
     read_yaml,
 )
+from services.common.campaign_form import FormError, campaign_from_form
 
 # The examples `make demo` applies (the repo's deploy/demo/).
 DEMO_FILES = Path(__file__).resolve().parents[3] / "deploy" / "demo"

@@ -18,10 +18,11 @@ from rich.console import Console
 from rich.live import Live
 
 from services.cli.client import Connection, Target
-from services.cli.demo.apply import Applied, apply_campaigns, apply_segments
+from services.cli.demo.apply import apply_campaigns
 from services.cli.demo.files import DemoFiles
 from services.cli.demo.snapshot import MembershipWatch, Poller, Snapshot
 from services.cli.demo.view import Progress, dashboard, lag_text
+from services.cli.segment_apply import Applied, apply_segments
 from services.cli.simulator import SimulationConfig, Summary, run_simulation
 
 REFRESH_S = 1.0

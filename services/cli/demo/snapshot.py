@@ -27,8 +27,8 @@ from cohortflow.segments.v1.segments_pb2_grpc import SegmentServiceStub
 from cohortflow.types.v1 import types_pb2
 
 from services.cli.client import CliError, Connection, Target
-from services.cli.demo.apply import Applied
 from services.cli.output import enum_label
+from services.cli.segment_apply import Applied
 
 LIFECYCLE_ORDER = ("new", "active", "loyal", "reactivated", "dormant", "churned")
 _ENTERED = changes_pb2.MembershipChanged.DIRECTION_ENTERED

@@ -1,5 +1,8 @@
 """The one place where problems become gRPC status codes (google.rpc.Status, AIP-193).
 
+`status_of` is the table: a service layer's refusals (services.common.domain_errors) and the
+database's failures each have their code; anything else escaping a handler is INTERNAL.
+
 Every status carries an `ErrorInfo` (domain `cohortflow.dev`, a stable `reason`); bad input
 also a `BadRequest` naming each field, unknown resources a `ResourceInfo`. The details travel
 in the `grpc-status-details-bin` trailer; protos/google/rpc/ holds their definitions for
@@ -9,16 +12,24 @@ clients in other languages. Texts are clipped so a status always fits in the tra
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import NoReturn, Protocol
+from collections.abc import Callable, Iterable
+from typing import Any, NoReturn, Protocol
 
 import grpc
 import psycopg
+from eventsourcing import persistence
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from psycopg_pool import PoolTimeout
+
+from services.common.domain_errors import (
+    AlreadyExists,
+    FieldViolation,
+    InvalidInput,
+    NotFound,
+    PreconditionFailed,
+)
 
 ERROR_DOMAIN = "cohortflow.dev"
 # Bytes (UTF-8) of the message and of each violation's field and description; with at most
@@ -45,14 +56,6 @@ class FieldProblem(Protocol):
 
     @property
     def description(self) -> str: ...
-
-
-@dataclass(frozen=True)
-class FieldViolation:
-    """A bad request field, for edges that have no domain violation type of their own."""
-
-    field: str
-    description: str
 
 
 def _status(code: int, message: str, reason: str, details: Iterable[object] = ()) -> grpc.Status:
@@ -175,15 +178,37 @@ def deadline_exceeded(message: str, reason: str = "DEADLINE_EXCEEDED") -> grpc.S
     return _status(code_pb2.DEADLINE_EXCEEDED, message, reason)
 
 
-def failure(error: Exception, error_id: str) -> grpc.Status:
-    """The status for an exception no handler turned into one: the database's own
-    unavailability or timeouts as such, anything else a bug (INTERNAL, `error_id` only)."""
-    if isinstance(error, psycopg.errors.QueryCanceled):
-        return deadline_exceeded(
-            "the query ran longer than the server allows; narrow it", "QUERY_TIMEOUT"
-        )
-    if isinstance(error, psycopg.OperationalError | PoolTimeout):
-        return unavailable("the database is unavailable; retry")
+def _database_unavailable(_: Exception) -> grpc.Status:
+    return unavailable("the database is unavailable; retry")
+
+
+# Refusals of the service layers (services.common.domain_errors) and failures of the database,
+# each with its status. Looked up along the exception's class hierarchy, most specific first.
+_STATUS_OF: dict[type[Exception], Callable[[Any], grpc.Status]] = {
+    InvalidInput: lambda e: invalid_argument(e.problems, reason=e.reason),
+    NotFound: lambda e: missing(e.kind, e.name, e.version),
+    AlreadyExists: lambda e: already_exists(str(e)),
+    PreconditionFailed: lambda e: failed_precondition(str(e), e.reason),
+    # A statement cut off by the server's statement_timeout (psycopg's OperationalError).
+    psycopg.errors.QueryCanceled: lambda _: deadline_exceeded(
+        "the query ran longer than the server allows; narrow it", "QUERY_TIMEOUT"
+    ),
+    # The database cannot be reached: psycopg's own errors, and eventsourcing's wrapping of
+    # them (its recorders retry, then raise these), never NOT_FOUND or INTERNAL.
+    psycopg.OperationalError: _database_unavailable,
+    PoolTimeout: _database_unavailable,
+    persistence.OperationalError: _database_unavailable,
+    persistence.InterfaceError: _database_unavailable,
+}
+
+
+def status_of(error: Exception, error_id: str) -> grpc.Status:
+    """The status for an exception escaping a handler: a refusal or the database's
+    unavailability or timeout as such, anything else a bug (INTERNAL, `error_id` only)."""
+    for kind in type(error).__mro__:
+        to_status = _STATUS_OF.get(kind)
+        if to_status is not None:
+            return to_status(error)
     return internal(error_id)
 
 

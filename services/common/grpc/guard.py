@@ -7,9 +7,11 @@ handler's bug never reaches a client as its exception text.
 - Parsed requests pass `request_problems` (text rule, timestamp and duration ranges)
   unless their service judges every field itself (`Registration.checked=False`: ingest,
   whose batches answer each event on its own).
-- An exception escaping a handler is logged with its traceback under an error id and
-  answered INTERNAL with that id only (`errors.failure`: a database that cannot be reached
-  is UNAVAILABLE, a query cancelled by its statement timeout DEADLINE_EXCEEDED).
+- A refusal of the service layer (`services.common.domain_errors`) escaping a handler is
+  answered with its status (`errors.status_of`, the one table). Any other exception is
+  logged with its traceback under an error id and answered INTERNAL with that id only
+  (a database that cannot be reached is UNAVAILABLE, a query cancelled by its statement
+  timeout DEADLINE_EXCEEDED).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from typing import Any
 import grpc
 import structlog
 
-from services.common.grpc.errors import failure, invalid_argument, malformed_request
+from services.common.domain_errors import Refused
+from services.common.grpc.errors import invalid_argument, malformed_request, status_of
 from services.common.grpc.handlers import Behavior, HandlerInterceptor, wrap_handler
 from services.common.grpc.request_check import request_problems
 
@@ -58,8 +61,10 @@ def _type_name(deserializer: Callable[[bytes], Any] | None) -> str:
 
 async def _refuse_or_fail(context: grpc.aio.ServicerContext, method: str, error: Exception) -> None:
     error_id = uuid.uuid4().hex[:16]
-    status = failure(error, error_id)
-    if status.code == grpc.StatusCode.INTERNAL:
+    status = status_of(error, error_id)
+    if isinstance(error, Refused):
+        pass  # the service layer said no: the answer says why, there is nothing to log
+    elif status.code == grpc.StatusCode.INTERNAL:
         _log.error("handler failed", method=method, error_id=error_id, exc_info=error)
     else:
         _log.warning("handler failed", method=method, code=status.code.name, error=repr(error))

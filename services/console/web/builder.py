@@ -18,12 +18,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from services.common.segment_wire import condition_from_dict, condition_to_dict
+from services.common.segments.definition import DefinitionError, parse
 from services.console.backends import BackendError
 from services.console.web import inputs
 from services.console.web.access import Access, require
 from services.console.web.render import page, when
-from services.projector.domain.segments.definition import DefinitionError, parse
-from services.projector.grpc.segment_convert import condition_from_dict, condition_to_dict
 
 MAX_JSON_DEPTH = 40
 EXAMPLE = {"all": [{"lifecycle": ["active", "loyal"]}]}

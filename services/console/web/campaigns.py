@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from services.cli.demo.campaign_form import FormError, campaign_from_form
+from services.common.campaign_form import FormError, campaign_from_form
 from services.console.backends import BackendError
 from services.console.web import charts, inputs
 from services.console.web.access import CSRF_FIELD, require

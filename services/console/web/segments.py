@@ -13,12 +13,12 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from services.common.segment_wire import condition_to_dict
 from services.console.backends import AppClients
 from services.console.web import builder, charts, inputs
 from services.console.web.access import CSRF_FIELD, require
 from services.console.web.names import timestamp
 from services.console.web.render import page
-from services.projector.grpc.segment_convert import condition_to_dict
 
 SPARK_DAYS = 30
 HISTORY_VERSIONS = 20

@@ -19,6 +19,7 @@ import structlog
 from eventsourcing.persistence import IntegrityError
 from psycopg import sql
 
+from services.common.segments.definition import parse
 from services.eventlog.segments import Segment, segment_uuid
 from services.eventlog.store import EventLog
 from services.projector import schema
@@ -33,7 +34,6 @@ from services.projector.adapters.store import ProjectorStore
 from services.projector.adapters.stored_builds import StoredBuilds
 from services.projector.domain.segments import trackers as tr
 from services.projector.domain.segments.compile import compile_segment
-from services.projector.domain.segments.definition import parse
 
 __all__ = ["SegmentBuilder", "StoredBuilds"]
 _log = structlog.get_logger("projector.builds")

@@ -17,10 +17,10 @@ from typing import Any
 import orjson
 from psycopg import sql
 
+from services.common.segments.definition import Filter, TimeValue
 from services.projector import schema
 from services.projector.domain.engine import TICK_FACT
 from services.projector.domain.segments import trackers as tr
-from services.projector.domain.segments.definition import Filter, TimeValue
 
 Query = tuple[sql.Composable, list[Any]]
 

@@ -15,10 +15,7 @@ from dataclasses import dataclass, field
 
 from psycopg import sql
 
-from services.projector import schema
-from services.projector.adapters.history import PROFILE, _number, _where, filter_sql
-from services.projector.domain.segments import trackers as tr
-from services.projector.domain.segments.definition import (
+from services.common.segments.definition import (
     AllOf,
     AnyOf,
     Definition,
@@ -35,6 +32,9 @@ from services.projector.domain.segments.definition import (
     SegmentRef,
     Trait,
 )
+from services.projector import schema
+from services.projector.adapters.history import PROFILE, _number, _where, filter_sql
+from services.projector.domain.segments import trackers as tr
 
 EARTH_RADIUS_KM = 6371.0088  # the mean radius the haversine package uses
 

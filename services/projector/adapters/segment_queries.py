@@ -6,13 +6,13 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+from services.common.segments.definition import Definition
 from services.eventlog.store import LOG_NAME
 from services.projector import schema
 from services.projector.adapters.history import WORK_MEM, tune
 from services.projector.adapters.preview import preview_query
 from services.projector.adapters.query_guard import QUERY_TIMEOUT_S, QueryHandle, guarded
 from services.projector.adapters.store import ProjectorStore
-from services.projector.domain.segments.definition import Definition
 
 
 class SegmentQueries:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.common.segments.definition import parse
 from services.eventlog.events import ClockTicked, EventTracked, UserIdentified
 from services.eventlog.segments import Segment
 from services.projector.domain import lifecycle, location, rfm
@@ -39,7 +40,6 @@ from services.projector.domain.segments.compile import (
     USES_RFM,
     compile_segment,
 )
-from services.projector.domain.segments.definition import parse
 from services.projector.domain.user import CHURNED, DORMANT, NONE, User, day_of
 
 ANONYMOUS_PREFIX = "anonymous:"

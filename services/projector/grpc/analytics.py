@@ -15,13 +15,14 @@ from google.protobuf import timestamp_pb2
 
 from services.common.grpc.auth import current_app_id
 from services.common.grpc.errors import FieldViolation, abort, invalid_argument
-from services.projector.adapters.encode import LIFECYCLE_STATES, RFM_GROUPS
+from services.common.segments.definition import SEGMENT_ID
+from services.common.vocabulary_pb import LIFECYCLE_STATES, RFM_GROUPS
 from services.projector.adapters.rollup_queries import RollupQueries
 from services.projector.adapters.rollups import DAY_US, LIFECYCLE
 from services.projector.domain.rfm import group_of
-from services.projector.domain.segments.definition import SEGMENT_ID
-from services.projector.grpc.segment_requests import segment_id_problems
-from services.projector.grpc.segments import SegmentServicer
+from services.projector.grpc.segment_requests import INNER_ID, segment_id_problems
+from services.projector.grpc.segments import DRAFT_ID, draft_of
+from services.projector.service_layer.segment_commands import SegmentCommands
 
 NO_STATE = types_pb2.LIFECYCLE_STATE_UNSPECIFIED
 NO_GROUP = types_pb2.RFM_GROUP_UNSPECIFIED
@@ -46,7 +47,7 @@ def _day_ts(day: int) -> timestamp_pb2.Timestamp:
 
 
 class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
-    def __init__(self, rollups: RollupQueries, segments: SegmentServicer) -> None:
+    def __init__(self, rollups: RollupQueries, segments: SegmentCommands) -> None:
         self._rollups = rollups
         self._segments = segments
 
@@ -216,11 +217,10 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         self, request: pb.ValidateSegmentRequest, context: grpc.aio.ServicerContext
     ) -> pb.ValidateSegmentResponse:
         # The very checks of CreateSegment/UpdateSegment (and PreviewSegment's default id).
-        segment_id = request.segment.segment_id or "draft"
-        problems = (
-            segment_id_problems(segment_id, "segment.segment_id")
-            if request.segment.segment_id
-            else []
+        segment_id = request.segment.segment_id or DRAFT_ID
+        problems = segment_id_problems(segment_id, INNER_ID) if request.segment.segment_id else []
+        draft = draft_of(request.segment, segment_id)
+        await asyncio.to_thread(self._segments.check, current_app_id(), draft, problems)
+        return pb.ValidateSegmentResponse(
+            definition_json=json.dumps(draft.condition, sort_keys=True)
         )
-        data = await self._segments._validated(context, request.segment, segment_id, problems)
-        return pb.ValidateSegmentResponse(definition_json=json.dumps(data, sort_keys=True))

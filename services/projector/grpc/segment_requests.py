@@ -1,21 +1,20 @@
-"""What SegmentService checks in a request before looking at its condition.
+"""What SegmentService checks in a request's shape before its draft goes to the commands.
 
-Ids, names and descriptions only (the condition is the definition language's,
-`services.projector.domain.segments.definition`). Each problem names the field as the
-client wrote it: `segment_id` of a CreateSegmentRequest, `segment.segment_id` of an
-update or preview.
+Ids only: where a request names its segment depends on the RPC, so each problem names
+the field as the client wrote it (`segment_id` of a CreateSegmentRequest,
+`segment.segment_id` of an update or preview). Names, descriptions and the condition are
+the draft's, checked by the command layer (`service_layer.segment_checks`).
 """
 
 from __future__ import annotations
 
 from cohortflow.segments.v1 import segments_pb2
 
-from services.common.grpc.errors import FieldViolation
-from services.common.text import name_problem, text_problem
-from services.projector.domain.segments.definition import SEGMENT_ID
+from services.common.domain_errors import FieldViolation
+from services.common.segments.definition import SEGMENT_ID
 
-MAX_NAME = 200
-MAX_DESCRIPTION = 2000
+# Where an update or a preview names its segment.
+INNER_ID = "segment.segment_id"
 ID_RULE = "lowercase letters, digits and -, 1 to 63 characters, starting and ending alphanumeric"
 
 
@@ -46,20 +45,4 @@ def create_id_problems(request: segments_pb2.CreateSegmentRequest) -> list[Field
                 "segment.segment_id", "differs from segment_id; leave it empty or repeat it"
             )
         )
-    return problems
-
-
-def text_field_problems(segment: segments_pb2.Segment) -> list[FieldViolation]:
-    """display_name: no control characters at all; description: free text."""
-    problems: list[FieldViolation] = []
-    if len(segment.display_name) > MAX_NAME:
-        problems.append(FieldViolation("segment.display_name", f"at most {MAX_NAME} characters"))
-    elif problem := name_problem(segment.display_name):
-        problems.append(FieldViolation("segment.display_name", problem))
-    if len(segment.description) > MAX_DESCRIPTION:
-        problems.append(
-            FieldViolation("segment.description", f"at most {MAX_DESCRIPTION} characters")
-        )
-    elif problem := text_problem(segment.description):
-        problems.append(FieldViolation("segment.description", problem))
     return problems

@@ -23,7 +23,7 @@ from services.common.grpc.errors import (
     user_not_found,
 )
 from services.common.grpc.paging import BadPageToken, decode_token, encode_token, page_size
-from services.projector.adapters.encode import LIFECYCLE_STATES, RFM_GROUPS
+from services.common.vocabulary_pb import LIFECYCLE_STATES, RFM_GROUPS
 from services.projector.adapters.queries import ProfileQueries
 from services.projector.domain.changes import historical
 from services.projector.domain.policy import DAY_US

@@ -15,12 +15,10 @@ from cohortflow.segments.v1 import segments_pb2, segments_pb2_grpc
 
 from services.common.grpc.errors import bad_request_of
 from services.devstack.embedded import free_port
-from services.projector.bootstrap import start_projector
-from services.projector.config import ProjectorSettings
 from tests.integration.campaign.conftest import KEYS, NEWS, SHOP, AppFactory
 from tests.integration.campaign.helpers import create
 from tests.support.campaign import campaign
-from tests.support.changes import delete_stream, unique_streams
+from tests.support.projector import in_process_projector
 
 BUYERS = segments_pb2.Condition(
     events=segments_pb2.EventCondition(
@@ -34,18 +32,9 @@ BUYERS = segments_pb2.Condition(
 
 @pytest.fixture
 async def projector(database_url: str, nats_server: Any) -> AsyncIterator[str]:
-    streams = unique_streams()
-    settings = ProjectorSettings(
-        DATABASE_URL=database_url,
-        NATS_URL=nats_server.url,
-        PROJECTOR_LISTEN="127.0.0.1:0",
-        PROJECTOR_METRICS_PORT=0,
-        PROJECTOR_TICK_INTERVAL_S=0,
-    )
-    app = await start_projector(settings, KEYS, streams=streams)
-    yield f"127.0.0.1:{app.port}"
-    await app.stop(1)
-    await delete_stream(nats_server.url, streams)
+    """Where a projector in this process (campaign's apps and keys) serves SegmentService."""
+    async with in_process_projector(database_url, nats_server.url, KEYS) as running:
+        yield running.address
 
 
 async def refusal(stub: Any, segment_id: str, metadata=SHOP) -> tuple[grpc.StatusCode, str]:

@@ -17,8 +17,8 @@ from cohortflow.profiles.v1 import profiles_pb2
 from cohortflow.segments.v1 import segments_pb2
 from cohortflow.types.v1 import types_pb2
 
+from services.common.segment_wire import condition_from_dict
 from services.migrate import migrate
-from services.projector.grpc.segment_convert import condition_from_dict
 from tests.integration.hostile.calls import Suite, Tenant
 from tests.support.campaign import campaign
 from tests.support.infra import NatsForTests, PostgresForTests

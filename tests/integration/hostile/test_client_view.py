@@ -22,7 +22,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 
-from services.projector.grpc.segment_convert import condition_from_dict
+from services.common.segment_wire import condition_from_dict
 from tests.integration.hostile.calls import METHODS, Outcome, Suite, judge, path_of
 from tests.support.hostile import nested
 

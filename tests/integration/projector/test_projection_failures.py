@@ -8,27 +8,21 @@ NOT_SERVING while it cannot commit and SERVING again once it has recovered.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any
-
 import psycopg
-import pytest
 from grpc_health.v1 import health_pb2
 from psycopg import sql
 
-from services.common.grpc.auth import ApiKeys
-from services.eventlog.store import EventLog, open_event_log
+from services.eventlog.store import open_event_log
 from services.projector import metrics
-from services.projector.bootstrap import OPERATIONS_SERVICE, ProjectorApp, start_projector
-from tests.support.changes import delete_stream, read_all, unique_streams
+from services.projector.bootstrap import OPERATIONS_SERVICE, ProjectorApp
+from tests.support.changes import read_all
 from tests.support.infra import PostgresForTests
 from tests.support.logevents import HOUR, T0, track
 from tests.support.projector import (
+    InProcessProjector,
     append,
     health_status,
     profile_counts,
-    projector_settings,
     quarantine_rows,
     replay,
     wait_position,
@@ -39,28 +33,6 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
-@dataclass
-class Running:
-    app: ProjectorApp
-    log: EventLog
-    database_url: str
-    streams: Any
-    nats_url: str
-
-
-@pytest.fixture
-async def running(database_url: str, nats_server: Any) -> AsyncIterator[Running]:
-    streams = unique_streams()
-    app = await start_projector(
-        projector_settings(database_url, nats_server.url), ApiKeys([]), streams=streams
-    )
-    log = open_event_log(database_url)
-    yield Running(app, log, database_url, streams, nats_server.url)
-    await app.stop(1)
-    log.close()
-    await delete_stream(nats_server.url, streams)
-
-
 def _traffic(start: int, users: int = 20) -> list[object]:
     return [track(f"u{i}", start + i * 1000, app="app" if i % 2 else "other") for i in range(users)]
 
@@ -69,7 +41,7 @@ async def _health(app: ProjectorApp, status: int) -> bool:
     return all([await health_status(app.port, name) == status for name in ("", OPERATIONS_SERVICE)])
 
 
-async def _settled_exactly_once(run: Running, last: int) -> None:
+async def _settled_exactly_once(run: InProcessProjector, last: int) -> None:
     """Everything up to `last` is committed, nothing quarantined, and the change stream
     and profiles are exactly what a fold of the whole log gives."""
     await wait_position(run.app, last)
@@ -86,15 +58,15 @@ async def _settled_exactly_once(run: Running, last: int) -> None:
 
 
 async def test_connections_lost_in_the_middle_of_a_commit_quarantine_nothing(
-    running: Running,
+    projector: InProcessProjector,
 ) -> None:
-    first = append(running.log, *_traffic(T0))
-    await wait_position(running.app, first[-1])
+    first = append(projector.log, *_traffic(T0))
+    await wait_position(projector.app, first[-1])
     failures = metrics.BATCH_FAILURES._value.get()
-    with psycopg.connect(running.database_url) as locker:
+    with psycopg.connect(projector.database_url) as locker:
         # Hold the tracking table, so that the projector's next commit waits for us...
         locker.execute("LOCK TABLE projector_tracking IN ACCESS EXCLUSIVE MODE")
-        second = append(running.log, *_traffic(T0 + HOUR))
+        second = append(projector.log, *_traffic(T0 + HOUR))
 
         async def commit_waits() -> bool:
             row = locker.execute(
@@ -110,40 +82,40 @@ async def test_connections_lost_in_the_middle_of_a_commit_quarantine_nothing(
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
         locker.rollback()
-    await _settled_exactly_once(running, second[-1])
+    await _settled_exactly_once(projector, second[-1])
     assert metrics.BATCH_FAILURES._value.get() > failures
 
 
 async def test_health_is_not_serving_while_the_database_refuses_connections(
-    running: Running, postgres: PostgresForTests
+    projector: InProcessProjector, postgres: PostgresForTests
 ) -> None:
-    first = append(running.log, *_traffic(T0))
-    await wait_position(running.app, first[-1])
-    assert await _health(running.app, SERVING)
-    name = sql.Identifier(running.database_url.rsplit("/", 1)[-1])
+    first = append(projector.log, *_traffic(T0))
+    await wait_position(projector.app, first[-1])
+    assert await _health(projector.app, SERVING)
+    name = sql.Identifier(projector.database_url.rsplit("/", 1)[-1])
     with psycopg.connect(postgres.server_url, autocommit=True) as admin:
         admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(name))
         try:
             admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                (running.database_url.rsplit("/", 1)[-1],),
+                (projector.database_url.rsplit("/", 1)[-1],),
             )
-            await eventually(lambda: _health(running.app, NOT_SERVING), "health NOT_SERVING")
+            await eventually(lambda: _health(projector.app, NOT_SERVING), "health NOT_SERVING")
             assert metrics.STALLED._value.get() == 1
         finally:
             admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(name))
-    await eventually(lambda: _health(running.app, SERVING), "health SERVING again")
-    running.log.close()
-    running.log = open_event_log(running.database_url)
-    second = append(running.log, *_traffic(T0 + HOUR))
-    await _settled_exactly_once(running, second[-1])
+    await eventually(lambda: _health(projector.app, SERVING), "health SERVING again")
+    projector.log.close()
+    projector.log = open_event_log(projector.database_url)
+    second = append(projector.log, *_traffic(T0 + HOUR))
+    await _settled_exactly_once(projector, second[-1])
     assert metrics.STALLED._value.get() == 0
 
 
-async def test_a_data_error_of_every_commit_skips_no_event(running: Running) -> None:
-    first = append(running.log, *_traffic(T0))
-    await wait_position(running.app, first[-1])
-    with psycopg.connect(running.database_url, autocommit=True) as conn:
+async def test_a_data_error_of_every_commit_skips_no_event(projector: InProcessProjector) -> None:
+    first = append(projector.log, *_traffic(T0))
+    await wait_position(projector.app, first[-1])
+    with psycopg.connect(projector.database_url, autocommit=True) as conn:
         # Every commit writes the recorded clock into projector_meta: make that a data
         # error, which no event causes (a commit without any one of them fails as well).
         conn.execute(
@@ -155,14 +127,14 @@ async def test_a_data_error_of_every_commit_skips_no_event(running: Running) -> 
             " FOR EACH ROW EXECUTE FUNCTION refuse_meta()"
         )
         failures = metrics.BATCH_FAILURES._value.get()
-        second = append(running.log, *_traffic(T0 + HOUR))
+        second = append(projector.log, *_traffic(T0 + HOUR))
 
         async def wedged() -> bool:
             return metrics.BATCH_FAILURES._value.get() > failures + 1
 
         await eventually(wedged, "the projector to fail its commits")
-        assert await _health(running.app, NOT_SERVING)
-        assert running.app.projection.position == first[-1]
-        assert quarantine_rows(running.database_url) == []
+        assert await _health(projector.app, NOT_SERVING)
+        assert projector.app.projection.position == first[-1]
+        assert quarantine_rows(projector.database_url) == []
         conn.execute("DROP TRIGGER refuse_meta ON projector_meta")
-    await _settled_exactly_once(running, second[-1])
+    await _settled_exactly_once(projector, second[-1])

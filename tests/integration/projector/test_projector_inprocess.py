@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import grpc
 import pytest
@@ -11,38 +10,18 @@ from cohortflow.profiles.v1 import profiles_pb2, profiles_pb2_grpc
 from cohortflow.types.v1 import types_pb2
 from google.protobuf import timestamp_pb2
 
-from services.common.grpc.auth import ApiKeys
 from services.eventlog.store import EventLog, open_event_log
 from services.projector.bootstrap import ProjectorApp, start_projector
 from services.projector.config import ProjectorSettings
 from tests.support.changes import delete_stream, read_all, unique_streams
 from tests.support.ingest import auth
 from tests.support.logevents import DAY, HOUR, T0, identify, purchase, tick, track
-
-KEYS = ApiKeys([("app", "key-app"), ("other", "key-other")])
+from tests.support.projector import KEYS, InProcessProjector
 
 
 def append(log: EventLog, *events: object) -> int:
     outcome = log.append_new([log.encode(e) for e in events])
     return max(outcome.inserted.values())
-
-
-@pytest.fixture
-async def setup(database_url: str, nats_server) -> AsyncIterator[tuple]:
-    streams = unique_streams()
-    settings = ProjectorSettings(
-        DATABASE_URL=database_url,
-        NATS_URL=nats_server.url,
-        PROJECTOR_LISTEN="127.0.0.1:0",
-        PROJECTOR_TICK_INTERVAL_S=0,
-        PROJECTOR_WATCHDOG_S=0.2,
-    )
-    app = await start_projector(settings, KEYS, streams=streams)
-    log = open_event_log(database_url)
-    yield app, log, streams, nats_server.url
-    await app.stop(1)
-    log.close()
-    await delete_stream(nats_server.url, streams)
 
 
 async def wait_position(app: ProjectorApp, position: int, within: float = 20) -> None:
@@ -52,8 +31,11 @@ async def wait_position(app: ProjectorApp, position: int, within: float = 20) ->
         await asyncio.sleep(0.05)
 
 
-async def test_lifecycle_and_rfm_changes_reach_the_stream_and_profiles(setup: tuple) -> None:
-    app, log, streams, nats_url = setup
+async def test_lifecycle_and_rfm_changes_reach_the_stream_and_profiles(
+    projector: InProcessProjector,
+) -> None:
+    app, log = projector.app, projector.log
+    streams, nats_url = projector.streams, projector.nats_url
     last = append(
         log,
         identify(
@@ -169,12 +151,15 @@ async def test_restart_resumes_without_applying_anything_twice(
         await delete_stream(nats_server.url, streams)
 
 
-async def test_a_lost_notify_is_recovered_by_the_watchdog(setup: tuple, database_url: str) -> None:
+async def test_a_lost_notify_is_recovered_by_the_watchdog(
+    projector: InProcessProjector, database_url: str
+) -> None:
     import psycopg
 
     from services.projector import metrics
 
-    app, log, streams, nats_url = setup
+    app, log = projector.app, projector.log
+    streams, nats_url = projector.streams, projector.nats_url
     # Let the projector finish its start-up read and go idle, waiting for a NOTIFY.
     await asyncio.to_thread(app.projection.ready.wait, 10)
     await asyncio.sleep(0.6)

@@ -10,18 +10,18 @@ from typing import Any
 import psycopg
 
 from services.common.grpc.auth import ApiKeys
-from services.eventlog.segments import Segment
 from services.eventlog.store import open_event_log
 from services.projector.bootstrap import start_projector
 from services.projector.config import ProjectorSettings
-from tests.integration.segments.test_history_differential import (
-    PROFILE_SEGMENTS,
-    SEGMENTS,
-    profiled_history,
-)
 from tests.support.changes import delete_stream, unique_streams
 from tests.support.logevents import HOUR, T0, track
 from tests.support.processes import REPO
+from tests.support.segment_history import (
+    PROFILE_SEGMENTS,
+    SEGMENTS,
+    profiled_history,
+    save_segments,
+)
 
 
 def rebuild(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -50,16 +50,7 @@ async def test_rebuild_is_identical_and_swaps_in(database_url: str, nats_server:
     events = profiled_history(9)
     try:
         log.append_new([log.encode(e) for e in events[:200]])
-        for segment_id, condition in {**SEGMENTS, **PROFILE_SEGMENTS}.items():
-            log.save(
-                Segment(
-                    app_id="app",
-                    segment_id=segment_id,
-                    display_name=segment_id,
-                    description="",
-                    definition=condition,
-                )
-            )
+        save_segments(log, {**SEGMENTS, **PROFILE_SEGMENTS})
         log.append_new([log.encode(e) for e in events[200:]])
         head = log.head_position()
         deadline = asyncio.get_running_loop().time() + 60
@@ -89,13 +80,23 @@ async def test_rebuild_is_identical_and_swaps_in(database_url: str, nats_server:
         assert refused.returncode != 0 and "stop it before swapping" in refused.stderr
     finally:
         await app.stop(1)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        # A profile only the live tables have: the contract views must not show it after.
+        conn.execute("INSERT INTO projector_profiles (app_id, user_id) VALUES ('app', 'stale')")
+        assert _contract_rows(conn)[0] == _table_rows(conn)[0]
     swapped = await asyncio.to_thread(rebuild, database_url, "--schema", "rb_four", "--swap")
     assert swapped.returncode == 0, swapped.stderr
-    with psycopg.connect(database_url) as conn:
+    with psycopg.connect(database_url, autocommit=True) as conn:
         tampered = conn.execute(
             "SELECT count(*) FROM projector_changes WHERE to_value = 'tampered'"
         ).fetchone()[0]
         assert tampered == 0  # the rebuilt, correct timeline is live now
+        # Campaign's contract views read the rebuilt tables, and outlive the replaced ones.
+        profiles, members = _contract_rows(conn)
+        assert ("app", "stale") not in profiles and len(profiles) > 3 and len(members) > 3
+        assert (profiles, members) == _table_rows(conn)
+        conn.execute("DROP SCHEMA rb_four_replaced CASCADE")
+        assert _contract_rows(conn) == (profiles, members)
     app = await start_projector(settings, ApiKeys([]), streams=streams)
     try:
         outcome = log.append_new([log.encode(track("after-swap", T0 + 10 * HOUR))])
@@ -108,6 +109,24 @@ async def test_rebuild_is_identical_and_swaps_in(database_url: str, nats_server:
         await app.stop(1)
         log.close()
         await delete_stream(nats_server.url, streams)
+
+
+def _contract_rows(conn: psycopg.Connection) -> tuple[set[tuple], set[tuple]]:
+    """Profiles and members as campaign reads them: through the projector's contract views."""
+    profiles = conn.execute("SELECT app_id, user_id FROM contract_profiles_v1").fetchall()
+    members = conn.execute(
+        "SELECT app_id, segment_id, user_id, version FROM contract_segment_members_v1"
+    ).fetchall()
+    return set(profiles), set(members)
+
+
+def _table_rows(conn: psycopg.Connection) -> tuple[set[tuple], set[tuple]]:
+    """The same from the tables in public, the live read models."""
+    profiles = conn.execute("SELECT app_id, user_id FROM public.projector_profiles").fetchall()
+    members = conn.execute(
+        "SELECT app_id, segment_id, user_id, version FROM public.segment_members"
+    ).fetchall()
+    return set(profiles), set(members)
 
 
 def _building(database_url: str) -> bool:

@@ -7,7 +7,7 @@ import pytest
 
 from services.campaign.domain.model import DEFAULT_MAX_TRIGGER_AGE_S, CampaignState
 from services.campaign.grpc import convert
-from services.cli.demo.campaign_form import FormError, campaign_from_form
+from services.common.campaign_form import FormError, campaign_from_form
 
 FORM = {
     "name": "Win back",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from services.campaign.domain.changes import (
     Change,
     broken_conditions,
@@ -103,3 +105,9 @@ def test_triggers_and_the_conditions_that_cancel_delayed_sends() -> None:
     assert triggers(LifecycleTrigger(to_states=("dormant",)), new_user)  # from any state
     assert condition_of_change(to_dormant, went) == "lifecycle:dormant"
     assert broken_conditions(back) == ("lifecycle:dormant", "lifecycle_changed")
+
+
+@pytest.mark.parametrize("zone", ["America", "Europe/", "x" * 300, "0" * 27 + "\x80" * 60])
+def test_a_time_zone_that_names_no_zone_file_is_refused_not_raised(zone: str) -> None:
+    bad = good(quiet_hours=QuietHours(start_minute=0, end_minute=60, default_timezone=zone))
+    assert "quiet_hours.default_timezone" in fields_of(bad)

@@ -12,8 +12,7 @@ from cohortflow.types.v1 import types_pb2
 from services.campaign.domain.model import CampaignState
 from services.campaign.domain.validation import check_definition
 from services.campaign.grpc.convert import campaign_proto, definition
-from services.cli.demo.apply import _same_campaign, segment_message
-from services.cli.demo.campaign_form import FormError, campaign_from_form
+from services.cli.demo.apply import _same_campaign
 from services.cli.demo.files import (
     DEMO_FILES,
     DemoFileError,
@@ -21,8 +20,10 @@ from services.cli.demo.files import (
     load_campaigns,
     load_segments,
 )
-from services.projector.domain.segments.definition import parse
-from services.projector.grpc.segment_convert import condition_from_dict, condition_to_dict
+from services.cli.segment_apply import segment_message
+from services.common.campaign_form import FormError, campaign_from_form
+from services.common.segment_wire import condition_from_dict, condition_to_dict
+from services.common.segments.definition import parse
 
 DEMO = load(DEMO_FILES)
 

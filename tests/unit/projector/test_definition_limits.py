@@ -13,14 +13,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.projector.domain.segments.definition import (
+from services.common.segment_wire import condition_from_dict, condition_to_dict
+from services.common.segments.definition import (
     KINDS,
     LIMITS,
     STORED_LIMITS,
     DefinitionError,
     parse,
 )
-from services.projector.grpc.segment_convert import condition_from_dict, condition_to_dict
 
 
 def nested(depth: int, leaf: Any) -> dict[str, Any]:

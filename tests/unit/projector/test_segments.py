@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from services.common.segments.definition import DefinitionError, find_cycle, parse
 from services.projector.domain.engine import Engine
 from services.projector.domain.policy import AppPolicy, LifecyclePolicy
-from services.projector.domain.segments.definition import DefinitionError, find_cycle, parse
 from tests.support.logevents import DAY, HOUR, MINUTE, T0, identify, purchase, tick, track
 from tests.support.segments import Definitions
 
@@ -97,7 +97,7 @@ def test_trait_operators(traits: dict[str, Any], expected: set[str]) -> None:
     ],
 )
 def test_time_values_honour_time_zones_and_dst(signed_up: str, member: bool) -> None:
-    from services.projector.domain.segments.definition import parse_time
+    from services.common.segments.definition import parse_time
 
     run = Run({"early": TRAITS["early"]})
     run.apply(identify("u", at(1), time_traits={"signed_up": parse_time(signed_up)}))
@@ -408,6 +408,11 @@ def test_silent_redefinition_switches_without_publishing() -> None:
         ({"trait": {"key": "a", "op": "=", "value": [1]}}, "condition.trait.value"),
         ({"trait": {"key": "a", "op": "=", "value": 1, 7: 8}}, "condition.trait.7"),
         ({None: 1}, "condition"),
+        # zoneinfo reads "America" as a directory of zones (an OSError, not "not found").
+        (
+            {"trait": {"key": "a", "op": "<", "time": "2026-01-01T00:00:00 America"}},
+            "condition.trait.time",
+        ),
     ],
 )
 def test_bad_definitions_name_the_failing_node(condition: dict, path: str) -> None:

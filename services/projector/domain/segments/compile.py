@@ -15,9 +15,7 @@ from typing import Any
 
 from haversine import haversine
 
-from services.projector.domain import location
-from services.projector.domain.segments import trackers as tr
-from services.projector.domain.segments.definition import (
+from services.common.segments.definition import (
     AllOf,
     AnyOf,
     Definition,
@@ -33,6 +31,8 @@ from services.projector.domain.segments.definition import (
     SegmentRef,
     Trait,
 )
+from services.projector.domain import location
+from services.projector.domain.segments import trackers as tr
 from services.projector.domain.user import User
 
 Member = Callable[[User, int], bool]

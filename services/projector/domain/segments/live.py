@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from services.common.segments.definition import parse
 from services.projector.domain.segments import trackers as tr
 from services.projector.domain.segments.compile import (
     USES_FIRST_SEEN,
@@ -21,7 +22,6 @@ from services.projector.domain.segments.compile import (
     Compiled,
     compile_segment,
 )
-from services.projector.domain.segments.definition import parse
 
 
 class BuildSource(Protocol):

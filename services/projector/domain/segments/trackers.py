@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from services.projector.domain.segments.definition import Filter, TimeValue
+from services.common.segments.definition import Filter, TimeValue
 
 WINDOW = "window"  # state: [[t, value|None], ...] sorted by t, t > now - window
 TOTAL = "total"  # state: [count, sum, min|None, max|None, values]

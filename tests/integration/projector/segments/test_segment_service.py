@@ -2,95 +2,33 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 import pytest
 from cohortflow.changes.v1 import changes_pb2
-from cohortflow.segments.v1 import segments_pb2, segments_pb2_grpc
+from cohortflow.segments.v1 import segments_pb2
 from google.protobuf import duration_pb2
 
-from services.common.grpc.auth import ApiKeys
 from services.common.grpc.errors import bad_request_of
-from services.eventlog.store import EventLog, open_event_log
-from services.projector.bootstrap import start_projector
-from services.projector.config import ProjectorSettings
-from services.projector.grpc.segment_convert import condition_from_dict
-from tests.support.changes import delete_stream, read_all, unique_streams
+from services.common.segment_wire import condition_from_dict
+from tests.support.changes import read_all
 from tests.support.ingest import auth
 from tests.support.logevents import HOUR, MINUTE, T0, identify, purchase, tick, track
+from tests.support.projector import InProcessProjector
+from tests.support.segment_calls import append, members, segment, state_of, until
 
-KEYS = ApiKeys([("app", "key-app"), ("other", "key-other")])
 ENTERED = changes_pb2.MembershipChanged.DIRECTION_ENTERED
 EXITED = changes_pb2.MembershipChanged.DIRECTION_EXITED
-
-
-def append(log: EventLog, *events: object) -> int:
-    outcome = log.append_new([log.encode(e) for e in events])
-    return max(outcome.inserted.values())
-
-
-@pytest.fixture
-async def env(database_url: str, nats_server: Any) -> AsyncIterator[tuple]:
-    streams = unique_streams()
-    settings = ProjectorSettings(
-        DATABASE_URL=database_url,
-        NATS_URL=nats_server.url,
-        PROJECTOR_LISTEN="127.0.0.1:0",
-        PROJECTOR_TICK_INTERVAL_S=0,
-        PROJECTOR_WATCHDOG_S=0.2,
-    )
-    app = await start_projector(settings, KEYS, streams=streams)
-    log = open_event_log(database_url)
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
-        yield app, log, segments_pb2_grpc.SegmentServiceStub(channel), streams, nats_server.url
-    await app.stop(1)
-    log.close()
-    await delete_stream(nats_server.url, streams)
-
-
-async def until(predicate: Any, within: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not await predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
-
-
-def segment(condition: dict[str, Any], name: str = "") -> segments_pb2.Segment:
-    return segments_pb2.Segment(display_name=name, condition=condition_from_dict(condition))
-
-
-async def members(stub: Any, segment_id: str, key: str = "key-app") -> set[str]:
-    out: set[str] = set()
-    token = ""
-    while True:
-        reply = await stub.ListSegmentMembers(
-            segments_pb2.ListSegmentMembersRequest(
-                segment_id=segment_id, page_size=2, page_token=token
-            ),
-            metadata=auth(key),
-        )
-        out.update(m.user_id for m in reply.members)
-        token = reply.next_page_token
-        if not token:
-            return out
-
-
-async def state_of(stub: Any, segment_id: str, min_position: int = 0) -> segments_pb2.Segment:
-    reply = await stub.GetSegment(
-        segments_pb2.GetSegmentRequest(segment_id=segment_id, min_position=min_position),
-        metadata=auth("key-app"),
-    )
-    return reply.segment
-
 
 CARTS = {"events": {"name": "Added to Cart", "window": "1h", "op": ">=", "value": 2}}
 
 
-async def test_a_segment_is_built_from_history_then_changes_live(env: tuple) -> None:
-    _app, log, stub, streams, nats_url = env
+async def test_a_segment_is_built_from_history_then_changes_live(
+    projector: InProcessProjector,
+) -> None:
+    log, stub = projector.log, projector.segments
+    streams, nats_url = projector.streams, projector.nats_url
     # History before the segment exists: u1 and u2 added to cart twice, u3 once.
     append(
         log,
@@ -148,8 +86,11 @@ async def test_a_segment_is_built_from_history_then_changes_live(env: tuple) -> 
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-async def test_redefinition_publishes_the_difference_and_silent_does_not(env: tuple) -> None:
-    _app, log, stub, streams, nats_url = env
+async def test_redefinition_publishes_the_difference_and_silent_does_not(
+    projector: InProcessProjector,
+) -> None:
+    log, stub = projector.log, projector.segments
+    streams, nats_url = projector.streams, projector.nats_url
     append(
         log,
         tick(T0),
@@ -219,8 +160,8 @@ async def test_redefinition_publishes_the_difference_and_silent_does_not(env: tu
     assert (await state_of(stub, "paying")).state == segments_pb2.Segment.STATE_ARCHIVED
 
 
-async def test_bad_definitions_are_refused_naming_the_node(env: tuple) -> None:
-    _app, _log, stub, _streams, _url = env
+async def test_bad_definitions_are_refused_naming_the_node(projector: InProcessProjector) -> None:
+    stub = projector.segments
 
     async def create(segment_id: str, condition: segments_pb2.Condition) -> list[tuple[str, str]]:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -280,8 +221,10 @@ async def test_bad_definitions_are_refused_naming_the_node(env: tuple) -> None:
     assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
 
 
-async def test_watch_streams_changes_and_resumes_from_a_cursor(env: tuple) -> None:
-    _app, log, stub, _streams, _url = env
+async def test_watch_streams_changes_and_resumes_from_a_cursor(
+    projector: InProcessProjector,
+) -> None:
+    log, stub = projector.log, projector.segments
     append(log, tick(T0))
     created = await stub.CreateSegment(
         segments_pb2.CreateSegmentRequest(
@@ -320,10 +263,12 @@ async def test_watch_streams_changes_and_resumes_from_a_cursor(env: tuple) -> No
     assert rest == ["w2", "w3"]
 
 
-async def test_preview_build_progress_time_travel_and_restore(env: tuple) -> None:
+async def test_preview_build_progress_time_travel_and_restore(
+    projector: InProcessProjector,
+) -> None:
     from google.protobuf import timestamp_pb2
 
-    _app, log, stub, _streams, _url = env
+    log, stub = projector.log, projector.segments
     append(
         log,
         tick(T0),

@@ -1,31 +1,16 @@
-"""The set-based history path gives exactly the incremental path's result.
-
-The same random history is folded twice: by a pure engine with every segment
-defined before the first event (incremental, the reference), and by the projector
-on PostgreSQL with the segments defined after the whole history, so each version
-is built set-based in SQL over the facts and merged in. Memberships and tracker
-states must be identical.
-"""
+"""Random histories and segment definitions for differential tests of the segment paths,
+and what waits for and reads the projector's results of them."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-
-from services.common.grpc.auth import ApiKeys
 from services.eventlog.segments import Segment
-from services.eventlog.store import EventLog, open_event_log
-from services.projector.bootstrap import start_projector
-from services.projector.config import ProjectorSettings
+from services.eventlog.store import EventLog
 from services.projector.domain.engine import Engine
-from services.projector.domain.segments import trackers as tr
-from tests.support.changes import delete_stream, unique_streams
-from tests.support.logevents import MINUTE, T0, tick, track
+from tests.support.logevents import MINUTE, T0, identify, purchase, tick, track
 from tests.support.segments import Definitions
 
 SEGMENTS: dict[str, dict[str, Any]] = {
@@ -181,29 +166,6 @@ def reference(events: list[object], segments: dict[str, dict[str, Any]] | None =
     return engine
 
 
-@contextlib.asynccontextmanager
-async def projector(
-    database_url: str, nats_server: Any, keys: ApiKeys | None = None
-) -> AsyncIterator[tuple[Any, EventLog]]:
-    """A projector in this process (no ticker of its own) and the log it follows."""
-    streams = unique_streams()
-    settings = ProjectorSettings(
-        DATABASE_URL=database_url,
-        NATS_URL=nats_server.url,
-        PROJECTOR_LISTEN="127.0.0.1:0",
-        PROJECTOR_TICK_INTERVAL_S=0,
-        PROJECTOR_WATCHDOG_S=0.2,
-    )
-    app = await start_projector(settings, keys or ApiKeys([]), streams=streams)
-    log = open_event_log(database_url)
-    try:
-        yield app, log
-    finally:
-        await app.stop(1)
-        log.close()
-        await delete_stream(nats_server.url, streams)
-
-
 def save_segments(log: EventLog, segments: dict[str, dict[str, Any]]) -> None:
     for segment_id, condition in segments.items():
         log.save(
@@ -239,8 +201,8 @@ def drafts_and_live(
     """segment -> (members by the whole-definition SQL of previews, live members)."""
     import psycopg
 
+    from services.common.segments.definition import parse
     from services.projector.adapters.preview import members_query
-    from services.projector.domain.segments.definition import parse
 
     out = {}
     with psycopg.connect(database_url) as conn:
@@ -262,59 +224,6 @@ def drafts_and_live(
             }
             out[segment_id] = (draft, live)
     return out
-
-
-@pytest.mark.parametrize("seed", [1, 2, 3])
-async def test_set_based_build_equals_incremental(
-    database_url: str, nats_server: Any, seed: int
-) -> None:
-    events = history(seed)
-    expected = reference(events)
-    async with projector(database_url, nats_server) as (app, log):
-        log.append_new([log.encode(e) for e in events])
-        save_segments(log, SEGMENTS)
-        await wait_settled(app, log, len(SEGMENTS))
-        with app.store.cursor() as curs:
-            curs.execute("SELECT segment_id, user_id FROM segment_members ORDER BY 1, 2")
-            built = {(r["segment_id"], r["user_id"]) for r in curs.fetchall()}
-            curs.execute("SELECT state FROM projector_profiles")
-            import orjson
-
-            from services.projector.domain.user import User
-
-            stored = {
-                u.user_id: u
-                for u in (User.unpack(orjson.loads(r["state"])) for r in curs.fetchall())
-            }
-        incremental = {(s, u.user_id) for u in expected.users.values() for s in u.memberships}
-        assert built == incremental
-        assert len(incremental) > 10
-        # Tracker states agree too, once both are pruned to the same clock.
-        specs = {
-            k: spec
-            for seg in expected.segments["app"].active.values()
-            for k, spec in seg.trackers.items()
-        }
-        for user_id, user in stored.items():
-            mine = expected.users[("app", user_id)].trackers
-            for key, spec in specs.items():
-                a = tr.prune(spec, _copy(user.trackers.get(key)), expected.now_us)
-                b = tr.prune(spec, _copy(mine.get(key)), expected.now_us)
-                assert _norm(a) == _norm(b), (user_id, key)
-
-
-def _copy(state: Any) -> Any:
-    import copy
-
-    return copy.deepcopy(state)
-
-
-def _norm(state: Any) -> Any:
-    if isinstance(state, list):
-        return [_norm(x) for x in state]
-    if isinstance(state, float) and state.is_integer():
-        return int(state)
-    return state
 
 
 PROFILE_SEGMENTS: dict[str, dict[str, Any]] = {
@@ -358,8 +267,6 @@ PLACES = [
 
 
 def profiled_history(seed: int) -> list[object]:
-    from tests.support.logevents import identify, purchase
-
     rng = random.Random(seed)
     events = history(seed)
     extra: list[object] = []
@@ -389,22 +296,3 @@ def profiled_history(seed: int) -> list[object]:
 
 def _when(event: object) -> int:
     return getattr(event, "event_time_us", getattr(event, "tick_time_us", 0))
-
-
-@pytest.mark.parametrize("seed", [4, 5])
-async def test_preview_query_equals_live_membership(
-    database_url: str, nats_server: Any, seed: int
-) -> None:
-    """The whole-definition SQL (previews, history queries) gives the live members."""
-    events = profiled_history(seed)
-    everything = {**SEGMENTS, **PROFILE_SEGMENTS}
-    async with projector(database_url, nats_server) as (app, log):
-        log.append_new([log.encode(e) for e in events[:150]])
-        save_segments(log, everything)  # defined midway, built from history
-        log.append_new([log.encode(e) for e in events[150:]])
-        await wait_settled(app, log, len(everything))
-        live_total = 0
-        for segment_id, (draft, live) in drafts_and_live(database_url, everything).items():
-            assert draft == live, segment_id
-            live_total += len(live)
-        assert live_total > 20

@@ -12,9 +12,9 @@ from typing import Annotated
 
 import typer
 
+from services.admin.rebuild_command import DEV_DATABASE_FILE, DatabaseOption, dev_address
 from services.cli import output
 from services.cli.client import CliError
-from services.cli.rebuild_command import DEV_DATABASE_FILE, DatabaseOption, dev_address
 from services.common.config import DEFAULT_DATABASE_URL
 from services.console.users import ConsoleUsers, UserError
 

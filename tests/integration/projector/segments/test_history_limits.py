@@ -16,29 +16,25 @@ import signal
 import sys
 import textwrap
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
 import psycopg
 import pytest
-from cohortflow.segments.v1 import segments_pb2, segments_pb2_grpc
+from cohortflow.segments.v1 import segments_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from services.common.grpc.errors import bad_request_of
-from services.eventlog.store import open_event_log
+from services.common.segment_wire import condition_from_dict
 from services.projector import schema
 from services.projector.adapters.builds import SegmentBuilder
-from services.projector.bootstrap import start_projector
-from services.projector.config import ProjectorSettings
-from services.projector.grpc.segment_convert import condition_from_dict
-from tests.integration.segments.test_segment_service import KEYS, append, until
-from tests.support.changes import delete_stream, unique_streams
 from tests.support.ingest import auth
 from tests.support.logevents import MINUTE, T0, tick, track
+from tests.support.processes import REPO
+from tests.support.projector import in_process_projector
+from tests.support.segment_calls import append, until
 
-REPO = Path(__file__).resolve().parents[3]
 CARTS = {"events": {"name": "Added to Cart", "op": ">=", "value": 1}}
 PREVIEW_SQL = "WITH draft AS MATERIALIZED%"
 
@@ -46,29 +42,19 @@ PREVIEW_SQL = "WITH draft AS MATERIALIZED%"
 @contextlib.asynccontextmanager
 async def projector(database_url: str, nats_url: str, timeout_s: float) -> AsyncIterator[tuple]:
     """The projector in this process with both timeouts at `timeout_s`, and some history."""
-    streams = unique_streams()
-    settings = ProjectorSettings(
-        DATABASE_URL=database_url,
-        NATS_URL=nats_url,
-        PROJECTOR_LISTEN="127.0.0.1:0",
-        PROJECTOR_TICK_INTERVAL_S=0,
-        PROJECTOR_WATCHDOG_S=0.2,
+    async with in_process_projector(
+        database_url,
+        nats_url,
         PROJECTOR_QUERY_TIMEOUT_S=timeout_s,
         PROJECTOR_BUILD_STATEMENT_TIMEOUT_S=timeout_s,
-    )
-    app = await start_projector(settings, KEYS, streams=streams)
-    log = open_event_log(database_url)
-    position = append(
-        log, tick(T0), *(track(u, T0 + MINUTE, "Added to Cart") for u in ("u1", "u2"))
-    )
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
-        stub = segments_pb2_grpc.SegmentServiceStub(channel)
+    ) as running:
+        app, log, stub = running.app, running.log, running.segments
+        position = append(
+            log, tick(T0), *(track(u, T0 + MINUTE, "Added to Cart") for u in ("u1", "u2"))
+        )
         # Caught up with the history, so later calls need not wait for the projector.
         await stub.PreviewSegment(preview_request(position), metadata=auth("key-app"))
         yield app, log, stub, position
-    await app.stop(1)
-    log.close()
-    await delete_stream(nats_url, streams)
 
 
 @pytest.fixture
@@ -340,7 +326,7 @@ KILLED_CLIENT = textwrap.dedent(
     from services.projector.adapters.builds import SegmentBuilder
     from services.projector.adapters.segment_queries import HistoryQueries
     from services.projector.adapters.store import open_store
-    from services.projector.domain.segments.definition import parse
+    from services.common.segments.definition import parse
 
     url, what = sys.argv[1], sys.argv[2]
     store = open_store(url, ChangeSubjects("cohortflow.changes"))

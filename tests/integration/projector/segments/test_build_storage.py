@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from services.common.jetstream import ChangeSubjects
+from services.common.segments.definition import parse
 from services.eventlog.store import open_event_log
 from services.projector import schema
 from services.projector.adapters.builds import SegmentBuilder
@@ -24,7 +25,6 @@ from services.projector.adapters.preview import members_query
 from services.projector.adapters.store import open_store
 from services.projector.domain.engine import TICK_FACT
 from services.projector.domain.segments.compile import compile_segment
-from services.projector.domain.segments.definition import parse
 from tests.support.logevents import MINUTE, T0
 from tests.support.segments import Definitions
 

@@ -7,8 +7,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from services.common.segments.limits import shown
 from services.eventlog.events import datetime_to_us
-from services.projector.domain.segments.limits import shown
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d|w|y)")
 _UNIT_US = {
@@ -80,7 +80,8 @@ def parse_time(text: Any) -> int:
             raise ValueError(msg)
         try:
             moment = moment.replace(tzinfo=ZoneInfo(zone))
-        except (ZoneInfoNotFoundError, ValueError):
+        # OSError: a name zoneinfo takes for a path, e.g. "America" (a directory of zones).
+        except (ZoneInfoNotFoundError, ValueError, OSError):
             msg = f"unknown IANA time zone {zone!r}"
             raise ValueError(msg) from None
     if moment.tzinfo is None:

@@ -28,9 +28,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.projector.domain.segments.kinds import KINDS
-from services.projector.domain.segments.limits import LIMITS, STORED_LIMITS, Limits, measure
-from services.projector.domain.segments.nodes import (
+from services.common.segments.kinds import KINDS
+from services.common.segments.limits import LIMITS, STORED_LIMITS, Limits, measure
+from services.common.segments.nodes import (
     AGGREGATES,
     COMPARISONS,
     LIFECYCLE_STATES,
@@ -55,8 +55,8 @@ from services.projector.domain.segments.nodes import (
     TimeValue,
     Trait,
 )
-from services.projector.domain.segments.reader import DefinitionError, Reader
-from services.projector.domain.segments.timing import format_duration, parse_duration, parse_time
+from services.common.segments.reader import DefinitionError, Reader
+from services.common.segments.timing import format_duration, parse_duration, parse_time
 
 __all__ = [
     "AGGREGATES",

@@ -1,20 +1,41 @@
-"""Segment conditions between protobuf and the readable dict form the log stores."""
+"""Segment conditions between protobuf and the readable dict form the log stores.
+
+Wire code shared by the projector (requests in, stored definitions out) and its clients (the
+CLI and the console turn files and forms into requests, and show what the service returns).
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC
+from enum import StrEnum
 from typing import Any
 
 from cohortflow.segments.v1 import segments_pb2
 from cohortflow.types.v1 import types_pb2
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from services.projector.adapters.encode import LIFECYCLE_STATES, RFM_GROUPS
-from services.projector.domain.segments.definition import (
+from services.common.segments.definition import (
     format_duration,
     parse_duration,
     parse_time,
 )
+from services.common.vocabulary_pb import LIFECYCLE_STATES, RFM_GROUPS
+
+
+class BuildStatus(StrEnum):
+    """`BuildProgress.status`: where the build of a segment version from history stands."""
+
+    WAITING = "waiting"  # for the projector to reach the definition
+    RUNNING = "running"
+    STORED = "stored"  # built; the projector switches at the next log position
+    LIVE = "live"  # the version is (or was) the segment's live one
+    FAILED = "failed"  # see BuildProgress.error; a failed build is not retried
+    ARCHIVED = "archived"  # the segment was archived before this version went live
+
+
+# The statuses after which a build does not change any more.
+FINAL_BUILD_STATUSES = frozenset({BuildStatus.LIVE, BuildStatus.FAILED, BuildStatus.ARCHIVED})
+
 
 _STATE_NAMES = {v: k for k, v in LIFECYCLE_STATES.items() if k}
 _GROUP_NAMES = {v: k for k, v in RFM_GROUPS.items() if k}
@@ -222,15 +243,3 @@ def condition_from_dict(data: dict[str, Any]) -> segments_pb2.Condition:
     else:
         c.segment.segment_id = body
     return c
-
-
-def us_to_timestamp(us: int | None) -> timestamp_pb2.Timestamp | None:
-    if not us:
-        return None
-    ts = timestamp_pb2.Timestamp()
-    ts.FromMicroseconds(us)
-    return ts
-
-
-def now_us() -> int:
-    return int(datetime.now(UTC).timestamp() * 1_000_000)

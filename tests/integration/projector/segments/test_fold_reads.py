@@ -14,13 +14,13 @@ from cohortflow.types.v1 import types_pb2
 from google.protobuf import timestamp_pb2
 
 from services.common.grpc.auth import ApiKeys
-from tests.integration.segments.test_history_differential import (
-    projector,
+from tests.support.ingest import auth
+from tests.support.logevents import DAY, HOUR, MINUTE, T0, identify, purchase, tick, ticks, track
+from tests.support.projector import in_process_projector
+from tests.support.segment_history import (
     save_segments,
     wait_settled,
 )
-from tests.support.ingest import auth
-from tests.support.logevents import DAY, HOUR, MINUTE, T0, identify, purchase, tick, ticks, track
 
 KEYS = ApiKeys([("app", "key-app")])
 SECOND = 1_000_000
@@ -46,7 +46,8 @@ def ts(us: int) -> timestamp_pb2.Timestamp:
 async def test_changes_are_dated_when_they_took_effect_in_every_read(
     database_url: str, nats_server: Any
 ) -> None:
-    async with projector(database_url, nats_server, KEYS) as (app, log):
+    async with in_process_projector(database_url, nats_server.url, KEYS) as running:
+        app, log = running.app, running.log
         log.append_new([log.encode(tick(TICK))])
         save_segments(log, SEGMENTS)
         await wait_settled(app, log, len(SEGMENTS))
@@ -134,7 +135,8 @@ async def test_get_profile_shows_the_values_behind_rfm_and_where_geo_places_the_
     database_url: str, nats_server: Any
 ) -> None:
     mitte = {"country": "DE", "city": "Berlin", "latitude": 52.52, "longitude": 13.405}
-    async with projector(database_url, nats_server, KEYS) as (app, log):
+    async with in_process_projector(database_url, nats_server.url, KEYS) as running:
+        app, log = running.app, running.log
         log.append_new(
             [
                 log.encode(e)

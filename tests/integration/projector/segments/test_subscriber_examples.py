@@ -10,18 +10,11 @@ from typing import Any
 
 from cohortflow.segments.v1 import segments_pb2
 
-from tests.integration.segments.test_segment_service import (
-    append,
-    env,
-    segment,
-    state_of,
-    until,
-)
 from tests.support.ingest import auth
 from tests.support.logevents import MINUTE, T0, tick, track
 from tests.support.processes import REPO
-
-__all__ = ["env"]  # the fixture, shared with the SegmentService tests
+from tests.support.projector import InProcessProjector
+from tests.support.segment_calls import append, segment, state_of, until
 
 
 def run(script: str, *args: str) -> list[str]:
@@ -35,8 +28,9 @@ def run(script: str, *args: str) -> list[str]:
     return done.stdout.splitlines()
 
 
-async def test_examples_consume_and_resume(env: tuple, tmp_path: Path) -> None:
-    app, log, stub, streams, nats_url = env
+async def test_examples_consume_and_resume(projector: InProcessProjector, tmp_path: Path) -> None:
+    app, log, stub = projector.app, projector.log, projector.segments
+    streams, nats_url = projector.streams, projector.nats_url
     append(log, tick(T0))
     created = await stub.CreateSegment(
         segments_pb2.CreateSegmentRequest(

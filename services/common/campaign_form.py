@@ -16,7 +16,7 @@ from cohortflow.campaigns.v1 import campaigns_pb2 as pb
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
-from services.projector.domain.segments.definition import parse_duration, parse_time
+from services.common.segments.definition import parse_duration, parse_time
 
 # Set by the service, never by a file.
 OUTPUT_ONLY = frozenset({"campaign_id", "state", "version", "create_time", "update_time"})

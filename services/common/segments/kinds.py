@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.projector.domain.segments.nodes import (
+from services.common.segments.nodes import (
     AGGREGATES,
     COMPARISONS,
     LIFECYCLE_STATES,
@@ -28,8 +28,8 @@ from services.projector.domain.segments.nodes import (
     SegmentRef,
     Trait,
 )
-from services.projector.domain.segments.reader import Kind, Reader
-from services.projector.domain.segments.timing import parse_time
+from services.common.segments.reader import Kind, Reader
+from services.common.segments.timing import parse_time
 
 
 def _all(r: Reader, body: Any, path: str, depth: int) -> Node:

@@ -5,11 +5,8 @@ from __future__ import annotations
 import pytest
 from cohortflow.segments.v1 import segments_pb2
 
-from services.projector.grpc.segment_requests import (
-    create_id_problems,
-    segment_id_problems,
-    text_field_problems,
-)
+from services.projector.grpc.segment_requests import create_id_problems, segment_id_problems
+from services.projector.service_layer.segment_checks import Draft, text_problems
 
 
 def _create(segment_id: str, inner: str = "") -> segments_pb2.CreateSegmentRequest:
@@ -59,5 +56,5 @@ def test_a_badly_formed_id_is_named_at_the_field_the_client_used(bad: str) -> No
 def test_names_take_no_control_characters_descriptions_keep_line_breaks(
     display_name: str, description: str, fields: list[str]
 ) -> None:
-    segment = segments_pb2.Segment(display_name=display_name, description=description)
-    assert [p.field for p in text_field_problems(segment)] == fields
+    draft = Draft("vip", display_name, description, {"segment": "other"})
+    assert [p.field for p in text_problems(draft)] == fields

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from services.projector.domain.segments.limits import Limits, label, shown
-from services.projector.domain.segments.nodes import OPERATORS, Filter, Node, Scalar, TimeValue
-from services.projector.domain.segments.timing import parse_duration, parse_time
+from services.common.segments.limits import Limits, label, shown
+from services.common.segments.nodes import OPERATORS, Filter, Node, Scalar, TimeValue
+from services.common.segments.timing import parse_duration, parse_time
 
 MAX_PROBLEMS = 50
 

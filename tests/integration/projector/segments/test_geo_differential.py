@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
-from tests.integration.segments.test_history_differential import (
+from tests.support.logevents import MINUTE, T0, identify, tick, track
+from tests.support.projector import in_process_projector
+from tests.support.segment_history import (
     drafts_and_live,
-    projector,
     reference,
     save_segments,
     wait_settled,
 )
-from tests.support.logevents import MINUTE, T0, identify, tick, track
 
 GEO: dict[str, dict[str, Any]] = {
     "berlin-10km": {"geo": {"within_km": 10, "of": [52.52, 13.405]}},
@@ -109,7 +109,8 @@ async def test_geo_members_agree_live_in_previews_and_with_the_rule(
     database_url: str, nats_server: Any, seed: int
 ) -> None:
     events, split = geo_history(seed)
-    async with projector(database_url, nats_server) as (app, log):
+    async with in_process_projector(database_url, nats_server.url) as running:
+        app, log = running.app, running.log
         log.append_new([log.encode(e) for e in events[:split]])
         save_segments(log, GEO)  # built from history, then live
         log.append_new([log.encode(e) for e in events[split:]])

@@ -19,9 +19,7 @@ from typing import Annotated
 
 import typer
 
-from services.cli import output
-from services.cli.client import CliError, target_of
-from services.cli.rebuild_command import (
+from services.admin.rebuild_command import (
     DEV_DATABASE_FILE,
     DatabaseOption,
     PoliciesOption,
@@ -29,6 +27,8 @@ from services.cli.rebuild_command import (
     policies_of,
     rebuild_with_progress,
 )
+from services.cli import output
+from services.cli.client import CliError, target_of
 from services.cli.simulator import ConfigError, SimulationConfig, run_simulation
 from services.common.config import DEFAULT_DATABASE_URL, DEFAULT_NATS_URL
 from services.common.jetstream import ChangeStreamSettings

@@ -1,0 +1,1 @@
+"""The projector's application layer: commands that load the write model, decide and save."""
