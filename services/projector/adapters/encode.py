@@ -9,32 +9,10 @@ from cohortflow.types.v1 import types_pb2
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from services.common.jetstream import ChangeSubjects
+from services.common.vocabulary_wire import LIFECYCLE_STATE_PB, RFM_GROUP_PB
 from services.projector.domain import changes as kinds
 from services.projector.domain.changes import Change
 
-LIFECYCLE_STATES = {
-    "": types_pb2.LIFECYCLE_STATE_UNSPECIFIED,
-    "new": types_pb2.LIFECYCLE_STATE_NEW,
-    "active": types_pb2.LIFECYCLE_STATE_ACTIVE,
-    "loyal": types_pb2.LIFECYCLE_STATE_LOYAL,
-    "dormant": types_pb2.LIFECYCLE_STATE_DORMANT,
-    "churned": types_pb2.LIFECYCLE_STATE_CHURNED,
-    "reactivated": types_pb2.LIFECYCLE_STATE_REACTIVATED,
-}
-RFM_GROUPS = {
-    "": types_pb2.RFM_GROUP_UNSPECIFIED,
-    "champions": types_pb2.RFM_GROUP_CHAMPIONS,
-    "loyal": types_pb2.RFM_GROUP_LOYAL,
-    "potential_loyalists": types_pb2.RFM_GROUP_POTENTIAL_LOYALISTS,
-    "new_customers": types_pb2.RFM_GROUP_NEW_CUSTOMERS,
-    "promising": types_pb2.RFM_GROUP_PROMISING,
-    "need_attention": types_pb2.RFM_GROUP_NEED_ATTENTION,
-    "about_to_sleep": types_pb2.RFM_GROUP_ABOUT_TO_SLEEP,
-    "at_risk": types_pb2.RFM_GROUP_AT_RISK,
-    "cant_lose_them": types_pb2.RFM_GROUP_CANT_LOSE_THEM,
-    "hibernating": types_pb2.RFM_GROUP_HIBERNATING,
-    "lost": types_pb2.RFM_GROUP_LOST,
-}
 CAUSES = {
     kinds.EVENT: changes_pb2.Cause.KIND_EVENT,
     kinds.TIME: changes_pb2.Cause.KIND_TIME,
@@ -106,8 +84,8 @@ def encode(change: Change, subjects: ChangeSubjects) -> tuple[str, str, bytes]:
     if change.kind == kinds.LIFECYCLE:
         message = changes_pb2.LifecycleChanged(
             header=header(change),
-            from_state=LIFECYCLE_STATES[change.from_value],
-            to_state=LIFECYCLE_STATES[change.to_value],
+            from_state=LIFECYCLE_STATE_PB[change.from_value],
+            to_state=LIFECYCLE_STATE_PB[change.to_value],
         )
         if change.corrected_since_us is not None:
             message.corrected_since_time.CopyFrom(timestamp(change.corrected_since_us))
@@ -115,8 +93,8 @@ def encode(change: Change, subjects: ChangeSubjects) -> tuple[str, str, bytes]:
     elif change.kind == kinds.RFM:
         message = changes_pb2.RfmGroupChanged(
             header=header(change),
-            from_group=RFM_GROUPS[change.from_value],
-            to_group=RFM_GROUPS[change.to_value],
+            from_group=RFM_GROUP_PB[change.from_value],
+            to_group=RFM_GROUP_PB[change.to_value],
             scores=scores_pb(change),
         )
         subject = subjects.rfm(change.app_id)

@@ -15,6 +15,7 @@ from typing import Any
 
 from services.eventlog.events import ClockTicked, EventTracked, UserIdentified
 from services.eventlog.segments import Segment
+from services.eventlog.vocabulary import LifecycleState, RfmGroup
 from services.projector.domain import lifecycle, location, rfm
 from services.projector.domain.changes import (
     EVENT,
@@ -40,17 +41,22 @@ from services.projector.domain.segments.compile import (
     compile_segment,
 )
 from services.projector.domain.segments.definition import parse
-from services.projector.domain.user import CHURNED, DORMANT, NONE, User, day_of
+from services.projector.domain.user import User, day_of
 
 ANONYMOUS_PREFIX = "anonymous:"
 # Pseudo-use: a user's first event re-evaluates every segment (negations may hold).
 _NEW_USER = "new_user"
 # Facts rows of clock ticks (app "" and user ""): the recorded clock at any position.
 TICK_FACT = "$tick"
-_LIVELY = frozenset({"new", "active", "loyal", "reactivated"})
+_LIVELY = frozenset(
+    {LifecycleState.NEW, LifecycleState.ACTIVE, LifecycleState.LOYAL, LifecycleState.REACTIVATED}
+)
 UserKey = tuple[str, str]
 # Deadlines of one user fired before one event of theirs, at the most (each moves them on).
 _MAX_CATCH_UP = 10_000
+_DORMANT_OR_CHURNED = (LifecycleState.DORMANT, LifecycleState.CHURNED)
+# States that begin at a time of their own (a new `since` is news).
+_DATED = (*_DORMANT_OR_CHURNED, LifecycleState.NEW, LifecycleState.REACTIVATED)
 PolicySource = Callable[[str], AppPolicy]
 
 
@@ -399,7 +405,7 @@ class Engine:
                     or when - last >= lifecycle.dormant_after_us(user, lp)
                 ):
                     before, _ = lifecycle.classify(user, when, lp)
-                    if before in (DORMANT, CHURNED) and (
+                    if before in _DORMANT_OR_CHURNED and (
                         user.returned_us is None or when > user.returned_us
                     ):
                         user.returned_us = when
@@ -553,7 +559,7 @@ class Engine:
         # began on wrong premises: the change it causes is a correction.
         late = (
             event is not None
-            and old_state != NONE
+            and old_state != LifecycleState.NONE
             and old_since is not None
             and event.event_time_us < old_since
         )
@@ -576,8 +582,8 @@ class Engine:
                 corrected_since_us=old_since if late else None,
             )
             user.since_us = since
-        elif since != old_since and state in (DORMANT, CHURNED, "new", "reactivated"):
-            if late and state in (DORMANT, CHURNED):
+        elif since != old_since and state in _DATED:
+            if late and state in _DORMANT_OR_CHURNED:
                 # Same state, but it began later than published: set the record straight.
                 self._emit(
                     user,
@@ -703,7 +709,7 @@ class Engine:
         purchase caused is dated at it; one the cut points caused at `at`."""
         if values is None:
             scores: list[int] = []
-            group = NONE
+            group = RfmGroup.NONE
             app.purchasers.discard(user.user_id)
         else:
             scores = app.quintiles.scores(values)
