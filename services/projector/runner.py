@@ -30,7 +30,8 @@ from services.projector.adapters.poison import (
 from services.projector.adapters.quarantine import Quarantined, QuarantineQueries
 from services.projector.adapters.store import ProjectorStore
 from services.projector.committer import CommitFailed, Committer, Prepared, commit
-from services.projector.domain.engine import Engine, PolicySource
+from services.projector.domain.engine import Engine
+from services.projector.domain.fold_state import PolicySource
 from services.projector.isolation import BUILT_TOPIC, Folder, FoldFailed, Isolation
 
 _log = structlog.get_logger("projector")

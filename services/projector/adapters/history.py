@@ -18,7 +18,7 @@ import orjson
 from psycopg import sql
 
 from services.projector import schema
-from services.projector.domain.engine import TICK_FACT
+from services.projector.domain.changeset import TICK_FACT
 from services.projector.domain.segments import trackers as tr
 from services.projector.domain.segments.definition import Filter, TimeValue
 

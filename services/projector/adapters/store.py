@@ -27,7 +27,14 @@ from services.projector import schema
 from services.projector.adapters.encode import encode
 from services.projector.domain import location
 from services.projector.domain.changes import Change
-from services.projector.domain.engine import Drained, Engine
+from services.projector.domain.changeset import (
+    Drained,
+    SegmentActivated,
+    SegmentArchived,
+    SegmentDefined,
+    SegmentRecord,
+)
+from services.projector.domain.engine import Engine
 from services.projector.domain.user import User
 
 # orjson for jsonb values (details of changes).
@@ -250,23 +257,32 @@ def _write_members(curs: Cursor[DictRow], members: list[tuple[Any, ...]]) -> Non
     )
 
 
-def _segment_record(record: tuple[Any, ...]) -> tuple[Any, ...]:
-    """A segment record with plain values only (the defining event flattened)."""
-    if record[0] != "defined":
-        return record
-    kind, app_id, segment_id, version, position, now_us, event = record
-    return (
-        kind,
-        app_id,
-        segment_id,
-        version,
-        position,
-        now_us,
-        event.display_name,
-        event.description,
-        _json(event.definition),
-        bool(getattr(event, "silent", False)),
-    )
+def _segment_record(record: SegmentRecord) -> tuple[Any, ...]:
+    """A segment record with plain values only (the definition as JSON)."""
+    if isinstance(record, SegmentDefined):
+        return (
+            "defined",
+            record.app_id,
+            record.segment_id,
+            record.version,
+            record.position,
+            record.recorded_us,
+            record.display_name,
+            record.description,
+            _json(record.definition),
+            record.silent,
+        )
+    if isinstance(record, SegmentActivated):
+        return (
+            "active",
+            record.app_id,
+            record.segment_id,
+            record.version,
+            record.position,
+            record.recorded_us,
+        )
+    assert isinstance(record, SegmentArchived)
+    return ("archived", record.app_id, record.segment_id, 0, record.position, record.recorded_us)
 
 
 def _apply_segment_record(curs: Cursor[DictRow], record: tuple[Any, ...]) -> None:
@@ -394,7 +410,7 @@ class ProjectorStore(PostgresTrackingRecorder):
             changes=[_change_row(c) for c in drained.changes],
             outbox=outbox,
             apps=[(a, _json(app.to_dict())) for a, app in drained.apps.items()],
-            aliases=[(a, anon, u) for (a, anon), u in drained.aliases.items()],
+            aliases=[(a.app_id, a.anonymous_id, a.user_id) for a in drained.aliases],
             now_us=drained.now_us,
             change_count=len(drained.changes),
             facts=[(a, u, n, t, p, Jsonb(props)) for a, u, n, t, p, props in drained.facts],

@@ -15,6 +15,20 @@ from services.eventlog.vocabulary import LifecycleState
 from services.projector.domain.policy import DAY_US, LifecyclePolicy
 from services.projector.domain.user import User, day_of
 
+# The states by name here: read on every event, and a global is much cheaper to read than
+# an enum member.
+_NONE, _NEW, _ACTIVE, _LOYAL = (
+    LifecycleState.NONE,
+    LifecycleState.NEW,
+    LifecycleState.ACTIVE,
+    LifecycleState.LOYAL,
+)
+_DORMANT, _CHURNED, _REACTIVATED = (
+    LifecycleState.DORMANT,
+    LifecycleState.CHURNED,
+    LifecycleState.REACTIVATED,
+)
+
 
 def usual_gap_days(user: User, policy: LifecyclePolicy) -> float | None:
     """Median gap between the user's recent active days, once there are enough gaps."""
@@ -56,23 +70,23 @@ def classify(user: User, at_us: int, policy: LifecyclePolicy) -> tuple[str, int 
     last = user.last_active_us
     first = user.first_active_us
     if last is None or first is None:
-        return LifecycleState.NONE, None
+        return _NONE, None
     if user.churn_event_us is not None and user.churn_event_us >= last:
-        return LifecycleState.CHURNED, user.churn_event_us
+        return _CHURNED, user.churn_event_us
     dormant_after = dormant_after_us(user, policy)
     churn_after = churn_after_us(user, policy, dormant_after)
     if at_us >= last + churn_after:
-        return LifecycleState.CHURNED, last + churn_after
+        return _CHURNED, last + churn_after
     if at_us >= last + dormant_after:
-        return LifecycleState.DORMANT, last + dormant_after
+        return _DORMANT, last + dormant_after
     returned = user.returned_us
     if returned is not None and returned <= at_us < returned + policy.reactivated_days * DAY_US:
-        return LifecycleState.REACTIVATED, returned
+        return _REACTIVATED, returned
     if at_us < first + policy.new_days * DAY_US:
-        return LifecycleState.NEW, first
+        return _NEW, first
     if is_loyal(user, at_us, policy):
-        return LifecycleState.LOYAL, None
-    return LifecycleState.ACTIVE, None
+        return _LOYAL, None
+    return _ACTIVE, None
 
 
 def next_deadline(user: User, after_us: int, policy: LifecyclePolicy) -> int | None:
@@ -82,19 +96,19 @@ def next_deadline(user: User, after_us: int, policy: LifecyclePolicy) -> int | N
     if last is None or first is None:
         return None
     state = user.state
-    if state == LifecycleState.CHURNED:
+    if state == _CHURNED:
         return None
     dormant_after = dormant_after_us(user, policy)
     candidates = []
-    if state == LifecycleState.DORMANT:
+    if state == _DORMANT:
         candidates.append(last + churn_after_us(user, policy, dormant_after))
     else:
         candidates.append(last + dormant_after)
-    if state == LifecycleState.NEW:
+    if state == _NEW:
         candidates.append(first + int(policy.new_days * DAY_US))
-    if state == LifecycleState.REACTIVATED and user.returned_us is not None:
+    if state == _REACTIVATED and user.returned_us is not None:
         candidates.append(user.returned_us + int(policy.reactivated_days * DAY_US))
-    if state == LifecycleState.LOYAL:
+    if state == _LOYAL:
         window = active_days_in_window(user, after_us, policy.loyal_window_days)
         surplus = len(window) - policy.loyal_min_active_days
         if surplus >= 0:
