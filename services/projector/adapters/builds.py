@@ -30,12 +30,10 @@ from services.projector.adapters.query_guard import (
     guarded,
 )
 from services.projector.adapters.store import ProjectorStore
-from services.projector.adapters.stored_builds import StoredBuilds
 from services.projector.domain.segments import trackers as tr
 from services.projector.domain.segments.compile import compile_segment
 from services.projector.domain.segments.definition import parse
 
-__all__ = ["SegmentBuilder", "StoredBuilds"]
 _log = structlog.get_logger("projector.builds")
 
 

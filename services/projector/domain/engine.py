@@ -31,7 +31,7 @@ from services.projector.domain.rfm_fold import AppState, RfmFold
 from services.projector.domain.segments import live
 from services.projector.domain.segments.compile import USES_FIRST_SEEN, USES_PROFILE
 from services.projector.domain.segments.membership import NEW_USER, Membership
-from services.projector.domain.segments.versions import Versions
+from services.projector.domain.segments.versions import BuildHistory, BuildRequest, Versions
 from services.projector.domain.user import User
 
 
@@ -40,9 +40,15 @@ class Engine:
         self,
         policies: PolicySource | AppPolicy | None = None,
         now_us: int = 0,
-        builds: live.BuildSource | None = None,
         facts: bool = False,
+        *,
+        require_builds: bool = False,
     ) -> None:
+        """`facts`: keep the facts history queries read (the projector does). With
+        `require_builds` (the projector, whose log has history before its segment
+        definitions), each Segment.Built must come through `merge_build` with its build, and
+        `apply` refuses one; without (logs whose segments are all defined before any event,
+        as in unit tests), `apply` merges it as an empty build."""
         self._changes = ChangeSet(keep_facts=facts)
         state = self._state = FoldState(policy_source(policies), self._changes, now_us)
         self._timers = Timers(state.users)
@@ -51,7 +57,7 @@ class Engine:
         self._rfm = RfmFold(state, self._segments)
         self._identity = Identity(state, self._lifecycle, self._rfm, self._segments)
         self._versions = Versions(state, self._identity, self._segments)
-        self.builds: live.BuildSource = builds or live.NoHistory()
+        self._require_builds = require_builds
 
     # ---- the state -----------------------------------------------------------------------
 
@@ -135,25 +141,26 @@ class Engine:
         elif isinstance(event, Segment.Defined | Segment.Redefined):
             self._versions.define(event, position)
         elif isinstance(event, Segment.Built):
-            request = self._versions.wanted(event)
-            history = (
-                self.builds.load(
-                    request.app_id,
-                    request.segment_id,
-                    request.version,
-                    request.through_position,
-                    list(request.specs),
-                )
-                if request is not None
-                else {}
-            )
-            self._versions.merge(event, position, history)
+            if self._require_builds:
+                msg = f"a Segment.Built (position {position}) needs its build: merge_build"
+                raise TypeError(msg)
+            self.merge_build(event, position, {})
         elif isinstance(event, Segment.Archived):
             self._versions.archive(event, position)
 
     def apply_all(self, items: Iterable[tuple[object, int]]) -> None:
         for event, position in items:
             self.apply(event, position)
+
+    def build_wanted(self, event: Segment.Built) -> BuildRequest | None:
+        """What build `event` stands for (the caller loads it for `merge_build`); None if
+        its version is superseded or archived (there is nothing to load)."""
+        return self._versions.wanted(event)
+
+    def merge_build(self, event: Segment.Built, position: int, history: BuildHistory) -> None:
+        """Apply a Segment.Built with its build, loaded as `build_wanted` asked: join it to
+        what was tracked live since the definition and switch the version on."""
+        self._versions.merge(event, position, history)
 
     def advance(self, to_us: int, position: int) -> None:
         """Move the recorded clock forward and fire every deadline it passed."""
