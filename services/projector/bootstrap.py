@@ -24,6 +24,7 @@ from services.common.jetstream import (
 from services.eventlog.store import EventLog, open_event_log
 from services.projector.adapters.builds import SegmentBuilder
 from services.projector.adapters.follower import LogFollower
+from services.projector.adapters.outbox import OutboxQueries
 from services.projector.adapters.quarantine import QuarantineQueries
 from services.projector.adapters.queries import ProfileQueries
 from services.projector.adapters.relay import OutboxRelay
@@ -122,7 +123,7 @@ async def _relay_forever(
             backoff = min(backoff * 2, 10.0)
             continue
         relay = OutboxRelay(
-            app.store,
+            OutboxQueries(app.store),
             js,
             batch=settings.relay_batch,
             ack_timeout_s=settings.relay_ack_timeout_s,
@@ -175,7 +176,10 @@ async def start_projector(
             name="projection",
         ),
         threading.Thread(
-            target=monitor, args=(log, store, projection, stop_threads), name="monitor", daemon=True
+            target=monitor,
+            args=(log, OutboxQueries(store), projection, stop_threads),
+            name="monitor",
+            daemon=True,
         ),
     ]
     if settings.tick_interval_s > 0:

@@ -21,6 +21,7 @@ import structlog
 from services.eventlog.store import EventLog
 from services.projector import metrics
 from services.projector.adapters.follower import LogFollower
+from services.projector.adapters.outbox import OutboxQueries
 from services.projector.adapters.poison import (
     UNENCODABLE_VALUE_ERRORS,
     UnencodableRows,
@@ -244,7 +245,7 @@ def _quarantined(record: Quarantined) -> None:
 
 
 def monitor(
-    log: EventLog, store: ProjectorStore, projection: Projection, stop: threading.Event
+    log: EventLog, outbox: OutboxQueries, projection: Projection, stop: threading.Event
 ) -> None:
     """Keep the lag and outbox gauges fresh."""
     while not stop.wait(1.0):
@@ -252,6 +253,6 @@ def monitor(
             head = log.head_position()
             metrics.HEAD.set(head)
             metrics.LAG.set(max(0, head - projection.position))
-            metrics.OUTBOX.set(store.outbox_depth())
+            metrics.OUTBOX.set(outbox.depth())
         except Exception as error:
             _log.debug("monitor failed", error=repr(error))
