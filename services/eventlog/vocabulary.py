@@ -4,7 +4,9 @@ Their values are the strings stored everywhere (profile rows, change rows, segme
 definitions in the log, campaign triggers), so they never change. `NONE` ("") is "no
 state yet" / "not a purchaser". The order of the tuples is stored too (the rollups number
 lifecycle states by it): add new names at the end. Proto enum numbers are mapped in
-`services/common/vocabulary_wire.py`.
+`services/common/vocabulary_wire.py`. What the projector's fold keeps and stores are the
+plain `str` values (`LifecycleState.NEW.value`): orjson writes those much faster than enum
+members, and nothing that reads them back can tell the difference.
 """
 
 from __future__ import annotations

@@ -15,18 +15,17 @@ from services.eventlog.vocabulary import LifecycleState
 from services.projector.domain.policy import DAY_US, LifecyclePolicy
 from services.projector.domain.user import User, day_of
 
-# The states by name here: read on every event, and a global is much cheaper to read than
-# an enum member.
+# The states as plain str (what users keep and the store writes), read on every event.
 _NONE, _NEW, _ACTIVE, _LOYAL = (
-    LifecycleState.NONE,
-    LifecycleState.NEW,
-    LifecycleState.ACTIVE,
-    LifecycleState.LOYAL,
+    LifecycleState.NONE.value,
+    LifecycleState.NEW.value,
+    LifecycleState.ACTIVE.value,
+    LifecycleState.LOYAL.value,
 )
 _DORMANT, _CHURNED, _REACTIVATED = (
-    LifecycleState.DORMANT,
-    LifecycleState.CHURNED,
-    LifecycleState.REACTIVATED,
+    LifecycleState.DORMANT.value,
+    LifecycleState.CHURNED.value,
+    LifecycleState.REACTIVATED.value,
 )
 
 

@@ -19,13 +19,12 @@ from services.projector.domain.segments.compile import USES_LIFECYCLE
 from services.projector.domain.segments.membership import Membership
 from services.projector.domain.user import User, day_of
 
-_LIVELY = frozenset(
-    {LifecycleState.NEW, LifecycleState.ACTIVE, LifecycleState.LOYAL, LifecycleState.REACTIVATED}
-)
-_NONE = LifecycleState.NONE
-_DORMANT_OR_CHURNED = (LifecycleState.DORMANT, LifecycleState.CHURNED)
+_S = LifecycleState
+_LIVELY = frozenset({_S.NEW.value, _S.ACTIVE.value, _S.LOYAL.value, _S.REACTIVATED.value})
+_NONE = _S.NONE.value
+_DORMANT_OR_CHURNED = (_S.DORMANT.value, _S.CHURNED.value)
 # States that begin at a time of their own (a new `since` is news).
-_DATED = (*_DORMANT_OR_CHURNED, LifecycleState.NEW, LifecycleState.REACTIVATED)
+_DATED = (*_DORMANT_OR_CHURNED, _S.NEW.value, _S.REACTIVATED.value)
 
 
 class LifecycleFold:

@@ -30,7 +30,7 @@ from services.projector.domain.user import User
 _G = RfmGroup
 
 # GRID[recency score][frequency-monetary score], both 1..5 (index 0 unused).
-_GRID = {
+_GROUPS = {
     5: (
         _G.NEW_CUSTOMERS,
         _G.POTENTIAL_LOYALISTS,
@@ -45,7 +45,11 @@ _GRID = {
 }
 
 
-def group_of(recency: int, frequency: int, monetary: int) -> RfmGroup:
+# As plain str: what users keep and the store writes.
+_GRID = {recency: tuple(g.value for g in row) for recency, row in _GROUPS.items()}
+
+
+def group_of(recency: int, frequency: int, monetary: int) -> str:
     """The named group of scores: recency against the mean of frequency and monetary."""
     fm = (frequency + monetary + 1) // 2
     return _GRID[recency][fm - 1]

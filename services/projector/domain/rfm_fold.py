@@ -190,7 +190,7 @@ class RfmFold:
         purchase caused is dated at it; one the cut points caused at `at`."""
         if values is None:
             scores: list[int] = []
-            group = RfmGroup.NONE
+            group = RfmGroup.NONE.value
             app.purchasers.discard(user.user_id)
         else:
             scores = app.quintiles.scores(values)

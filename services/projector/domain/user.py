@@ -36,13 +36,13 @@ class User:
     churn_event_us: int | None = None
     returned_us: int | None = None
     # Lifecycle as published.
-    state: str = LifecycleState.NONE
+    state: str = LifecycleState.NONE.value
     since_us: int | None = None
     deadline_us: int | None = None
     # Purchases by UTC day: day -> [count, amount].
     purchases: dict[int, list[float]] = field(default_factory=dict)
     last_purchase_us: int | None = None
-    rfm_group: str = RfmGroup.NONE
+    rfm_group: str = RfmGroup.NONE.value
     rfm_scores: list[int] = field(default_factory=list)  # [r, f, m] or []
     # Profile.
     first_seen_us: int | None = None

@@ -12,6 +12,9 @@ from services.common.vocabulary_wire import (
     RFM_GROUP_PB,
 )
 from services.eventlog.vocabulary import LIFECYCLE_STATES, RFM_GROUPS, LifecycleState, RfmGroup
+from services.projector.domain.engine import Engine
+from services.projector.domain.user import User
+from tests.support.logevents import MINUTE, T0, purchase, tick
 
 
 def test_the_stored_names_and_their_order_stay_as_they_were() -> None:
@@ -50,3 +53,21 @@ def test_campaign_reads_the_numbers_as_the_projector_writes_them() -> None:
     assert all(lifecycle_name(n) == name for n, name in LIFECYCLE_STATE_OF_PB.items())
     assert all(rfm_name(n) == name for n, name in RFM_GROUP_OF_PB.items())
     assert lifecycle_name(0) == rfm_name(0) == ""
+
+
+def test_the_fold_keeps_and_publishes_plain_strings() -> None:
+    # orjson writes a str much faster than an enum member, and users are packed per batch.
+    engine = Engine()
+    engine.apply_all(
+        (event, position)
+        for position, event in enumerate(
+            [tick(T0), purchase("u", T0 + MINUTE, 5.0), tick(T0 + 2 * MINUTE)], 1
+        )
+    )
+    user = engine.users[("app", "u")]
+    assert (user.state, user.rfm_group) == ("new", "new_customers")
+    assert type(user.state) is str and type(user.rfm_group) is str
+    changes = engine.drain().changes
+    assert {c.kind for c in changes} == {"lifecycle", "rfm"}
+    assert all(type(c.from_value) is str and type(c.to_value) is str for c in changes)
+    assert type(User(app_id="app", user_id="v").state) is str
