@@ -36,6 +36,8 @@ from services.projector.domain.user import User
 
 
 class Engine:
+    """The fold of one log: apply its events in order, drain what they changed per batch."""
+
     def __init__(
         self,
         policies: PolicySource | AppPolicy | None = None,

@@ -28,6 +28,8 @@ def policy_source(policies: PolicySource | AppPolicy | None) -> PolicySource:
 
 @dataclass(eq=False)
 class FoldState:
+    """The state every concern of one engine shares (they change it in place)."""
+
     policies: PolicySource
     changes: ChangeSet
     # The recorded clock: moved on only by ClockTicked events of the log.

@@ -23,6 +23,8 @@ ANONYMOUS_PREFIX = "anonymous:"
 
 
 class Identity:
+    """Keys of users, aliases of anonymous ids (`aliases`), Identify and merges."""
+
     def __init__(
         self,
         state: FoldState,

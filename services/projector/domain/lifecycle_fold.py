@@ -28,6 +28,8 @@ _DATED = (*_DORMANT_OR_CHURNED, _S.NEW.value, _S.REACTIVATED.value)
 
 
 class LifecycleFold:
+    """Users' activity and lifecycle states, and the changes of state published."""
+
     def __init__(self, state: FoldState, timers: DeadlineQueue, segments: Membership) -> None:
         self._state = state
         self._timers = timers

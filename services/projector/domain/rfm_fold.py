@@ -57,6 +57,8 @@ class AppState:
 
 
 class RfmFold:
+    """Apps' RFM states (`apps`), purchasers' values and scores, and group changes."""
+
     def __init__(self, state: FoldState, segments: Membership) -> None:
         self._state = state
         self._segments = segments

@@ -26,6 +26,8 @@ NEW_USER = "new_user"
 
 
 class Membership:
+    """Users' segment memberships, kept up to date as what segments use changes."""
+
     def __init__(self, state: FoldState, timers: DeadlineQueue) -> None:
         self._state = state
         self._timers = timers

@@ -46,6 +46,8 @@ class BuildRequest:
 
 
 class Versions:
+    """Segment versions through the fold: define, merge a build and activate, archive."""
+
     def __init__(self, state: FoldState, identity: Identity, segments: Membership) -> None:
         self._state = state
         self._identity = identity
