@@ -19,7 +19,12 @@ from services.common.segments.definition import (
     parse_duration,
     parse_time,
 )
-from services.common.vocabulary_pb import LIFECYCLE_STATES, RFM_GROUPS
+from services.common.vocabulary_wire import (
+    LIFECYCLE_STATE_OF_PB,
+    LIFECYCLE_STATE_PB,
+    RFM_GROUP_OF_PB,
+    RFM_GROUP_PB,
+)
 
 
 class BuildStatus(StrEnum):
@@ -37,8 +42,6 @@ class BuildStatus(StrEnum):
 FINAL_BUILD_STATUSES = frozenset({BuildStatus.LIVE, BuildStatus.FAILED, BuildStatus.ARCHIVED})
 
 
-_STATE_NAMES = {v: k for k, v in LIFECYCLE_STATES.items() if k}
-_GROUP_NAMES = {v: k for k, v in RFM_GROUPS.items() if k}
 _AGGREGATES = {
     segments_pb2.EventCondition.AGGREGATE_COUNT: "count",
     segments_pb2.EventCondition.AGGREGATE_SUM: "sum",
@@ -110,9 +113,9 @@ def condition_to_dict(c: segments_pb2.Condition) -> dict[str, Any]:
             geo["cities"] = list(body.cities)
         return {"geo": geo}
     if kind == "lifecycle":
-        return {"lifecycle": [_STATE_NAMES.get(s, f"state {s}") for s in body.states]}
+        return {"lifecycle": [LIFECYCLE_STATE_OF_PB.get(s, f"state {s}") for s in body.states]}
     if kind == "rfm":
-        return {"rfm": [_GROUP_NAMES.get(g, f"group {g}") for g in body.groups]}
+        return {"rfm": [RFM_GROUP_OF_PB.get(g, f"group {g}") for g in body.groups]}
     if kind == "events":
         events: dict[str, Any] = {
             "name": body.name,
@@ -209,9 +212,9 @@ def condition_from_dict(data: dict[str, Any]) -> segments_pb2.Condition:
         c.geo.countries.extend(body.get("countries", []))
         c.geo.cities.extend(body.get("cities", []))
     elif kind == "lifecycle":
-        c.lifecycle.states.extend(LIFECYCLE_STATES[s] for s in body)
+        c.lifecycle.states.extend(LIFECYCLE_STATE_PB[s] for s in body)
     elif kind == "rfm":
-        c.rfm.groups.extend(RFM_GROUPS[g] for g in body)
+        c.rfm.groups.extend(RFM_GROUP_PB[g] for g in body)
     elif kind == "events":
         e = c.events
         e.name = body["name"]

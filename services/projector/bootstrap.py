@@ -27,6 +27,7 @@ from services.common.readiness import Check, Readiness
 from services.eventlog.store import EventLog, open_event_log
 from services.projector.adapters.builds import SegmentBuilder
 from services.projector.adapters.follower import LogFollower
+from services.projector.adapters.outbox import OutboxQueries
 from services.projector.adapters.quarantine import QuarantineQueries
 from services.projector.adapters.queries import ProfileQueries
 from services.projector.adapters.relay import OutboxRelay
@@ -132,7 +133,7 @@ async def _relay_forever(
             backoff = min(backoff * 2, 10.0)
             continue
         relay = OutboxRelay(
-            app.store,
+            OutboxQueries(app.store),
             js,
             batch=settings.relay_batch,
             ack_timeout_s=settings.relay_ack_timeout_s,

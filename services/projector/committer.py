@@ -12,8 +12,9 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 
 from services.eventlog.store import LOG_NAME
+from services.projector.adapters.projection.rows import PreparedBatch
 from services.projector.adapters.quarantine import Quarantined, write_records
-from services.projector.adapters.store import PreparedBatch, ProjectorStore
+from services.projector.adapters.store import ProjectorStore
 
 
 class CommitFailed(Exception):

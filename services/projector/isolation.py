@@ -1,9 +1,12 @@
 """Isolate the one event a batch fails on, so that no single event can wedge the projection.
 
 `Folder` folds log events one by one and screens each before: an event that holds a
-value PostgreSQL can never store is recorded and not folded. An event that does not
-decode, or that the fold raises on, raises `FoldFailed`; a commit refused with a data
-error raises `CommitFailed` (see `adapters/poison.py` for what counts as either).
+value PostgreSQL can never store is recorded and not folded. A Segment.Built is folded
+with its build, loaded from the store (so what was folded before it must be committed:
+the runner commits before one, and `Isolation` cuts its parts before one). An event that
+does not decode, or that the fold (or loading its build) raises on, raises `FoldFailed`;
+a commit refused with a data error raises `CommitFailed` (see `adapters/poison.py` for
+what counts as either).
 
 `Isolation` then re-folds the failed stretch from the last commit in parts of about
 the square root of its length: a part that commits moves on; a part whose commit fails is
@@ -36,6 +39,7 @@ from services.projector.adapters.quarantine import (
     UNDECODABLE,
     Quarantined,
 )
+from services.projector.adapters.stored_builds import StoredBuilds
 from services.projector.committer import CommitFailed
 from services.projector.domain.engine import Engine
 
@@ -71,8 +75,9 @@ class NotIsolated(RuntimeError):
 class Folder:
     """Folds log events into an engine one at a time, screening each first."""
 
-    def __init__(self, mapper: Mapper[Any]) -> None:
+    def __init__(self, mapper: Mapper[Any], builds: StoredBuilds) -> None:
         self._mapper = mapper
+        self._builds = builds
 
     def decode(self, notification: Notification) -> object:
         try:
@@ -89,12 +94,20 @@ class Folder:
         if found is not None:
             return found
         try:
-            engine.apply(event, notification.id)
+            if isinstance(event, Segment.Built):
+                self._merge_build(engine, event, notification.id)
+            else:
+                engine.apply(event, notification.id)
         except Exception as error:
             if transient(error):
                 raise
             raise FoldFailed(notification, event, FOLD_FAILED, error) from error
         return None
+
+    def _merge_build(self, engine: Engine, event: Segment.Built, position: int) -> None:
+        request = engine.build_wanted(event)
+        history = self._builds.load(request) if request is not None else {}
+        engine.merge_build(event, position, history)
 
     def fold_all(self, engine: Engine, notifications: Sequence[Notification]) -> list[Quarantined]:
         records = []

@@ -14,24 +14,12 @@ import threading
 import structlog
 
 from services.eventlog.store import EventLog
-from services.projector import metrics, schema
+from services.projector import metrics
+from services.projector.adapters.outbox import OutboxQueries
 from services.projector.adapters.store import ProjectorStore
 from services.projector.lock import ProjectorLock
 
 _log = structlog.get_logger("projector.monitor")
-
-_OLDEST = (
-    f"SELECT extract(epoch FROM clock_timestamp() - created_at) AS age"
-    f" FROM {schema.OUTBOX_TABLE} ORDER BY id LIMIT 1"
-)
-
-
-def outbox_oldest_seconds(store: ProjectorStore) -> float:
-    """Seconds since the oldest change waiting in the outbox was committed (0: empty)."""
-    with store.datastore.get_connection() as conn, conn.cursor() as curs:
-        curs.execute(_OLDEST)
-        row = curs.fetchone()
-        return max(0.0, float(row["age"])) if row else 0.0
 
 
 def refresh(log: EventLog, store: ProjectorStore) -> None:
@@ -40,8 +28,9 @@ def refresh(log: EventLog, store: ProjectorStore) -> None:
     committed = store.position()
     metrics.HEAD.set(head)
     metrics.LAG.set(max(0, head - committed))
-    metrics.OUTBOX.set(store.outbox_depth())
-    metrics.OUTBOX_OLDEST.set(outbox_oldest_seconds(store))
+    outbox = OutboxQueries(store)
+    metrics.OUTBOX.set(outbox.depth())
+    metrics.OUTBOX_OLDEST.set(outbox.oldest_seconds())
 
 
 def monitor(

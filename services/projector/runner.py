@@ -19,7 +19,6 @@ import structlog
 
 from services.eventlog.store import EventLog
 from services.projector import metrics
-from services.projector.adapters.builds import StoredBuilds
 from services.projector.adapters.follower import LogFollower
 from services.projector.adapters.poison import (
     UNENCODABLE_VALUE_ERRORS,
@@ -28,8 +27,10 @@ from services.projector.adapters.poison import (
 )
 from services.projector.adapters.quarantine import Quarantined, QuarantineQueries
 from services.projector.adapters.store import ProjectorStore
+from services.projector.adapters.stored_builds import StoredBuilds
 from services.projector.committer import CommitFailed, Committer, Prepared, commit
-from services.projector.domain.engine import Engine, PolicySource
+from services.projector.domain.engine import Engine
+from services.projector.domain.fold_state import PolicySource
 from services.projector.isolation import BUILT_TOPIC, Folder, FoldFailed, Isolation
 from services.projector.lock import LockLost, ProjectorLock
 
@@ -53,7 +54,7 @@ class Projection:
         self._on_commit = on_commit
         self._on_health = on_health
         self._quarantine = QuarantineQueries(store)
-        self._folder = Folder(log.mapper)
+        self._folder = Folder(log.mapper, StoredBuilds(store))
         self.position = 0
         self.healthy = True
         self._progressed = False  # a commit since the last failure
@@ -127,7 +128,7 @@ class Projection:
 
     def _resume(self) -> Engine:
         """A fresh engine holding exactly what is committed (and its position)."""
-        engine = Engine(self._policies, builds=StoredBuilds(self._store), facts=True)
+        engine = Engine(self._policies, facts=True, require_builds=True)
         started = time.perf_counter()
         self.position = self._store.load(engine)
         metrics.POSITION.set(self.position)
@@ -191,12 +192,8 @@ class Projection:
                 records: list[Quarantined] = []
                 for notification in batch:
                     if notification.topic == BUILT_TOPIC:
-                        # Merging a build reads what was committed up to its definition:
-                        # commit everything folded so far first.
-                        if last:
-                            committer.submit(self._prepare(engine, last, started, records))
-                            records = []
-                        committer.flush()
+                        self._commit_before_build(committer, engine, last, started, records)
+                        records = []
                     found = self._folder.fold(engine, notification)
                     if found is not None:
                         records.append(found)
@@ -210,6 +207,21 @@ class Projection:
         committer.check()
         if self._lock is not None:
             self._lock.ensure_held()
+
+    def _commit_before_build(
+        self,
+        committer: Committer,
+        engine: Engine,
+        last: int,
+        started: float,
+        records: list[Quarantined],
+    ) -> None:
+        """Commit everything folded so far (through `last`, if anything), and wait until it
+        is: the build a Segment.Built is merged with is read from the store, and in a
+        rebuild computed there from the facts committed up to its definition."""
+        if last:
+            committer.submit(self._prepare(engine, last, started, records))
+        committer.flush()
 
 
 def _quarantined(record: Quarantined) -> None:

@@ -22,6 +22,7 @@ import psycopg
 from services.common.jetstream import ChangeStreamSettings, ChangeSubjects, ensure_change_stream
 from services.devstack.embedded import EmbeddedNats
 from services.eventlog.store import open_event_log
+from services.projector.adapters.outbox import OutboxQueries
 from services.projector.adapters.relay import OutboxRelay, connect_jetstream
 from services.projector.adapters.store import open_store
 from services.projector.schema import OUTBOX_TABLE
@@ -74,7 +75,7 @@ async def _relay(database_url: str, url: str, replicas: int, changes: int) -> fl
     )
     try:
         await ensure_change_stream(js, stream)
-        relay = OutboxRelay(store, js)
+        relay = OutboxRelay(OutboxQueries(store), js)
         started = time.perf_counter()
         while await relay.publish_once():
             pass

@@ -39,6 +39,7 @@ from services.common.jetstream import (
 from services.devstack.embedded import free_port
 from services.eventlog.store import LOG_NAME, open_event_log
 from services.projector.adapters.follower import LogFollower
+from services.projector.adapters.outbox import OutboxQueries
 from services.projector.adapters.relay import OutboxRelay, connect_jetstream
 from services.projector.adapters.store import open_store
 from services.projector.config import Policies
@@ -165,7 +166,7 @@ async def _publish_rates(database_url: str, nats_url: str) -> tuple[int, float, 
     try:
         for settings in (raw, relayed):
             await ensure_change_stream(js, settings)
-        rows = await asyncio.to_thread(store.outbox_batch, 10_000_000)
+        rows = await asyncio.to_thread(OutboxQueries(store).batch, 10_000_000)
         started = time.perf_counter()
         for _id, subject, msg_id, msg_type, payload in rows:
             await js.publish_async(
@@ -175,7 +176,7 @@ async def _publish_rates(database_url: str, nats_url: str) -> tuple[int, float, 
             )
         await js.publish_async_completed()
         raw_s = time.perf_counter() - started
-        relay = OutboxRelay(store, js)
+        relay = OutboxRelay(OutboxQueries(store), js)
         started = time.perf_counter()
         while await relay.publish_once():
             pass

@@ -47,7 +47,7 @@ from services.projector.adapters.builds import SegmentBuilder
 from services.projector.adapters.history import tune
 from services.projector.adapters.preview import members_query
 from services.projector.adapters.store import open_store
-from services.projector.domain.engine import TICK_FACT
+from services.projector.domain.changeset import TICK_FACT
 from tests.bench.history import CATEGORIES, COUNTRIES, write
 from tests.bench.report import Report, Row, median
 from tests.support.segments import Definitions

@@ -148,21 +148,3 @@ class MessagingPolicy(Value):
     global_holdout_percent: float = 0.0
     holdout_salt: str = ""
     channel_caps: dict[Channel, FrequencyCap] = Field(default_factory=dict)
-
-
-# Lifecycle states and RFM groups by name (lowercase proto enum names, no prefix),
-# as in the projector's profiles table.
-LIFECYCLE_STATES = ("new", "active", "loyal", "dormant", "churned", "reactivated")
-RFM_GROUPS = (
-    "champions",
-    "loyal",
-    "potential_loyalists",
-    "new_customers",
-    "promising",
-    "need_attention",
-    "about_to_sleep",
-    "at_risk",
-    "cant_lose_them",
-    "hibernating",
-    "lost",
-)

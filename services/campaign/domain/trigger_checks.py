@@ -7,8 +7,6 @@ import re
 from croniter import croniter
 
 from services.campaign.domain.model import (
-    LIFECYCLE_STATES,
-    RFM_GROUPS,
     BroadcastTrigger,
     CampaignDefinition,
     LifecycleTrigger,
@@ -19,6 +17,7 @@ from services.campaign.domain.quiet_hours import zone
 from services.campaign.domain.schedule import ever_fires
 from services.campaign.domain.text import control_problem
 from services.campaign.domain.violations import Violation, check_states, check_time
+from services.eventlog.vocabulary import LIFECYCLE_STATES, RFM_GROUPS
 
 _SEGMENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]{0,127}")
 MAX_CRON_LENGTH = 200

@@ -10,22 +10,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-LIFECYCLE_STATES = frozenset({"new", "active", "loyal", "dormant", "churned", "reactivated"})
-RFM_GROUPS = frozenset(
-    {
-        "champions",
-        "loyal",
-        "potential_loyalists",
-        "new_customers",
-        "promising",
-        "need_attention",
-        "about_to_sleep",
-        "at_risk",
-        "cant_lose_them",
-        "hibernating",
-        "lost",
-    }
-)
+from services.eventlog import vocabulary
+
+LIFECYCLE_STATES = frozenset(vocabulary.LIFECYCLE_STATES)
+RFM_GROUPS = frozenset(vocabulary.RFM_GROUPS)
 COMPARISONS = frozenset({"=", "!=", "<", "<=", ">", ">="})
 OPERATORS = COMPARISONS | {"in", "contains", "exists", "starts_with"}
 AGGREGATES = frozenset({"count", "sum", "min", "max", "avg"})

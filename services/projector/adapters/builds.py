@@ -31,11 +31,9 @@ from services.projector.adapters.query_guard import (
     guarded,
 )
 from services.projector.adapters.store import ProjectorStore
-from services.projector.adapters.stored_builds import StoredBuilds
 from services.projector.domain.segments import trackers as tr
 from services.projector.domain.segments.compile import compile_segment
 
-__all__ = ["SegmentBuilder", "StoredBuilds"]
 _log = structlog.get_logger("projector.builds")
 
 

@@ -9,7 +9,7 @@ from cohortflow.types.v1 import types_pb2
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from services.common.jetstream import ChangeSubjects
-from services.common.vocabulary_pb import LIFECYCLE_STATES, RFM_GROUPS
+from services.common.vocabulary_wire import LIFECYCLE_STATE_PB, RFM_GROUP_PB
 from services.projector.domain import changes as kinds
 from services.projector.domain.changes import Change
 
@@ -84,8 +84,8 @@ def encode(change: Change, subjects: ChangeSubjects) -> tuple[str, str, bytes]:
     if change.kind == kinds.LIFECYCLE:
         message = changes_pb2.LifecycleChanged(
             header=header(change),
-            from_state=LIFECYCLE_STATES[change.from_value],
-            to_state=LIFECYCLE_STATES[change.to_value],
+            from_state=LIFECYCLE_STATE_PB[change.from_value],
+            to_state=LIFECYCLE_STATE_PB[change.to_value],
         )
         if change.corrected_since_us is not None:
             message.corrected_since_time.CopyFrom(timestamp(change.corrected_since_us))
@@ -93,8 +93,8 @@ def encode(change: Change, subjects: ChangeSubjects) -> tuple[str, str, bytes]:
     elif change.kind == kinds.RFM:
         message = changes_pb2.RfmGroupChanged(
             header=header(change),
-            from_group=RFM_GROUPS[change.from_value],
-            to_group=RFM_GROUPS[change.to_value],
+            from_group=RFM_GROUP_PB[change.from_value],
+            to_group=RFM_GROUP_PB[change.to_value],
             scores=scores_pb(change),
         )
         subject = subjects.rfm(change.app_id)

@@ -19,7 +19,7 @@ from psycopg import sql
 
 from services.common.segments.definition import Filter, TimeValue
 from services.projector import schema
-from services.projector.domain.engine import TICK_FACT
+from services.projector.domain.changeset import TICK_FACT
 from services.projector.domain.segments import trackers as tr
 
 Query = tuple[sql.Composable, list[Any]]

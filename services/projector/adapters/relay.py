@@ -20,7 +20,7 @@ from nats.js import JetStreamContext
 
 from services.common.jetstream import MSG_ID_HEADER, TYPE_HEADER
 from services.projector import metrics
-from services.projector.adapters.store import ProjectorStore
+from services.projector.adapters.outbox import OutboxQueries
 
 _log = structlog.get_logger("projector.relay")
 
@@ -28,14 +28,14 @@ _log = structlog.get_logger("projector.relay")
 class OutboxRelay:
     def __init__(
         self,
-        store: ProjectorStore,
+        outbox: OutboxQueries,
         js: JetStreamContext,
         *,
         batch: int = 1000,
         ack_timeout_s: float = 5.0,
         idle_poll_s: float = 1.0,
     ) -> None:
-        self._store = store
+        self._outbox = outbox
         self._js = js
         self._batch = batch
         self._ack_timeout_s = ack_timeout_s
@@ -52,7 +52,7 @@ class OutboxRelay:
 
     async def publish_once(self) -> int:
         """Publish one batch; returns how many rows were acknowledged and removed."""
-        rows = await asyncio.to_thread(self._store.outbox_batch, self._batch)
+        rows = await asyncio.to_thread(self._outbox.batch, self._batch)
         if not rows:
             return 0
         started = time.perf_counter()
@@ -79,7 +79,7 @@ class OutboxRelay:
                 if not future.done():
                     future.cancel()
         if acked:
-            await asyncio.to_thread(self._store.outbox_delete_through, rows[acked - 1][0])
+            await asyncio.to_thread(self._outbox.delete_through, rows[acked - 1][0])
             metrics.PUBLISHED.inc(acked)
             metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
             self.published += acked

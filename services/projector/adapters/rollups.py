@@ -14,14 +14,15 @@ from typing import Any
 
 import structlog
 
+from services.eventlog.vocabulary import LIFECYCLE_STATES
 from services.projector import rollup_schema as rs
 from services.projector import schema
 from services.projector.adapters.store import ProjectorStore
 
 DAY_US = 86_400_000_000
-LIFECYCLE = ("new", "active", "loyal", "dormant", "churned", "reactivated")
-# The digit of each lifecycle state in the keys of the lifecycle moves (0: none).
-STATE_CODES = ("", *LIFECYCLE)
+# The digit of each lifecycle state in the keys of the lifecycle moves (0: none); stored,
+# so it follows the vocabulary's stored order.
+STATE_CODES = ("", *LIFECYCLE_STATES)
 _log = structlog.get_logger("rollups")
 
 

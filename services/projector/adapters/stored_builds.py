@@ -1,5 +1,9 @@
-"""The engine's BuildSource: the tracker states a build stored, read when the fold
-reaches its Segment.Built (or, in a replay into fresh tables, computed on the spot)."""
+"""The build of a segment version, loaded when the fold reaches its Segment.Built.
+
+The builder stored it (the tracker states as of the definition); a replay into fresh
+tables (a rebuild) computes it on the spot from the committed facts, so everything
+folded before the Segment.Built must be committed first (the runner does that).
+"""
 
 from __future__ import annotations
 
@@ -9,24 +13,20 @@ from services.projector import schema
 from services.projector.adapters.history import compute_states
 from services.projector.adapters.query_guard import apply_limits
 from services.projector.adapters.store import ProjectorStore
-from services.projector.domain.segments import trackers as tr
+from services.projector.domain.segments.versions import BuildHistory, BuildRequest
 
 
 class StoredBuilds:
-    """The engine's BuildSource: stored build rows, or (replays) computed on the spot."""
+    """Builds for `Engine.merge_build`: stored build rows, or (replays) computed on the spot."""
 
     def __init__(self, store: ProjectorStore) -> None:
         self._store = store
 
-    def load(
-        self,
-        app_id: str,
-        segment_id: str,
-        version: int,
-        through_position: int,
-        specs: list[tr.TrackerSpec],
-    ) -> dict[str, dict[str, Any]]:
-        keys = {spec.key for spec in specs}
+    def load(self, request: BuildRequest) -> BuildHistory:
+        """The build `request` (Engine.build_wanted) names: per stored user id, its trackers'
+        states as of the definition."""
+        app_id, segment_id, version = request.app_id, request.segment_id, request.version
+        keys = {spec.key for spec in request.specs}
         with self._store.datastore.transaction(commit=False) as curs:
             curs.execute(
                 f"SELECT status FROM {schema.SEGMENT_BUILD_PROGRESS_TABLE}"
@@ -49,7 +49,9 @@ class StoredBuilds:
         # connection check still stops it if this process dies.
         with self._store.datastore.transaction(commit=False) as cursor:
             apply_limits(cursor, None)
-            return compute_states(_tuples(cursor), app_id, specs, through_position)
+            return compute_states(
+                _tuples(cursor), app_id, list(request.specs), request.through_position
+            )
 
 
 class _TupleCursor:

@@ -11,17 +11,21 @@ import bisect
 import itertools
 import statistics
 
+from services.eventlog.vocabulary import LifecycleState
 from services.projector.domain.policy import DAY_US, LifecyclePolicy
-from services.projector.domain.user import (
-    ACTIVE,
-    CHURNED,
-    DORMANT,
-    LOYAL,
-    NEW,
-    NONE,
-    REACTIVATED,
-    User,
-    day_of,
+from services.projector.domain.user import User, day_of
+
+# The states as plain str (what users keep and the store writes), read on every event.
+_NONE, _NEW, _ACTIVE, _LOYAL = (
+    LifecycleState.NONE.value,
+    LifecycleState.NEW.value,
+    LifecycleState.ACTIVE.value,
+    LifecycleState.LOYAL.value,
+)
+_DORMANT, _CHURNED, _REACTIVATED = (
+    LifecycleState.DORMANT.value,
+    LifecycleState.CHURNED.value,
+    LifecycleState.REACTIVATED.value,
 )
 
 
@@ -65,23 +69,23 @@ def classify(user: User, at_us: int, policy: LifecyclePolicy) -> tuple[str, int 
     last = user.last_active_us
     first = user.first_active_us
     if last is None or first is None:
-        return NONE, None
+        return _NONE, None
     if user.churn_event_us is not None and user.churn_event_us >= last:
-        return CHURNED, user.churn_event_us
+        return _CHURNED, user.churn_event_us
     dormant_after = dormant_after_us(user, policy)
     churn_after = churn_after_us(user, policy, dormant_after)
     if at_us >= last + churn_after:
-        return CHURNED, last + churn_after
+        return _CHURNED, last + churn_after
     if at_us >= last + dormant_after:
-        return DORMANT, last + dormant_after
+        return _DORMANT, last + dormant_after
     returned = user.returned_us
     if returned is not None and returned <= at_us < returned + policy.reactivated_days * DAY_US:
-        return REACTIVATED, returned
+        return _REACTIVATED, returned
     if at_us < first + policy.new_days * DAY_US:
-        return NEW, first
+        return _NEW, first
     if is_loyal(user, at_us, policy):
-        return LOYAL, None
-    return ACTIVE, None
+        return _LOYAL, None
+    return _ACTIVE, None
 
 
 def next_deadline(user: User, after_us: int, policy: LifecyclePolicy) -> int | None:
@@ -91,19 +95,19 @@ def next_deadline(user: User, after_us: int, policy: LifecyclePolicy) -> int | N
     if last is None or first is None:
         return None
     state = user.state
-    if state == CHURNED:
+    if state == _CHURNED:
         return None
     dormant_after = dormant_after_us(user, policy)
     candidates = []
-    if state == DORMANT:
+    if state == _DORMANT:
         candidates.append(last + churn_after_us(user, policy, dormant_after))
     else:
         candidates.append(last + dormant_after)
-    if state == NEW:
+    if state == _NEW:
         candidates.append(first + int(policy.new_days * DAY_US))
-    if state == REACTIVATED and user.returned_us is not None:
+    if state == _REACTIVATED and user.returned_us is not None:
         candidates.append(user.returned_us + int(policy.reactivated_days * DAY_US))
-    if state == LOYAL:
+    if state == _LOYAL:
         window = active_days_in_window(user, after_us, policy.loyal_window_days)
         surplus = len(window) - policy.loyal_min_active_days
         if surplus >= 0:

@@ -128,3 +128,25 @@ def merge_into(user: User, other: User) -> None:
     if other.location and other.location_us is not None:
         user.location = fold(user.location, user.location_us, other.location, other.location_us)
         user.location_us = max(user.location_us or other.location_us, other.location_us)
+
+
+def observe_place(user: User, context: Mapping[str, Any] | None, when: int) -> bool:
+    """Fold an event's context (at `when`) into the user's place; True if that moved the
+    best location known (what geo conditions see)."""
+    if not context or not ("country" in context or "latitude" in context or "city" in context):
+        return False
+    seen = observed(context)
+    if not seen:
+        return False
+    moved = False
+    place = fold(user.place, user.place_us, seen, when)
+    place_us = when if user.place_us is None else max(user.place_us, when)
+    if place != user.place or (
+        user.location
+        and place_first(user.place_us, user.location_us) != place_first(place_us, user.location_us)
+    ):
+        where = of_user(user)
+        user.place, user.place_us = place, place_us
+        moved = of_user(user) != where
+    user.place_us = place_us
+    return moved

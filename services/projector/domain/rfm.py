@@ -22,42 +22,31 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from services.eventlog.vocabulary import RFM_GROUPS as RFM_GROUPS  # the groups scores map to
+from services.eventlog.vocabulary import RfmGroup
 from services.projector.domain.policy import DAY_US, RfmPolicy
 from services.projector.domain.user import User
 
-CHAMPIONS = "champions"
-LOYAL = "loyal"
-POTENTIAL_LOYALISTS = "potential_loyalists"
-NEW_CUSTOMERS = "new_customers"
-PROMISING = "promising"
-NEED_ATTENTION = "need_attention"
-ABOUT_TO_SLEEP = "about_to_sleep"
-AT_RISK = "at_risk"
-CANT_LOSE_THEM = "cant_lose_them"
-HIBERNATING = "hibernating"
-LOST = "lost"
-RFM_GROUPS = (
-    CHAMPIONS,
-    LOYAL,
-    POTENTIAL_LOYALISTS,
-    NEW_CUSTOMERS,
-    PROMISING,
-    NEED_ATTENTION,
-    ABOUT_TO_SLEEP,
-    AT_RISK,
-    CANT_LOSE_THEM,
-    HIBERNATING,
-    LOST,
-)
+_G = RfmGroup
 
 # GRID[recency score][frequency-monetary score], both 1..5 (index 0 unused).
-_GRID = {
-    5: (NEW_CUSTOMERS, POTENTIAL_LOYALISTS, POTENTIAL_LOYALISTS, CHAMPIONS, CHAMPIONS),
-    4: (PROMISING, POTENTIAL_LOYALISTS, POTENTIAL_LOYALISTS, LOYAL, CHAMPIONS),
-    3: (PROMISING, ABOUT_TO_SLEEP, NEED_ATTENTION, LOYAL, LOYAL),
-    2: (HIBERNATING, ABOUT_TO_SLEEP, NEED_ATTENTION, AT_RISK, AT_RISK),
-    1: (LOST, HIBERNATING, AT_RISK, CANT_LOSE_THEM, CANT_LOSE_THEM),
+_GROUPS = {
+    5: (
+        _G.NEW_CUSTOMERS,
+        _G.POTENTIAL_LOYALISTS,
+        _G.POTENTIAL_LOYALISTS,
+        _G.CHAMPIONS,
+        _G.CHAMPIONS,
+    ),
+    4: (_G.PROMISING, _G.POTENTIAL_LOYALISTS, _G.POTENTIAL_LOYALISTS, _G.LOYAL, _G.CHAMPIONS),
+    3: (_G.PROMISING, _G.ABOUT_TO_SLEEP, _G.NEED_ATTENTION, _G.LOYAL, _G.LOYAL),
+    2: (_G.HIBERNATING, _G.ABOUT_TO_SLEEP, _G.NEED_ATTENTION, _G.AT_RISK, _G.AT_RISK),
+    1: (_G.LOST, _G.HIBERNATING, _G.AT_RISK, _G.CANT_LOSE_THEM, _G.CANT_LOSE_THEM),
 }
+
+
+# As plain str: what users keep and the store writes.
+_GRID = {recency: tuple(g.value for g in row) for recency, row in _GROUPS.items()}
 
 
 def group_of(recency: int, frequency: int, monetary: int) -> str:

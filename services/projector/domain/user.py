@@ -7,6 +7,7 @@ import operator
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.eventlog.vocabulary import LifecycleState, RfmGroup
 from services.projector.domain.policy import DAY_US
 
 # Active days kept per user: enough for adaptive gaps and the loyalty window.
@@ -14,17 +15,6 @@ KEPT_ACTIVE_DAYS = 64
 # Distinct event names counted per user; more names are counted under "(other)".
 MAX_EVENT_NAMES = 200
 OTHER_EVENTS = "(other)"
-
-NONE = ""
-NEW, ACTIVE, LOYAL, DORMANT, CHURNED, REACTIVATED = (
-    "new",
-    "active",
-    "loyal",
-    "dormant",
-    "churned",
-    "reactivated",
-)
-LIFECYCLE_STATES = (NEW, ACTIVE, LOYAL, DORMANT, CHURNED, REACTIVATED)
 
 
 def day_of(time_us: int) -> int:
@@ -46,13 +36,13 @@ class User:
     churn_event_us: int | None = None
     returned_us: int | None = None
     # Lifecycle as published.
-    state: str = NONE
+    state: str = LifecycleState.NONE.value
     since_us: int | None = None
     deadline_us: int | None = None
     # Purchases by UTC day: day -> [count, amount].
     purchases: dict[int, list[float]] = field(default_factory=dict)
     last_purchase_us: int | None = None
-    rfm_group: str = NONE
+    rfm_group: str = RfmGroup.NONE.value
     rfm_scores: list[int] = field(default_factory=list)  # [r, f, m] or []
     # Profile.
     first_seen_us: int | None = None

@@ -16,9 +16,10 @@ from google.protobuf import timestamp_pb2
 from services.common.grpc.auth import current_app_id
 from services.common.grpc.errors import FieldViolation, abort, invalid_argument
 from services.common.segments.definition import SEGMENT_ID
-from services.common.vocabulary_pb import LIFECYCLE_STATES, RFM_GROUPS
+from services.common.vocabulary_wire import LIFECYCLE_STATE_PB, RFM_GROUP_PB
+from services.eventlog.vocabulary import LIFECYCLE_STATES
 from services.projector.adapters.rollup_queries import RollupQueries
-from services.projector.adapters.rollups import DAY_US, LIFECYCLE
+from services.projector.adapters.rollups import DAY_US
 from services.projector.domain.rfm import group_of
 from services.projector.grpc.segment_requests import INNER_ID, segment_id_problems
 from services.projector.grpc.segments import DRAFT_ID, draft_of
@@ -35,8 +36,8 @@ _MIN_S, _MAX_S = -62_135_596_800, 253_402_300_799
 
 def _counts(counts: dict[str, int]) -> list[profiles_pb2.StateCount]:
     return [
-        profiles_pb2.StateCount(state=LIFECYCLE_STATES[s], users=counts.get(s, 0))
-        for s in LIFECYCLE
+        profiles_pb2.StateCount(state=LIFECYCLE_STATE_PB[s], users=counts.get(s, 0))
+        for s in LIFECYCLE_STATES
     ]
 
 
@@ -99,7 +100,7 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
                 pb.LifecycleDay(
                     day_time=_day_ts(start + i),
                     counts=_counts(counts),
-                    total_users=sum(counts.get(s, 0) for s in LIFECYCLE),
+                    total_users=sum(counts.get(s, 0) for s in LIFECYCLE_STATES),
                 )
                 for i, counts in enumerate(series)
             ],
@@ -124,8 +125,8 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         return pb.GetLifecycleFlowsResponse(
             flows=[
                 pb.LifecycleFlow(
-                    from_state=LIFECYCLE_STATES.get(a, NO_STATE),
-                    to_state=LIFECYCLE_STATES.get(b, NO_STATE),
+                    from_state=LIFECYCLE_STATE_PB.get(a, NO_STATE),
+                    to_state=LIFECYCLE_STATE_PB.get(b, NO_STATE),
                     users=n,
                 )
                 for (a, b), n in sorted(flows.items())
@@ -143,11 +144,13 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         return pb.GetRfmGridResponse(
             groups=[
                 pb.RfmGroupCount(group=number, users=max(groups.get(name, 0), 0))
-                for name, number in RFM_GROUPS.items()
+                for name, number in RFM_GROUP_PB.items()
                 if name
             ],
             cells=[
-                pb.RfmCell(recency=r, frequency_monetary=fm, group=RFM_GROUPS[group_of(r, fm, fm)])
+                pb.RfmCell(
+                    recency=r, frequency_monetary=fm, group=RFM_GROUP_PB[group_of(r, fm, fm)]
+                )
                 for r in range(5, 0, -1)
                 for fm in range(1, 6)
             ],
@@ -169,8 +172,8 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         return pb.GetRfmTransitionsResponse(
             transitions=[
                 pb.RfmTransitionCount(
-                    from_group=RFM_GROUPS.get(a, NO_GROUP),
-                    to_group=RFM_GROUPS.get(b, NO_GROUP),
+                    from_group=RFM_GROUP_PB.get(a, NO_GROUP),
+                    to_group=RFM_GROUP_PB.get(b, NO_GROUP),
                     changes=n,
                 )
                 for a, b, n in rows

@@ -23,7 +23,8 @@ from services.common.grpc.errors import (
     user_not_found,
 )
 from services.common.grpc.paging import BadPageToken, decode_token, encode_token, page_size
-from services.common.vocabulary_pb import LIFECYCLE_STATES, RFM_GROUPS
+from services.common.vocabulary_wire import LIFECYCLE_STATE_PB, RFM_GROUP_PB
+from services.eventlog.vocabulary import LIFECYCLE_STATES
 from services.projector.adapters.queries import ProfileQueries
 from services.projector.domain.changes import historical
 from services.projector.domain.policy import DAY_US
@@ -96,12 +97,12 @@ def profile_pb(row: dict[str, Any], position: int) -> profiles_pb2.Profile:
         timezone=row["timezone"],
         country=row["country"],
         city=row["city"],
-        lifecycle_state=LIFECYCLE_STATES.get(
+        lifecycle_state=LIFECYCLE_STATE_PB.get(
             row["lifecycle_state"], types_pb2.LIFECYCLE_STATE_UNSPECIFIED
         ),
         lifecycle_since_time=_ts(row["lifecycle_since"]),
         usual_interval_days=row["usual_interval_days"],
-        rfm_group=RFM_GROUPS.get(row["rfm_group"], types_pb2.RFM_GROUP_UNSPECIFIED),
+        rfm_group=RFM_GROUP_PB.get(row["rfm_group"], types_pb2.RFM_GROUP_UNSPECIFIED),
         rfm_scores=_scores(user, row["clock_us"] or 0),
         first_seen_time=_ts(row["first_seen"]),
         last_seen_time=_ts(row["last_seen"]),
@@ -138,8 +139,8 @@ def timeline_entry(row: dict[str, Any]) -> profiles_pb2.TimelineEntry:
     if row["kind"] == "lifecycle":
         entry.lifecycle.CopyFrom(
             profiles_pb2.LifecycleTransition(
-                from_state=LIFECYCLE_STATES[row["from_value"]],
-                to_state=LIFECYCLE_STATES[row["to_value"]],
+                from_state=LIFECYCLE_STATE_PB[row["from_value"]],
+                to_state=LIFECYCLE_STATE_PB[row["to_value"]],
             )
         )
     else:
@@ -147,8 +148,8 @@ def timeline_entry(row: dict[str, Any]) -> profiles_pb2.TimelineEntry:
         scores = details.get("scores")
         entry.rfm.CopyFrom(
             profiles_pb2.RfmTransition(
-                from_group=RFM_GROUPS[row["from_value"]],
-                to_group=RFM_GROUPS[row["to_value"]],
+                from_group=RFM_GROUP_PB[row["from_value"]],
+                to_group=RFM_GROUP_PB[row["to_value"]],
                 scores=types_pb2.RfmScores(
                     recency=scores[0],
                     frequency=scores[1],
@@ -222,8 +223,8 @@ class ProfileServicer(profiles_pb2_grpc.ProfileServiceServicer):
         counts = await asyncio.to_thread(self._queries.lifecycle_counts, current_app_id(), as_of)
         response = profiles_pb2.GetLifecycleSummaryResponse(
             counts=[
-                profiles_pb2.StateCount(state=LIFECYCLE_STATES[state], users=counts.get(state, 0))
-                for state in ("new", "active", "loyal", "dormant", "churned", "reactivated")
+                profiles_pb2.StateCount(state=LIFECYCLE_STATE_PB[state], users=counts.get(state, 0))
+                for state in LIFECYCLE_STATES
             ],
             total_users=sum(counts.values()),
             position=position,

@@ -9,6 +9,7 @@ from pathlib import Path
 from services.common.grpc.auth import ApiKeys
 from services.devstack.embedded import EmbeddedNats
 from services.eventlog.store import open_event_log
+from services.projector.adapters.outbox import OutboxQueries
 from services.projector.bootstrap import start_projector
 from services.projector.config import ProjectorSettings
 from tests.support.changes import read_all, unique_streams
@@ -43,7 +44,7 @@ async def test_changes_wait_for_nats_and_go_out_in_order(database_url: str, tmp_
         while app.projection.position < positions[-1]:
             assert asyncio.get_running_loop().time() < deadline
             await asyncio.sleep(0.05)
-        assert app.store.outbox_depth() == 200  # committed, waiting for NATS
+        assert OutboxQueries(app.store).depth() == 200  # committed, waiting for NATS
         nats = EmbeddedNats(tmp_path / "nats", port)  # back, same data
         nats.start()
         received = await read_all(nats.url, streams, expect=205, within=60)
@@ -53,7 +54,7 @@ async def test_changes_wait_for_nats_and_go_out_in_order(database_url: str, tmp_
         assert users[:5] == [f"u{i}" for i in range(5)]
         # In commit order (which is log order here).
         assert [r.header.position for r in received] == sorted(r.header.position for r in received)
-        assert app.store.outbox_depth() == 0
+        assert OutboxQueries(app.store).depth() == 0
     finally:
         await app.stop(1)
         log.close()

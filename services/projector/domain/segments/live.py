@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from services.common.segments.definition import parse
 from services.projector.domain.segments import trackers as tr
@@ -22,26 +22,6 @@ from services.projector.domain.segments.compile import (
     Compiled,
     compile_segment,
 )
-
-
-class BuildSource(Protocol):
-    """Tracker states of a version as of its definition's position, per user."""
-
-    def load(
-        self,
-        app_id: str,
-        segment_id: str,
-        version: int,
-        through_position: int,
-        specs: list[tr.TrackerSpec],
-    ) -> dict[str, dict[str, Any]]: ...
-
-
-class NoHistory:
-    """A build source for logs whose history is empty (unit tests)."""
-
-    def load(self, *_args: Any, **_kwargs: Any) -> dict[str, dict[str, Any]]:
-        return {}
 
 
 @dataclass

@@ -23,7 +23,7 @@ from services.projector.adapters.builds import SegmentBuilder
 from services.projector.adapters.history import compute_states
 from services.projector.adapters.preview import members_query
 from services.projector.adapters.store import open_store
-from services.projector.domain.engine import TICK_FACT
+from services.projector.domain.changeset import TICK_FACT
 from services.projector.domain.segments.compile import compile_segment
 from tests.support.logevents import MINUTE, T0
 from tests.support.segments import Definitions
