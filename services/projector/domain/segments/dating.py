@@ -11,7 +11,7 @@ the evaluation, with the user's state as it is now.
 
 from __future__ import annotations
 
-from services.projector.domain.segments.compile import Compiled
+from services.projector.domain.segments.compile import USES_LIFECYCLE, Compiled
 from services.projector.domain.user import User
 
 # Deadlines stepped through at most; past that the change is dated at the evaluation.
@@ -23,10 +23,15 @@ def settled_since(compiled: Compiled, user: User, lo: int, at: int, inside: bool
     without interruption up to `at` (membership at `at` is `inside`).
 
     Exact for conditions on time (recency, inaction, first seen, a window's oldest
-    entry leaving) and on state (traits, lifecycle, RFM: taken as holding since `lo`).
+    entry leaving) and on state (traits, RFM: taken as holding since `lo`). A condition
+    on the lifecycle state holds no earlier than the user's state began (`since_us`), so
+    a late event that made a user dormant two weeks after it dates their entry into a
+    dormant segment when they became dormant, as the lifecycle change itself is dated.
     A window is judged with the entries it holds now, later ones included, so a late
     event completing "at least N in a window" dates the entry at the event's own time.
     """
+    if USES_LIFECYCLE in compiled.uses and user.since_us is not None:
+        lo = min(max(lo, user.since_us), at)
     start: int | None = lo if compiled.member(user, lo) == inside else None
     t = lo
     for _ in range(MAX_STEPS):
