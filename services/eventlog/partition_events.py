@@ -73,6 +73,22 @@ class EventForwarded(LogEvent):
 
 
 @dataclass(frozen=True)
+class SegmentPartitionBuilt(LogEvent):
+    """A partition's share of a segment version is built from its history up to
+    `through_position` (the definition's position in this partition) and stored: the
+    partition's Segment.Built (partitioned deployments only; one partition's builds are
+    recorded on the Segment aggregate, as before)."""
+
+    KIND = "partition_built"
+
+    app_id: str
+    segment_id: str
+    definition_version: int
+    through_position: int
+    users: int
+
+
+@dataclass(frozen=True)
 class RfmCutPointsRecorded(LogEvent):
     """An app's RFM cut points over the purchasers of every partition, computed at the
     recompute interval starting at `tick_time_us` (partitioned deployments only)."""

@@ -11,7 +11,6 @@ from eventsourcing.persistence import Tracking
 from psycopg import Cursor
 from psycopg.rows import DictRow
 
-from services.eventlog.store import LOG_NAME
 from services.projector.adapters.projection.rows import PreparedBatch
 from services.projector.adapters.quarantine import Quarantined, write_records
 from services.projector.adapters.store import ProjectorStore
@@ -37,6 +36,8 @@ class Prepared:
     events: int
     started: float
     quarantined: list[Quarantined] = field(default_factory=list)
+    # The notification id the batch follows: the commit checks the partition is still there.
+    after: int | None = None
 
 
 def commit(store: ProjectorStore, item: Prepared) -> None:
@@ -47,7 +48,12 @@ def commit(store: ProjectorStore, item: Prepared) -> None:
         write_records(curs, records)
 
     try:
-        store.commit(item.batch, Tracking(LOG_NAME, item.position), also if records else None)
+        store.commit(
+            item.batch,
+            Tracking(store.scope.log_name, item.position),
+            also if records else None,
+            after=item.after,
+        )
     except Exception as error:
         raise CommitFailed(item.position, error) from error
 

@@ -31,7 +31,12 @@ from services.projector.domain.rfm_fold import AppState, RfmFold
 from services.projector.domain.segments import live
 from services.projector.domain.segments.compile import USES_FIRST_SEEN, USES_PROFILE
 from services.projector.domain.segments.membership import NEW_USER, Membership
-from services.projector.domain.segments.versions import BuildHistory, BuildRequest, Versions
+from services.projector.domain.segments.versions import (
+    BuildHistory,
+    BuildRequest,
+    Built,
+    Versions,
+)
 from services.projector.domain.user import User
 
 
@@ -154,12 +159,12 @@ class Engine:
         for event, position in items:
             self.apply(event, position)
 
-    def build_wanted(self, event: Segment.Built) -> BuildRequest | None:
+    def build_wanted(self, event: Built) -> BuildRequest | None:
         """What build `event` stands for (the caller loads it for `merge_build`); None if
         its version is superseded or archived (there is nothing to load)."""
         return self._versions.wanted(event)
 
-    def merge_build(self, event: Segment.Built, position: int, history: BuildHistory) -> None:
+    def merge_build(self, event: Built, position: int, history: BuildHistory) -> None:
         """Apply a Segment.Built with its build, loaded as `build_wanted` asked: join it to
         what was tracked live since the definition and switch the version on."""
         self._versions.merge(event, position, history)
