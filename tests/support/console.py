@@ -17,6 +17,7 @@ import psycopg
 
 from services.console.users import ConsoleUsers
 from services.devstack.embedded import free_port
+from services.projector.rollup_schema import FOLD_NAME
 from tests.support.pipeline import Pipeline
 from tests.support.processes import ServiceProcess
 
@@ -180,7 +181,7 @@ def wait_folded(stack: ConsoleStack, app: str, position: int, timeout: float = 6
         while time.monotonic() < deadline:
             with psycopg.connect(stack.database_url) as conn:
                 folded = conn.execute(
-                    "SELECT last_id FROM analytics_rollup_position WHERE name = 'changes'"
+                    "SELECT last_id FROM analytics_rollup_position WHERE name = %s", (FOLD_NAME,)
                 ).fetchone()
             if folded and last and folded[0] >= last[0]:
                 analytics.GetRfmGrid(analytics_pb2.GetRfmGridRequest(), metadata=grpc_auth(app))
