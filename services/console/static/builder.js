@@ -231,10 +231,16 @@
       out.appendChild(el("p", {}, [document.createTextNode("Members: "), el("b", { id: "preview-members", text: String(d.members) }),
         document.createTextNode(" · would enter "), el("b", { id: "preview-entering", text: String(d.entering) }),
         document.createTextNode(" · would exit "), el("b", { id: "preview-exiting", text: String(d.exiting) }),
-        document.createTextNode(" (against live version " + d.live_version + ")")]));
+        document.createTextNode(d.live_version ? " (against live version " + d.live_version + ")" : " (a new segment: everyone would enter)")]));
       out.appendChild(el("p", { class: "muted", text: "History to log position " + d.position + " at " + d.as_of + " · " + d.took_ms + " ms" }));
       [["sample", "Sample"], ["entering_sample", "Would enter"], ["exiting_sample", "Would exit"]].forEach(function (p) {
-        if (d[p[0]].length) out.appendChild(el("p", { class: "sample", text: p[1] + ": " + d[p[0]].join(", ") }));
+        if (!d[p[0]].length) return;
+        var line = el("p", { class: "sample" }, [el("b", { text: p[1] + ": " })]);
+        d[p[0]].forEach(function (id, i) {
+          if (i) line.appendChild(document.createTextNode(", "));
+          line.appendChild(el("a", { href: base + "/users/" + encodeURIComponent(id), text: id }));
+        });
+        out.appendChild(line);
       });
       out.dataset.state = "done";
     });

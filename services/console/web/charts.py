@@ -78,7 +78,9 @@ def rfm_grid(cells: list[tuple[int, int, str]], counts: dict[str, int]) -> dict[
     z, text = [], []
     for r in rows:
         z.append([counts.get(g, 0) for rr, _, g in cells if rr == r])
-        text.append([f"{g}<br>{counts.get(g, 0):,}" for rr, _, g in cells if rr == r])
+        text.append(
+            [f"{g.replace('_', ' ')}<br>{counts.get(g, 0):,}" for rr, _, g in cells if rr == r]
+        )
     return {
         "data": [
             {
