@@ -95,12 +95,17 @@ class ConsoleStack:
 
 def signed_in(stack: ConsoleStack, username: str) -> httpx.Client:
     """An HTTP client with a session of `username` (cookies kept), through the login form."""
-    client = httpx.Client(base_url=stack.url, follow_redirects=False, timeout=60)
+    return signed_in_at(stack.url, username, PASSWORD)
+
+
+def signed_in_at(url: str, username: str, password: str) -> httpx.Client:
+    """The same for the console at `url`."""
+    client = httpx.Client(base_url=url, follow_redirects=False, timeout=60)
     page = client.get("/login")
     token = page.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
     client.cookies.set("cf_login_csrf", _cookie(page, "cf_login_csrf"), path="/login")
     reply = client.post(
-        "/login", data={"csrf_token": token, "username": username, "password": PASSWORD}
+        "/login", data={"csrf_token": token, "username": username, "password": password}
     )
     assert reply.status_code == 303, reply.text
     # The cookie is Secure; send it over plain http to 127.0.0.1 as browsers do.
