@@ -70,9 +70,9 @@ STATEMENTS = [
     # Replaced by the tables below (they date a user's state the way as-of queries do).
     "DROP TABLE IF EXISTS analytics_lifecycle_moves",
     # Per user and UTC day with lifecycle changes: the user's state at the end of the
-    # previous such day (prev_state) and at the end of this one (last_state), as the
-    # latest change by (effective time, sequence) says, like GetLifecycleSummary's
-    # as_of_time. States are digits: 0 none, 1 new ... 6 reactivated.
+    # previous such day (prev_state) and at the end of this one (last_state): of their
+    # latest change made that took effect by then, as GetLifecycleSummary's as_of_time
+    # counts. States are digits: 0 none, 1 new ... 6 reactivated.
     f"""
     CREATE TABLE IF NOT EXISTS {LIFECYCLE_DAYS_TABLE} (
         app_id text NOT NULL,

@@ -7,9 +7,10 @@ repeats a change. If the change table was replaced (a rebuild swapped in), the
 row it stopped at is gone or different, and the rollups are refolded from zero.
 
 Lifecycle states are dated the way as-of queries date them: a user's state at the
-end of a day is the latest of their changes by (effective time, sequence) up to it.
-A correction may be dated before the change it corrects, so summing changes in
-order of effective time would count such a user twice; instead, every user a batch
+end of a day is that of their latest change (by sequence, the order they were made)
+that took effect by then. A correction is dated before the change it corrects
+(churned -> dormant at day 24 after churned at day 30), so summing changes in order
+of effective time would count such a user twice; instead, every user a batch
 touches has their per-day rows (`analytics_lifecycle_days`) computed again from
 all their changes, and the daily counts and flow windows move by the difference.
 """
@@ -91,14 +92,18 @@ WITH touched AS MATERIALIZED (
            coalesce(lag(last_state) OVER (PARTITION BY app_id, user_id ORDER BY day), 0)::smallint
            AS prev_state, last_state
     FROM (
-        SELECT DISTINCT ON (c.app_id, c.user_id, c.effective_us / {DAY_US})
-               c.app_id, c.user_id, (c.effective_us / {DAY_US})::int AS day,
-               {state_code("c.to_value")}::smallint AS last_state
-        FROM {schema.CHANGES_TABLE} c JOIN touched t USING (app_id, user_id)
-        WHERE c.kind = 'lifecycle' AND c.id <= %(upto)s
-        ORDER BY c.app_id, c.user_id, c.effective_us / {DAY_US}, c.effective_us DESC,
-                 c.sequence DESC
-    ) d
+        -- The state at the end of each day: of the latest change made (by sequence) that
+        -- took effect by then, so a correction replaces the change it corrects.
+        SELECT app_id, user_id, day, (max(latest) OVER (PARTITION BY app_id, user_id
+               ORDER BY day ROWS UNBOUNDED PRECEDING) %% {_PACK})::smallint AS last_state
+        FROM (
+            SELECT c.app_id, c.user_id, (c.effective_us / {DAY_US})::int AS day,
+                   max(c.sequence * {_PACK} + {state_code("c.to_value")}) AS latest
+            FROM {schema.CHANGES_TABLE} c JOIN touched t USING (app_id, user_id)
+            WHERE c.kind = 'lifecycle' AND c.id <= %(upto)s
+            GROUP BY 1, 2, 3
+        ) per_day
+    ) running
 ), old AS MATERIALIZED (
     SELECT d.app_id, d.user_id, d.day, d.prev_state, d.last_state
     FROM {rs.LIFECYCLE_DAYS_TABLE} d JOIN touched t USING (app_id, user_id)

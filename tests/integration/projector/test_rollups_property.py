@@ -7,7 +7,9 @@ batches, the recorded clock moving on between them (so the flow windows are kept
 by folds and computed again at new days). After every fold: users per state at the
 end of each day equal GetLifecycleSummary's as-of count (ProfileQueries), and the flows
 between any two days equal each user's state at both ends, counted directly; from the
-windows and from the rows alike.
+windows and from the rows alike. A user's state at a time is that of their latest
+change made (by sequence) that took effect by then: a correction replaces the change it
+corrects even though it is dated before it.
 """
 
 from __future__ import annotations
@@ -67,11 +69,10 @@ class History:
                 )  # fmt: skip
 
     def state(self, user: str, day: int) -> str:
-        """The user's state at the end of DAY0 + day: their latest change by (time, seq)."""
-        mine = [
-            (e, s, to) for u, e, s, to in self.rows if u == user and e < (DAY0 + day + 1) * DAY_US
-        ]
-        return max(mine)[2] if mine else ""
+        """The user's state at the end of DAY0 + day: of their latest change made (by
+        sequence) that took effect by then."""
+        mine = [(s, to) for u, e, s, to in self.rows if u == user and e < (DAY0 + day + 1) * DAY_US]
+        return max(mine)[1] if mine else ""
 
     def users(self) -> set[str]:
         return {u for u, *_ in self.rows}
