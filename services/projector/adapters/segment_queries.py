@@ -6,6 +6,9 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
+from eventsourcing.persistence import OperationalError
+
 from services.eventlog.store import LOG_NAME
 from services.projector import rollup_schema as rs
 from services.projector import schema
@@ -28,6 +31,13 @@ _SIZE = (
     f"   FROM {schema.CHANGES_TABLE} c WHERE c.id > %(folded)s AND c.app_id = s.app_id"
     "   AND c.kind = 'membership' AND c.details->>'segment_id' = s.segment_id))::bigint"
 )
+# The same by counting them, when the change table cannot be read at once (locked by a
+# rebuild being swapped in, say): nothing waits on it then.
+_COUNTED = (
+    f"(SELECT count(*) FROM {schema.SEGMENT_MEMBERS_TABLE} m"
+    " WHERE m.app_id = s.app_id AND m.segment_id = s.segment_id)"
+)
+_LOCK_WAIT = "200ms"
 
 
 def _folded_up_to(curs: Any) -> int:
@@ -37,19 +47,38 @@ def _folded_up_to(curs: Any) -> int:
     return int(row["last_id"]) if row else 0
 
 
+def _lock_not_available(error: BaseException) -> bool:
+    cause = error.__cause__
+    return isinstance(cause, psycopg.errors.LockNotAvailable)
+
+
 class SegmentQueries:
     def __init__(self, store: ProjectorStore) -> None:
         self._store = store
 
-    def segment(self, app_id: str, segment_id: str) -> dict[str, Any] | None:
+    def _sized(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Rows of `query` with its {size} filled in: from the rollups, or by counting
+        if the change table is locked."""
+        try:
+            with self._store.datastore.transaction(commit=False) as curs:
+                curs.execute("SELECT set_config('lock_timeout', %s, true)", (_LOCK_WAIT,))
+                folded = _folded_up_to(curs)
+                curs.execute(query.format(size=_SIZE), {**params, "folded": folded})
+                return list(curs.fetchall())
+        except OperationalError as error:
+            if not _lock_not_available(error):
+                raise
         with self._store.cursor() as curs:
-            folded = _folded_up_to(curs)
-            curs.execute(
-                f"SELECT s.*, {_SIZE} AS size FROM {schema.SEGMENTS_TABLE} s"
-                " WHERE app_id = %(app)s AND segment_id = %(segment)s",
-                {"app": app_id, "segment": segment_id, "folded": folded},
-            )
-            return curs.fetchone()
+            curs.execute(query.format(size=_COUNTED), params)
+            return list(curs.fetchall())
+
+    def segment(self, app_id: str, segment_id: str) -> dict[str, Any] | None:
+        rows = self._sized(
+            f"SELECT s.*, {{size}} AS size FROM {schema.SEGMENTS_TABLE} s"
+            " WHERE app_id = %(app)s AND segment_id = %(segment)s",
+            {"app": app_id, "segment": segment_id},
+        )
+        return rows[0] if rows else None
 
     def version(self, app_id: str, segment_id: str, version: int) -> dict[str, Any] | None:
         with self._store.cursor() as curs:
@@ -72,21 +101,12 @@ class SegmentQueries:
     def segments(
         self, app_id: str, after: str, limit: int, show_archived: bool
     ) -> list[dict[str, Any]]:
-        with self._store.cursor() as curs:
-            folded = _folded_up_to(curs)
-            curs.execute(
-                f"SELECT s.*, {_SIZE} AS size FROM {schema.SEGMENTS_TABLE} s"
-                " WHERE app_id = %(app)s AND segment_id > %(after)s"
-                " AND (%(archived)s OR state <> 'archived') ORDER BY segment_id LIMIT %(limit)s",
-                {
-                    "app": app_id,
-                    "after": after,
-                    "archived": show_archived,
-                    "limit": limit,
-                    "folded": folded,
-                },
-            )
-            return list(curs.fetchall())
+        return self._sized(
+            f"SELECT s.*, {{size}} AS size FROM {schema.SEGMENTS_TABLE} s"
+            " WHERE app_id = %(app)s AND segment_id > %(after)s"
+            " AND (%(archived)s OR state <> 'archived') ORDER BY segment_id LIMIT %(limit)s",
+            {"app": app_id, "after": after, "archived": show_archived, "limit": limit},
+        )
 
     def latest_definitions(self, app_id: str) -> dict[str, dict[str, Any]]:
         """segment_id -> latest definition, of the app's segments not archived."""
@@ -111,14 +131,12 @@ class SegmentQueries:
                 (app_id, segment_id, after, limit),
             )
             rows = list(curs.fetchall())
-            folded = _folded_up_to(curs)
-            curs.execute(
-                f"SELECT {_SIZE} AS n FROM {schema.SEGMENTS_TABLE} s"
-                " WHERE app_id = %(app)s AND segment_id = %(segment)s",
-                {"app": app_id, "segment": segment_id, "folded": folded},
-            )
-            total = curs.fetchone()
-            return rows, int(total["n"]) if total else 0
+        total = self._sized(
+            f"SELECT {{size}} AS n FROM {schema.SEGMENTS_TABLE} s"
+            " WHERE app_id = %(app)s AND segment_id = %(segment)s",
+            {"app": app_id, "segment": segment_id},
+        )
+        return rows, int(total[0]["n"]) if total else 0
 
     def membership(self, app_id: str, segment_id: str, user_id: str) -> dict[str, Any] | None:
         with self._store.cursor() as curs:
