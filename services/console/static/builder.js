@@ -52,7 +52,13 @@
   }
   function optional(body, key, text) { if (text.trim() === "") delete body[key]; else body[key] = text.trim(); }
   function operand(body, box) {
-    box.appendChild(select("op", OPS, body.op, function (v) { body.op = v; }));
+    box.appendChild(select("op", OPS, body.op, function (v) {
+      body.op = v;
+      // Keep only the operand the operator takes: none, a list, or a value or time.
+      if (v === "exists") { delete body.value; delete body.values; delete body.time; }
+      else if (v === "in") { delete body.value; delete body.time; body.values = body.values || []; }
+      else { delete body.values; if (!("value" in body) && !("time" in body)) body.value = ""; }
+    }));
     if (body.op === "in") {
       box.appendChild(input("values (comma separated)", (body.values || []).join(", "), function (v) {
         body.values = v.split(",").map(function (x) { return typed(x.trim()); }).filter(function (x) { return x !== ""; });
