@@ -137,7 +137,7 @@ def _form_of(message: Message) -> dict[str, Any]:
             out[field.name] = [_form_value(v, field) for v in value]
         else:
             shown = _form_value(value, field)
-            if shown is not None:
+            if shown is not None and shown != {}:  # an empty message is the default
                 out[field.name] = shown
     return out
 

@@ -132,8 +132,14 @@ async def campaign_detail(request: Request) -> Response:
         for g in stats.groups
         if not g.is_control and g.sent
     ]
-    # Uplift needs users sent a variant and users held back in the control group.
-    measured = bool(variants) and bool(control) and control[0].triggered > 0
+    # Uplift needs users sent a variant, users held back in the control group, and a
+    # conversion on either side (else it is 0 within 0, which says nothing).
+    measured = (
+        bool(variants)
+        and bool(control)
+        and control[0].triggered > 0
+        and any(g.converted for g in stats.groups)
+    )
     suppressed: dict[str, int] = {}
     for g in stats.groups:
         for reason, n in g.suppressed.items():
