@@ -391,3 +391,42 @@ def test_the_builder_form_writes_every_kind_of_the_language(browser: Browser, se
             metadata=grpc_auth("shop"),
         )
     assert int(page.inner_text("#preview-members")) == reply.members
+
+
+WELCOME_FORM = """\
+name: Welcome
+trigger:
+  lifecycle: {to_states: [new]}
+channel: in_app
+variants:
+  - name: A
+    template: {title: "Welcome", body: "Glad you are here."}
+"""
+
+
+def test_a_campaign_page_lists_its_recent_deliveries_and_the_user_page_the_message(
+    browser: Browser, seeded: ConsoleStack
+):
+    page = sign_in(browser, seeded, "ana")
+    page.goto(f"{seeded.url}/apps/shop/campaigns/new")
+    page.fill("#campaign-form", WELCOME_FORM)
+    page.click("#create-campaign")
+    expect(page.locator("#campaign-state")).to_have_text("active")
+    expect(page.locator("#campaign-trigger")).to_have_text("lifecycle -> new")
+    campaign_url = page.url
+    with grpc.insecure_channel(seeded.pipeline.ingest_address) as channel:
+        ingest_pb2_grpc.IngestServiceStub(channel).Track(
+            ingest_pb2.TrackRequest(event=event("Opened", user_id="welcomed")),
+            metadata=grpc_auth("shop"),
+        )
+    row = page.locator("#campaign-deliveries tr[data-user=welcomed]")
+    for _ in range(120):  # the change goes through the projector and the campaign service
+        if row.count():
+            break
+        page.wait_for_timeout(500)
+        page.goto(campaign_url)
+    expect(row).to_contain_text("sent")
+    shot(page, "campaign-deliveries")
+    row.locator("a").click()
+    expect(page.locator("#deliveries")).to_contain_text("Welcome")
+    expect(page.locator("#inbox")).to_contain_text("Glad you are here.")

@@ -103,7 +103,7 @@
         var now = options.filter(function (x) { return box.querySelector('input[value="' + x + '"]').checked; });
         onChange(now); changed();
       });
-      box.appendChild(el("label", {}, [c, document.createTextNode(" " + o.replace(/_/g, " "))]));
+      box.appendChild(el("label", {}, [c, document.createTextNode(" " + (o === "cant_lose_them" ? "can't lose them" : o.replace(/_/g, " ")))]));
     });
     return box;
   }

@@ -20,6 +20,11 @@ def group_name(number: int) -> str:
     return types_pb2.RfmGroup.Name(number).removeprefix("RFM_GROUP_").lower()
 
 
+def group_label(name: str) -> str:
+    """ "at_risk" -> "at risk", "cant_lose_them" -> "can't lose them"."""
+    return "can't lose them" if name == "cant_lose_them" else name.replace("_", " ")
+
+
 def timestamp(us: int) -> Timestamp:
     ts = Timestamp()
     ts.FromMicroseconds(us)
