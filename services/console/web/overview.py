@@ -87,7 +87,7 @@ async def overview(request: Request) -> Response:
     }
     presets = [
         (label, str(today - timedelta(days=n)), str(today))
-        for label, n in (("last day", 1), ("7 days", 7), ("30 days", 30), ("90 days", 90))
+        for label, n in (("day", 1), ("7 days", 7), ("30 days", 30), ("90 days", 90))
     ]
     return page(
         request,
