@@ -21,6 +21,7 @@ from services.cli import (
 )
 from services.cli.demo_commands import demo
 from services.cli.determinism_command import determinism
+from services.cli.history_jobs_command import history_imports
 from services.cli.import_command import import_file
 from services.cli.rebuild_command import rebuild
 
@@ -66,6 +67,7 @@ def global_options(
 app.command("track")(ingest_commands.track)
 app.command("identify")(ingest_commands.identify)
 app.command("import")(import_file)
+app.command("history-imports")(history_imports)
 app.command("profile")(profile_commands.profile)
 app.command("lifecycle")(profile_commands.lifecycle)
 app.command("timeline")(profile_commands.timeline)

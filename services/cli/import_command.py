@@ -12,6 +12,7 @@ import sys
 import zlib
 from collections.abc import Iterator
 from contextlib import ExitStack
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, BinaryIO, cast
@@ -20,8 +21,9 @@ import typer
 from rich.progress import MofNCompleteColumn, TextColumn
 
 from services.cli import output
-from services.cli.client import CliError, Connection, target_of
+from services.cli.client import CliError, Connection, Target, target_of
 from services.cli.csv_rows import read_csv
+from services.cli.history_command import HistoryProgress, history_summary, import_history
 from services.cli.import_calls import IngestCalls
 from services.cli.import_formats import FormatReader, Source
 from services.cli.importer import MAX_CALL_BYTES, ImportTally, import_records
@@ -133,6 +135,20 @@ def import_file(
             "--from", help="Whose JSON lines: a tool's export (default: told from the lines)."
         ),
     ] = None,
+    history: Annotated[
+        bool,
+        typer.Option(
+            "--history",
+            help="Import as the app's history: any age, any order, folded in event-time"
+            " order with the app's own clock (a history import job).",
+        ),
+    ] = False,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait/--no-wait", help="With --history: wait until the projector has folded it."
+        ),
+    ] = True,
     batch_size: Annotated[int, typer.Option(min=1, max=1000, help="Events per call.")] = 1000,
     batch_bytes: Annotated[
         int, typer.Option(min=64 * 1024, help="Most encoded event bytes per call.")
@@ -145,45 +161,89 @@ def import_file(
     told from the first lines unless --from says. A bad line (not UTF-8, a NUL byte,
     longer than 1 MiB, not an event) is reported and the import goes on; nothing of it
     is stored. Exits 1 if any line was unreadable or rejected. Re-importing the same file
-    reports every event DUPLICATE (event ids are the idempotency keys).
+    reports every event DUPLICATE (event ids are the idempotency keys). With --history
+    the file goes through a history import job (README, History import).
     """
     target = target_of(ctx)
     kind = file_format(file, format, source)
     reader = FormatReader(_source_for(kind, source))
+
+    def records(stream: BinaryIO) -> Iterator[Record | LineProblem]:
+        lines = read_lines(stream)
+        return reader.records(lines) if kind is FileFormat.jsonl else read_csv(lines)
+
+    sending = _Sending(target, file, batch_size, batch_bytes, concurrency)
+    with ExitStack() as stack:
+        stream = _open(file, stack)
+        if history:
+            tally, after = _import_history(sending, records(stream), wait)
+        else:
+            tally, after = _import_live(sending, records(stream)), ""
+    how = reader.description() if kind is FileFormat.jsonl else ""
+    output.stdout().print(summary_line(file, tally, how), markup=False, soft_wrap=True)
+    if after:
+        output.stdout().print(after, markup=False, soft_wrap=True)
+    if tally.failed:
+        output.error(f"{tally.failed:,} of {tally.read:,} events were not imported (see above)")
+        raise typer.Exit(1)
+
+
+@dataclass(frozen=True)
+class _Sending:
+    """Where an import goes and how it batches its calls."""
+
+    target: Target
+    file: str
+    batch_size: int
+    batch_bytes: int
+    concurrency: int
+
+
+def _import_live(sending: _Sending, items: Iterator[Record | LineProblem]) -> ImportTally:
     progress = output.live_progress(
         "importing", MofNCompleteColumn(), TextColumn("{task.fields[stats]}")
     )
-    task = progress.add_task("import", total=_count_lines(file), stats="")
+    task = progress.add_task("import", total=_count_lines(sending.file), stats="")
 
     def on_progress(tally: ImportTally) -> None:
         stats = f"{tally.sent:,} sent, {tally.failed:,} bad, {tally.events_per_second:,.0f}/s"
         progress.update(task, completed=tally.lines, stats=stats)
 
-    async def run(stream: BinaryIO) -> ImportTally:
-        lines = read_lines(stream)
-        items: Iterator[Record | LineProblem] = (
-            reader.records(lines) if kind is FileFormat.jsonl else read_csv(lines)
-        )
-        async with Connection(target, "ingest") as conn:
+    async def run() -> ImportTally:
+        async with Connection(sending.target, "ingest") as conn:
             calls = IngestCalls(conn)
             return await import_records(
                 items,
                 calls.track_batch,
                 identify=calls.identify,
                 report=lambda line: output.problem(line, progress.console),
-                source=source_name(file),
+                source=source_name(sending.file),
                 on_progress=on_progress,
-                batch_size=batch_size,
-                concurrency=concurrency,
-                max_call_bytes=batch_bytes,
+                batch_size=sending.batch_size,
+                concurrency=sending.concurrency,
+                max_call_bytes=sending.batch_bytes,
             )
 
-    with ExitStack() as stack:
-        stream = _open(file, stack)
-        with progress:
-            tally = asyncio.run(run(stream))
-    how = reader.description() if kind is FileFormat.jsonl else ""
-    output.stdout().print(summary_line(file, tally, how), markup=False, soft_wrap=True)
-    if tally.failed:
-        output.error(f"{tally.failed:,} of {tally.read:,} events were not imported (see above)")
-        raise typer.Exit(1)
+    with progress:
+        return asyncio.run(run())
+
+
+def _import_history(
+    sending: _Sending, items: Iterator[Record | LineProblem], wait: bool
+) -> tuple[ImportTally, str]:
+    progress = HistoryProgress(_count_lines(sending.file))
+    with progress.bars:
+        outcome = asyncio.run(
+            import_history(
+                sending.target,
+                items,
+                source=source_name(sending.file),
+                report=lambda line: output.problem(line, progress.bars.console),
+                progress=progress,
+                batch_size=sending.batch_size,
+                concurrency=sending.concurrency,
+                max_call_bytes=sending.batch_bytes,
+                wait=wait,
+            )
+        )
+    return outcome.tally, history_summary(outcome)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from cohortflow.ingest.v1 import ingest_pb2
@@ -72,7 +72,7 @@ def rejection_message(source: str, line: int, result: ingest_pb2.EventResult) ->
     return printable(f"{source}:{line}: {why} (event_id {result.event_id})")
 
 
-def _take(
+def take_records(
     items: Iterator[Record | LineProblem], count: int, source: str
 ) -> list[Record | LineProblem]:
     out: list[Record | LineProblem] = []
@@ -86,12 +86,12 @@ def _take(
     return out
 
 
-def _too_big(line: int, size: int, max_call_bytes: int) -> LineProblem:
+def too_big(line: int, size: int, max_call_bytes: int) -> LineProblem:
     reason = f"is {size:,} bytes as an event; one call carries at most {max_call_bytes:,}"
     return LineProblem(line, "", reason)
 
 
-def _largest(record: Record) -> int:
+def largest_message(record: Record) -> int:
     sizes = [record.event.ByteSize()] if record.event is not None else []
     sizes += [request.ByteSize() for request in record.identifies]
     return max(sizes, default=0)
@@ -137,15 +137,55 @@ class _Lines:
         return results
 
     def count(self, record: Record, results: list[ingest_pb2.EventResult]) -> None:
-        rejected = [result for result in results if result.status == REJECTED]
-        if rejected:
-            self._tally.rejected += 1
-            for result in rejected:
-                self._report(rejection_message(self._source, record.line, result))
-        elif results and all(result.status == DUPLICATE for result in results):
-            self._tally.duplicate += 1
-        else:
-            self._tally.accepted += 1
+        count_line(self._tally, results, lambda r: self._report_rejected(record, r))
+
+    def _report_rejected(self, record: Record, result: ingest_pb2.EventResult) -> None:
+        self._report(rejection_message(self._source, record.line, result))
+
+
+def count_line(
+    tally: ImportTally,
+    results: Sequence[ingest_pb2.EventResult],
+    report: Callable[[ingest_pb2.EventResult], None],
+) -> None:
+    """Count a line by what became of its messages: rejected if any was (each rejected
+    one reported), duplicate if all were, else accepted."""
+    rejected = [result for result in results if result.status == REJECTED]
+    if rejected:
+        tally.rejected += 1
+        for result in rejected:
+            report(result)
+    elif results and all(result.status == DUPLICATE for result in results):
+        tally.duplicate += 1
+    else:
+        tally.accepted += 1
+
+
+async def sendable(
+    items: Iterator[Record | LineProblem],
+    tally: ImportTally,
+    report: Callable[[str], None],
+    source: str,
+    chunk: int,
+    max_call_bytes: int,
+    on_chunk: Callable[[ImportTally], None],
+) -> AsyncIterator[Record]:
+    """The records of `items` that can be sent, read `chunk` lines at a time off the event
+    loop; every line is counted as read, each that cannot be sent (unreadable, or a message
+    larger than `max_call_bytes`) counted unreadable and reported."""
+    while lines := await asyncio.to_thread(take_records, items, chunk, source):
+        for item in lines:
+            tally.lines = item.line
+            tally.read += 1
+            largest = largest_message(item) if isinstance(item, Record) else 0
+            if largest > max_call_bytes:
+                item = too_big(item.line, largest, max_call_bytes)
+            if isinstance(item, LineProblem):
+                tally.unreadable += 1
+                report(item.at(source))
+                continue
+            yield item
+        on_chunk(tally)
 
 
 async def import_records(
@@ -202,25 +242,17 @@ async def import_records(
                 group.create_task(deliver(batch))
                 batch, batch_bytes = [], 0
 
-            while chunk := await asyncio.to_thread(_take, items, batch_size, source):
-                for item in chunk:
-                    tally.lines = item.line
-                    tally.read += 1
-                    largest = _largest(item) if isinstance(item, Record) else 0
-                    if largest > max_call_bytes:
-                        item = _too_big(item.line, largest, max_call_bytes)
-                    if isinstance(item, LineProblem):
-                        tally.unreadable += 1
-                        report(item.at(source))
-                        continue
-                    size = item.event.ByteSize() if item.event is not None else 0
-                    if batch and batch_bytes + size > max_call_bytes:
-                        await flush()
-                    batch.append(item)
-                    batch_bytes += size
-                    if len(batch) >= batch_size:
-                        await flush()
-                on_progress(tally)
+            readable = sendable(
+                items, tally, report, source, batch_size, max_call_bytes, on_progress
+            )
+            async for item in readable:
+                size = item.event.ByteSize() if item.event is not None else 0
+                if batch and batch_bytes + size > max_call_bytes:
+                    await flush()
+                batch.append(item)
+                batch_bytes += size
+                if len(batch) >= batch_size:
+                    await flush()
             if batch:
                 await flush()
     except ExceptionGroup as failures:

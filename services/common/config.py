@@ -11,6 +11,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.eventlog.partitions import Deployment
+
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/cohortflow"
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 
@@ -28,6 +30,17 @@ class ServiceSettings(BaseSettings):
     # refused and in-flight ones get SHUTDOWN_GRACE_S to finish.
     shutdown_drain_s: float = Field(1.0, alias="SHUTDOWN_DRAIN_S", ge=0)
     shutdown_grace_s: float = Field(10.0, alias="SHUTDOWN_GRACE_S", ge=0)
+    # Partitions of the log, fixed when the deployment is created (services.migrate records
+    # it); unset: what the deployment records. And where each partition lives (JSON object
+    # of partitions or ranges to database URLs; unset: all in DATABASE_URL).
+    partitions: int | None = Field(None, alias="COHORTFLOW_PARTITIONS", ge=1, le=1024)
+    placement: str = Field("", alias="COHORTFLOW_PLACEMENT")
+
+    def deployment(self) -> Deployment:
+        """The deployment recorded in the home database, checked against these settings."""
+        from services.eventlog.deployment_store import load_deployment
+
+        return load_deployment(self.database_url, self.partitions, self.placement)
 
 
 class ApiKeySettings(BaseSettings):

@@ -25,6 +25,11 @@ Try it (another terminal, from the repo):
       metadata=[("authorization", "Bearer {key}")]))
   PY
 """
+CURL = """\
+Or as Segment's HTTP API (its SDKs: set their host to {http}):
+  curl -u {key}: -H 'Content-Type: application/json' {http}/v1/track \\
+       -d '{{"userId": "alice", "event": "App Opened", "messageId": "hello-2"}}'
+"""
 
 
 def running_table(addresses: dict[str, str], notes: dict[str, str]) -> str:
@@ -69,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     print(running_table(addresses, stack.notes))
     key = addresses["api key"].split()[0]
     print("\n" + EXAMPLE.format(ingest=addresses["ingest"], key=key))
+    if addresses.get("ingest http", "off") != "off":
+        print(CURL.format(http=addresses["ingest http"].removesuffix("/v1/"), key=key))
     apps = addresses["apps"]
     print(f"Ctrl-C stops everything; data stays in {var}/ (apps: {apps}).\n", flush=True)
     dead = stack.watch(stop)

@@ -55,12 +55,16 @@ class ServiceSpec:
     # how its address is shown, e.g. "http://{address}/" for a web server
     shown_as: str = "{address}"
     extra_env: dict[str, str] = field(default_factory=dict)
+    # a second, HTTP listener of the child (ingest's Segment-compatible API): its variable
+    # ("0" there turns it off) and default port
+    http_env: str | None = None
+    default_http_port: int = 0
 
 
 SERVICES = [
     ServiceSpec(
         "ingest", "services.ingest", "INGEST_LISTEN", 50051, "INGEST_METRICS_PORT", 9101,
-        "COHORTFLOW_INGEST",
+        "COHORTFLOW_INGEST", http_env="INGEST_HTTP_LISTEN", default_http_port=8088,
     ),
     ServiceSpec(
         "projector", "services.projector", "PROJECTOR_LISTEN", 50052, "PROJECTOR_METRICS_PORT",
@@ -86,9 +90,12 @@ class Child:
     spec: ServiceSpec
     listen: Listen
     metrics: Listen | None
+    http: Listen | None = None
 
     def env(self) -> dict[str, str]:
         out = {self.spec.listen_env: self.listen.address, **self.spec.extra_env}
+        if self.spec.http_env:
+            out[self.spec.http_env] = self.http.address if self.http else "0"
         if self.spec.metrics_env:
             out[self.spec.metrics_env] = str(self.metrics.port if self.metrics else 0)
         return out
@@ -150,7 +157,12 @@ class Stack:
     @staticmethod
     def _plan(environ: dict[str, str], remembered: dict[str, int]) -> tuple[PortPlan, list[Child]]:
         """Every child's ports, chosen (and your settings checked) before anything starts."""
-        settings = [v for s in SERVICES for v in (s.listen_env, s.metrics_env) if v]
+        settings = [
+            v
+            for s in SERVICES
+            for v in (s.listen_env, s.metrics_env, s.http_env)
+            if v and environ.get(v, "").strip() != "0"
+        ]
         try:
             plan = PortPlan(environ, remembered, settings)
             children = [
@@ -159,6 +171,9 @@ class Stack:
                     plan.listen(spec.name, spec.listen_env, spec.default_port),
                     plan.metrics(spec.name, spec.metrics_env, spec.default_metrics_port)
                     if spec.metrics_env
+                    else None,
+                    plan.listen(f"{spec.name}_http", spec.http_env, spec.default_http_port)
+                    if spec.http_env and environ.get(spec.http_env, "").strip() != "0"
                     else None,
                 )
                 for spec in SERVICES
@@ -211,6 +226,8 @@ class Stack:
             ports[child.spec.name] = child.listen.port
             if child.metrics is not None:
                 ports[f"{child.spec.name}_metrics"] = child.metrics.port
+            if child.http is not None:
+                ports[f"{child.spec.name}_http"] = child.http.port
         (self.var / "ports.json").write_text(json.dumps(ports, indent=2))
         # For tools that work on the database and stream themselves (rebuild, determinism).
         (self.var / "database-url").write_text(database_url + "\n")
@@ -246,6 +263,12 @@ class Stack:
         wait_for_port(child.listen.reachable_host, child.listen.port, 30, process)
         shown = spec.shown_as.format(address=child.listen.client_address)
         self._show(spec.name, shown, child.listen.source)
+        if child.http is not None:
+            wait_for_port(child.http.reachable_host, child.http.port, 30, process)
+            url = f"http://{child.http.client_address}/v1/"
+            self._show(f"{spec.name} http", url, f"Segment-compatible; {child.http.source}")
+        elif spec.http_env:
+            self._show(f"{spec.name} http", "off", f"{spec.http_env}=0")
         if child.metrics is not None:
             url = f"http://{child.metrics.client_address}/metrics"
             self._show(f"{spec.name} metrics", url, child.metrics.source)

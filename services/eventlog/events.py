@@ -77,6 +77,9 @@ class EventTracked(LogEvent):
     # platform, os, app_version, locale, timezone, country, city (str) and
     # latitude, longitude (float), each present only when given.
     context: dict[str, Any] = field(default_factory=dict)
+    # The history import job that brought it (HistoryImportService), "" for a live event.
+    # Events stored before the field existed decode with the class default, "".
+    history_job: str = ""
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,8 @@ class UserIdentified(LogEvent):
     timezone: str = ""
     # country, city (str), latitude, longitude (float): present only when given.
     location: dict[str, Any] = field(default_factory=dict)
+    # As EventTracked.history_job.
+    history_job: str = ""
 
 
 # Reserved event names ("$" prefix) with a meaning to the projector.
@@ -137,3 +142,56 @@ class ClockTicked(LogEvent):
 
 def tick_uuid(tick_time_us: int) -> uuid.UUID:
     return event_uuid("", ClockTicked.KIND, str(tick_time_us))
+
+
+# ---- history import (HistoryImportService): the contract with the projector ---------------
+#
+# Ingest appends, in every partition: HistoryImportStarted, then the job's events (ordinary
+# EventTracked / UserIdentified with `history_job` set) interleaved with the app's
+# AppClockTicked in event-time order, then HistoryImportFinished. Between the two markers
+# the app's recorded clock moves only by its own ticks, and its live events are folded
+# after the history. The tick rule is `services.ingest.domain.history_clock`.
+
+
+@dataclass(frozen=True)
+class HistoryImportStarted(LogEvent):
+    """An app's history import begins appending (in every partition)."""
+
+    KIND = "historystart"
+
+    app_id: str
+    job_id: str
+    # The time of the history's first event: where the app's recorded clock starts.
+    first_event_us: int
+
+
+@dataclass(frozen=True)
+class AppClockTicked(LogEvent):
+    """One app's recorded clock during its history import (in every partition)."""
+
+    KIND = "apptick"
+
+    app_id: str
+    tick_time_us: int
+
+
+@dataclass(frozen=True)
+class HistoryImportFinished(LogEvent):
+    """An app's history import has appended all it will (in every partition)."""
+
+    KIND = "historyfinish"
+
+    app_id: str
+    job_id: str
+    # History events the job newly stored in the log (all partitions together).
+    events: int
+
+
+def app_tick_uuid(app_id: str, tick_time_us: int) -> uuid.UUID:
+    """Id of an app's clock tick: a resumed or repeated import stores each tick once."""
+    return event_uuid(app_id, AppClockTicked.KIND, str(tick_time_us))
+
+
+def history_marker_uuid(app_id: str, kind: str, job_id: str) -> uuid.UUID:
+    """Id of a job's Started or Finished marker (`kind` is the class's KIND)."""
+    return event_uuid(app_id, kind, job_id)

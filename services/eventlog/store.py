@@ -19,12 +19,14 @@ from psycopg import Cursor
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
 
+from services.eventlog.partitions import LOG_NAME
 from services.eventlog.transcoder import FastJSONTranscoder
 
 # Originator ids are UUIDs here; the library's types also allow str.
 OriginatorId = uuid.UUID | str
 
-LOG_NAME = "cohortflow"  # events table: cohortflow_events
+__all__ = ["LOG_NAME", "AppendOutcome", "EventLog", "LogRecorder", "append_new"]
+
 RECORDER_TOPIC = "services.eventlog.store:LogRecorder"
 
 
@@ -123,10 +125,44 @@ class LogRecorder(PostgresApplicationRecorder):
             return {row["originator_id"]: row["notification_id"] for row in curs.fetchall()}
 
 
+def append_new(
+    recorder: LogRecorder, stored: Sequence[StoredEvent], max_attempts: int = 8
+) -> AppendOutcome:
+    """Insert one-event originators in one transaction, skipping those already stored.
+
+    Returns the notification id of every given event: new ones where they were
+    inserted, the others where they had been stored before (duplicates).
+    Duplicates within `stored` itself must be removed by the caller.
+    """
+    pending = list(stored)
+    duplicates: dict[OriginatorId, int] = {}
+    for _ in range(max_attempts):
+        if not pending:
+            return AppendOutcome(inserted={}, duplicates=duplicates)
+        try:
+            positions = recorder.insert_events(pending)
+        except IntegrityError:
+            # Someone stored some of these first (a retry racing the original).
+            found = recorder.first_positions([e.originator_id for e in pending])
+            duplicates.update(found)
+            pending = [e for e in pending if e.originator_id not in found]
+            continue
+        assert positions is not None and len(positions) == len(pending)
+        inserted = {e.originator_id: p for e, p in zip(pending, positions, strict=True)}
+        return AppendOutcome(inserted=inserted, duplicates=duplicates)
+    msg = f"could not append {len(pending)} events after {max_attempts} attempts"
+    raise RuntimeError(msg)
+
+
 class EventLog(Application[uuid.UUID]):
-    """The cohortflow log. Configure it with `eventlog_env(database_url)`."""
+    """The cohortflow log (or one partition of it: `name` gives its table, `<name>_events`).
+    Configure it with `eventlog_env(database_url)`."""
 
     name = LOG_NAME
+
+    def __init__(self, env: Mapping[str, str] | None = None, name: str = LOG_NAME) -> None:
+        self.name = name
+        super().__init__(env=env)
 
     def construct_transcoder(self) -> Transcoder:
         transcoder = FastJSONTranscoder()
@@ -143,30 +179,8 @@ class EventLog(Application[uuid.UUID]):
         return self.mapper.to_stored_event(event)
 
     def append_new(self, stored: Sequence[StoredEvent], max_attempts: int = 8) -> AppendOutcome:
-        """Insert one-event originators in one transaction, skipping those already stored.
-
-        Returns the position of every given event: new ones where they were
-        inserted, the others where they had been stored before (duplicates).
-        Duplicates within `stored` itself must be removed by the caller.
-        """
-        pending = list(stored)
-        duplicates: dict[OriginatorId, int] = {}
-        for _ in range(max_attempts):
-            if not pending:
-                return AppendOutcome(inserted={}, duplicates=duplicates)
-            try:
-                positions = self.log_recorder.insert_events(pending)
-            except IntegrityError:
-                # Someone stored some of these first (a retry racing the original).
-                found = self.log_recorder.first_positions([e.originator_id for e in pending])
-                duplicates.update(found)
-                pending = [e for e in pending if e.originator_id not in found]
-                continue
-            assert positions is not None and len(positions) == len(pending)
-            inserted = {e.originator_id: p for e, p in zip(pending, positions, strict=True)}
-            return AppendOutcome(inserted=inserted, duplicates=duplicates)
-        msg = f"could not append {len(pending)} events after {max_attempts} attempts"
-        raise RuntimeError(msg)
+        """Insert one-event originators, skipping those already stored (see `append_new`)."""
+        return append_new(self.log_recorder, stored, max_attempts)
 
     def head_position(self) -> int:
         return self.recorder.max_notification_id() or 0
@@ -213,5 +227,5 @@ def eventlog_env(
     }
 
 
-def open_event_log(database_url: str, **kwargs: Any) -> EventLog:
-    return EventLog(env=eventlog_env(database_url, **kwargs))
+def open_event_log(database_url: str, *, name: str = LOG_NAME, **kwargs: Any) -> EventLog:
+    return EventLog(env=eventlog_env(database_url, **kwargs), name=name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 
@@ -13,6 +14,7 @@ from services.common.config import ApiKeySettings
 from services.common.grpc.auth import ApiKeys
 from services.common.logging import configure_logging
 from services.common.workers import supervise
+from services.devstack.embedded import free_port
 from services.ingest.config import IngestSettings
 
 
@@ -27,6 +29,7 @@ async def serve(settings: IngestSettings, keys: ApiKeys) -> None:
         "serving",
         listen=settings.listen,
         port=app.port,
+        http_port=app.http_port,
         metrics_port=settings.metrics_port,
         apps=len(keys),
     )
@@ -38,6 +41,13 @@ async def serve(settings: IngestSettings, keys: ApiKeys) -> None:
     log.info("stopping", drain_s=settings.shutdown_drain_s, grace_s=settings.shutdown_grace_s)
     await app.stop(settings.shutdown_grace_s, settings.shutdown_drain_s)
     log.info("stopped")
+
+
+def share_http_port(settings: IngestSettings) -> None:
+    """Give the workers one HTTP port: a free one chosen here for port 0."""
+    address = settings.http_address()
+    if address is not None and address[1] == 0:
+        os.environ["INGEST_HTTP_LISTEN"] = f"{address[0]}:{free_port(0, address[0])}"
 
 
 def main() -> int:
@@ -56,6 +66,7 @@ def main() -> int:
         )
         return 2
     if settings.workers > 1:
+        share_http_port(settings)
         return supervise(
             "services.ingest",
             settings.workers,

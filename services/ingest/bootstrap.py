@@ -2,53 +2,95 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
-from cohortflow.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from cohortflow.ingest.v1 import history_pb2, history_pb2_grpc, ingest_pb2, ingest_pb2_grpc
 
 from services.common.grpc.auth import ApiKeys
 from services.common.grpc.server import Registration, Served, create_server
-from services.eventlog.store import EventLog, open_event_log
+from services.eventlog.partitioned import PartitionedLog, open_partitioned_log
+from services.ingest.adapters.history_jobs import HistoryJobs
+from services.ingest.adapters.history_progress import AppendProgress, JobLease
+from services.ingest.adapters.history_staging import HistoryStaging
+from services.ingest.adapters.identity_links import IdentityLinks
 from services.ingest.appender import Appender
 from services.ingest.config import IngestSettings
-from services.ingest.grpc.servicer import IngestServicer
+from services.ingest.grpc.history_servicer import HistoryImportServicer
+from services.ingest.grpc.servicer import IngestServicer, wall_clock_us
+from services.ingest.history_appender import HistoryAppender
+from services.ingest.history_imports import HistoryImports
+from services.ingest.history_loop import HistoryLoop
+from services.ingest.http.api import HttpLimits, TrackingApi
+from services.ingest.http.server import HttpEdge, start_http
+from services.ingest.routing import PartitionedAppender, PartitionWriter
 
 SERVICE_NAME = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name
+HISTORY_SERVICE_NAME = history_pb2.DESCRIPTOR.services_by_name["HistoryImportService"].full_name
 
 
 @dataclass
 class IngestApp:
     served: Served
-    appender: Appender
-    log: EventLog
+    appender: PartitionedAppender
+    log: PartitionedLog
+    history: HistoryLoop
+    http: HttpEdge | None = None
 
     @property
     def port(self) -> int:
         return self.served.port
 
+    @property
+    def http_port(self) -> int:
+        """The port of the HTTP tracking API (0 when it is off)."""
+        return self.http.port if self.http else 0
+
     async def stop(self, grace: float, drain: float = 0.0) -> None:
         """Stop taking calls, finish in-flight ones, commit what is queued, close."""
-        await self.served.stop(grace, drain)
+        stopping = [self.served.stop(grace, drain)]
+        if self.http is not None:
+            stopping.append(self.http.stop(grace, drain))
+        await asyncio.gather(*stopping)
+        await self.history.stop()
         await self.appender.close()
         self.log.close()
 
 
-async def start_ingest(
-    settings: IngestSettings, keys: ApiKeys, *, log: EventLog | None = None
-) -> IngestApp:
-    event_log = log or open_event_log(
-        settings.database_url,
+async def start_ingest(settings: IngestSettings, keys: ApiKeys) -> IngestApp:
+    event_log = open_partitioned_log(
+        settings.deployment(),
         pool_size=settings.db_pool_size,
         connect_timeout_s=settings.db_connect_timeout_s,
     )
-    appender = Appender(
-        event_log,
-        max_events=settings.max_batch_events,
-        max_bytes=settings.max_batch_bytes,
-        max_inflight=settings.max_inflight,
+    links = (
+        IdentityLinks(event_log.home.log_recorder.datastore) if event_log.partitions > 1 else None
     )
+    appender = PartitionedAppender(
+        event_log,
+        [
+            Appender(
+                PartitionWriter(event_log, partition),
+                max_events=settings.max_batch_events,
+                max_bytes=settings.max_batch_bytes,
+                max_inflight=settings.max_inflight,
+            )
+            for partition in range(event_log.partitions)
+        ],
+        links,
+    )
+    history = _history(settings, event_log, links)
     servicer = IngestServicer(
         appender, settings.limits(), max_events_per_call=settings.max_events_per_call
+    )
+    home = event_log.home.log_recorder.datastore
+    imports = HistoryImports(
+        HistoryJobs(home),
+        HistoryStaging(home),
+        event_log,
+        settings.limits(),
+        wall_clock_us,
+        on_finished=history.kick,
     )
     served = await create_server(
         settings.listen,
@@ -60,10 +102,55 @@ async def start_ingest(
                 servicer,
                 SERVICE_NAME,
                 checked=False,
-            )
+            ),
+            Registration(
+                history_pb2_grpc.add_HistoryImportServiceServicer_to_server,
+                HistoryImportServicer(imports, max_items_per_call=settings.max_events_per_call),
+                HISTORY_SERVICE_NAME,
+                checked=False,
+            ),
         ],
         keys,
         reuse_port=settings.reuse_port,
         max_receive_bytes=settings.max_receive_bytes,
     )
-    return IngestApp(served=served, appender=appender, log=event_log)
+    history.start()
+    app = IngestApp(served=served, appender=appender, log=event_log, history=history)
+    address = settings.http_address()
+    if address is not None:
+        api = TrackingApi(
+            appender,
+            keys,
+            settings.limits(),
+            HttpLimits(
+                settings.http_max_call_bytes,
+                settings.http_max_batch_bytes,
+                settings.http_max_batch_calls,
+            ),
+        )
+        try:
+            app.http = await start_http(
+                api, *address, reuse_port=settings.reuse_port, grace=settings.shutdown_grace_s
+            )
+        except OSError:
+            await app.stop(0)
+            raise
+    return app
+
+
+def _history(
+    settings: IngestSettings, event_log: PartitionedLog, links: IdentityLinks | None
+) -> HistoryLoop:
+    """The appender of finished history imports, in the background of this process."""
+    home = event_log.home.log_recorder.datastore
+    progress = AppendProgress(home)
+    appender = HistoryAppender(
+        event_log,
+        HistoryStaging(home),
+        progress,
+        links,
+        max_events=settings.max_batch_events,
+        max_bytes=settings.max_batch_bytes,
+    )
+    lease = JobLease(settings.database_url, settings.db_connect_timeout_s)
+    return HistoryLoop(appender, progress, lease, poll_s=settings.history_poll_s)

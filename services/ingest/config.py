@@ -35,10 +35,33 @@ class IngestSettings(ServiceSettings):
     max_event_bytes: int = Field(32 * 1024, alias="INGEST_MAX_EVENT_BYTES", ge=1024)
     max_future_skew_s: int = Field(24 * 3600, alias="INGEST_MAX_FUTURE_SKEW_S", ge=0)
     max_event_age_days: int = Field(3650, alias="INGEST_MAX_EVENT_AGE_DAYS", ge=1)
+    # host:port of the Segment-compatible HTTP tracking API (/v1/track, /v1/batch, ...);
+    # empty or "0" turns it off. Workers share its port as they share the gRPC one.
+    http_listen: str = Field("127.0.0.1:8088", alias="INGEST_HTTP_LISTEN")
+    # Largest body of one call (/v1/track, ...) and of one /v1/batch, in bytes after
+    # decompression; larger ones get 413 before they are parsed (Segment's 32 KB / 500 KB).
+    http_max_call_bytes: int = Field(
+        32 * 1024, alias="INGEST_HTTP_MAX_CALL_BYTES", ge=1024, le=1024 * 1024
+    )
+    http_max_batch_bytes: int = Field(
+        500 * 1024, alias="INGEST_HTTP_MAX_BATCH_BYTES", ge=1024, le=16 * 1024 * 1024
+    )
+    # Most calls one /v1/batch may carry.
+    http_max_batch_calls: int = Field(2500, alias="INGEST_HTTP_MAX_BATCH_CALLS", ge=1, le=10_000)
+    # History imports: how often the appender looks for finished jobs (it also looks at
+    # once when this process finishes one).
+    history_poll_s: float = Field(2.0, alias="INGEST_HISTORY_POLL_S", gt=0, le=60)
     # Database connections of this process.
     db_pool_size: int = Field(4, alias="INGEST_DB_POOL_SIZE", ge=1)
     # Seconds to wait for a database connection (per attempt; 10 attempts before UNAVAILABLE).
     db_connect_timeout_s: int = Field(2, alias="INGEST_DB_CONNECT_TIMEOUT_S", ge=1)
+
+    def http_address(self) -> tuple[str, int] | None:
+        """(host, port) of the HTTP API, or None when it is off."""
+        if self.http_listen.strip() in ("", "0"):
+            return None
+        host, _, port = self.http_listen.strip().rpartition(":")
+        return host or "127.0.0.1", int(port)
 
     def limits(self) -> Limits:
         return Limits(

@@ -10,8 +10,14 @@ from services.migrate import migrate
 
 def main() -> int:
     settings = ServiceSettings()
-    migrate(settings.database_url)
-    print("migrated", settings.database_url.rsplit("@", 1)[-1])
+    deployment = migrate(
+        settings.database_url, partitions=settings.partitions, placement=settings.placement
+    )
+    print(
+        "migrated",
+        settings.database_url.rsplit("@", 1)[-1],
+        f"({deployment.partitions} partition{'s' * (deployment.partitions != 1)})",
+    )
     return 0
 
 

@@ -13,13 +13,15 @@ import time
 import uuid
 from pathlib import Path
 
+import httpx
 import psycopg
 
 from services.eventlog.store import open_event_log
 from services.ingest.domain.build import tracked_event
 from services.ingest.grpc.convert import event_draft
-from tests.bench.load import LoadSpec, run_load, sample_event
+from tests.bench.load import LoadSpec, Worker, run_load, sample_event
 from tests.bench.report import Report, Row, percentile
+from tests.bench.segment_load import http_worker
 from tests.support.processes import ServiceProcess, ingest_env
 
 NAME = "ingest"
@@ -63,6 +65,19 @@ def raw_insert_rate(database_url: str, count: int, per_tx: int = 500) -> float:
         return count / (time.perf_counter() - start)
 
 
+def _wait_serving(url: str, within: float = 30.0) -> None:
+    """Until the HTTP API answers /healthz (the gRPC health check came first)."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz").status_code == 200:
+                return
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.1)
+
+
 def run(report: Report, database_url: str, workdir: Path, heavy: bool = False) -> None:
     scale = 4 if heavy else 1
     raw = raw_insert_rate(database_url, 100_000 * scale)
@@ -81,18 +96,29 @@ def run(report: Report, database_url: str, workdir: Path, heavy: bool = False) -
         service = ServiceProcess("services.ingest", env, workdir)
         try:
             service.wait_healthy(address)
-            cases = [
+            http = f"http://{env['INGEST_HTTP_LISTEN']}"
+            _wait_serving(http)
+            callers = f"{workers} worker(s), 2 client procs x"
+            cases: list[tuple[str, LoadSpec, Worker | None]] = [
                 (
-                    f"TrackBatch(500), {workers} worker(s), 2 client procs x 4 callers",
+                    f"TrackBatch(500), {callers} 4 callers",
                     LoadSpec(address, "bench-key", "batch", 4, 25 * scale),
+                    None,
+                ),
+                # The same events, batch size and concurrency, as Segment JSON over HTTP.
+                (
+                    f"Segment HTTP /v1/batch(500), {callers} 4 callers",
+                    LoadSpec(http, "bench-key", "segment", 4, 25 * scale),
+                    http_worker,
                 ),
                 (
-                    f"Track unary, {workers} worker(s), 2 client procs x 32 callers",
+                    f"Track unary, {callers} 32 callers",
                     LoadSpec(address, "bench-key", "unary", 32, 150 * scale, 1),
+                    None,
                 ),
             ]
-            for label, spec in cases:
-                result = run_load(spec, processes=2)
+            for label, spec, worker in cases:
+                result = run_load(spec, processes=2, worker=worker)
                 report.add(
                     Row(
                         NAME,

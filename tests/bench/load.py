@@ -6,7 +6,9 @@ import asyncio
 import multiprocessing as mp
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from cohortflow.ingest.v1 import ingest_pb2, ingest_pb2_grpc
@@ -32,7 +34,7 @@ def sample_event(n: int, run: str) -> ingest_pb2.Event:
 class LoadSpec:
     address: str
     key: str
-    mode: str  # "batch" or "unary"
+    mode: str  # "batch" or "unary" (gRPC), "segment" (HTTP /v1/batch)
     callers: int  # concurrent callers in one process
     calls: int  # calls per caller
     batch: int = 500
@@ -99,14 +101,20 @@ class LoadResult:
         return self.events / self.seconds
 
 
-def run_load(spec: LoadSpec, processes: int) -> LoadResult:
-    """Run `processes` client processes at once; wall time from first start to last end."""
+Worker = Callable[[LoadSpec, str, Any, Any], None]
+
+
+def run_load(spec: LoadSpec, processes: int, worker: Worker | None = None) -> LoadResult:
+    """Run `processes` client processes at once; wall time from first start to last end.
+
+    `worker(spec, run, ready, out)` is one client process (default: gRPC calls)."""
     ctx = mp.get_context("spawn")
     ready = ctx.Barrier(processes)
     out: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
     run = uuid.uuid4().hex[:10]
     workers = [
-        ctx.Process(target=_worker, args=(spec, f"{run}-{i}", ready, out)) for i in range(processes)
+        ctx.Process(target=worker or _worker, args=(spec, f"{run}-{i}", ready, out))
+        for i in range(processes)
     ]
     for w in workers:
         w.start()
@@ -116,6 +124,6 @@ def run_load(spec: LoadSpec, processes: int) -> LoadResult:
     start = min(r[0] for r in results)
     end = max(r[1] for r in results)
     latencies = [lat for r in results for lat in r[2]]
-    per_call = spec.batch if spec.mode == "batch" else 1
+    per_call = 1 if spec.mode == "unary" else spec.batch
     events = per_call * spec.callers * spec.calls * processes
     return LoadResult(events=events, seconds=end - start, latencies=latencies)

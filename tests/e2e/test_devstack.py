@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 from cohortflow.campaigns.v1 import campaigns_pb2, campaigns_pb2_grpc
 from cohortflow.profiles.v1 import profiles_pb2, profiles_pb2_grpc
@@ -153,6 +154,8 @@ async def test_make_run_honours_listen_metrics_and_key_settings_for_two_apps(
     settings = {f"{n.upper()}_LISTEN": f"127.0.0.1:{listen[n]}" for n in names}
     settings |= {f"{n.upper()}_METRICS_PORT": str(metrics[n]) for n in names}
     settings["COHORTFLOW_API_KEYS"] = "demo:key-demo-e2e,shop:key-shop-e2e"
+    http_port = free_port()
+    settings["INGEST_HTTP_LISTEN"] = f"127.0.0.1:{http_port}"
     var = tmp_path / "var"
     command = ["make", "--no-print-directory", "run", f"RUN_ARGS=--var {var}"]
     process, text = start_until_running(command, _own_environment(**settings))
@@ -174,6 +177,14 @@ async def test_make_run_honours_listen_metrics_and_key_settings_for_two_apps(
             page = browser.get(f"/apps/{app}/segments")
             assert page.status_code == 200 and "dev (editor)" in page.text, app
         browser.close()
+        http = f"http://127.0.0.1:{http_port}"
+        assert re.search(rf"^  ingest http +{http}/v1/ .*INGEST_HTTP_LISTEN=", text, re.M), text
+        assert f"curl -u {(var / 'dev-api-key').read_text().strip()}: " in text
+        # The Segment-compatible HTTP API takes shop's write key, as Segment's SDKs send it.
+        call = {"userId": "via-http", "event": "App Opened", "messageId": uuid.uuid4().hex}
+        async with httpx.AsyncClient(auth=("key-shop-e2e", "")) as client:
+            answer = await client.post(f"{http}/v1/track", json=call)
+        assert answer.status_code == 200, answer.text
 
         # An event tracked with shop's key is read back with it, and demo's keys do not see it.
         user = f"buyer-{uuid.uuid4().hex[:8]}"
@@ -201,7 +212,7 @@ async def test_make_run_honours_listen_metrics_and_key_settings_for_two_apps(
         os.killpg(process.pid, signal.SIGINT)
         rest, _ = process.communicate(timeout=60)
     assert "stopped." in rest, rest
-    for port in [*listen.values(), *metrics.values()]:
+    for port in [*listen.values(), *metrics.values(), http_port]:
         assert is_free("127.0.0.1", port), port
 
 

@@ -32,7 +32,9 @@ KEYS = ApiKeys([("shop", "key-shop"), ("news", "key-news")])
 
 
 async def start(database_url: str, **overrides: Any) -> IngestApp:
-    settings = IngestSettings(DATABASE_URL=database_url, INGEST_LISTEN="127.0.0.1:0", **overrides)
+    settings = IngestSettings(
+        DATABASE_URL=database_url, INGEST_LISTEN="127.0.0.1:0", INGEST_HTTP_LISTEN="0", **overrides
+    )
     return await start_ingest(settings, KEYS)
 
 

@@ -70,12 +70,15 @@ class ServiceProcess:
 
 
 def ingest_env(database_url: str, keys: str) -> tuple[dict[str, str], str, int]:
-    """Environment for an ingest process on free ports; (env, address, metrics port)."""
+    """Environment for an ingest process on free ports; (env, address, metrics port).
+
+    Its HTTP tracking API listens on `env["INGEST_HTTP_LISTEN"]`."""
     port, metrics = free_port(), free_port()
     env = {
         "DATABASE_URL": database_url,
         "COHORTFLOW_API_KEYS": keys,
         "INGEST_LISTEN": f"127.0.0.1:{port}",
+        "INGEST_HTTP_LISTEN": f"127.0.0.1:{free_port()}",
         "INGEST_METRICS_PORT": str(metrics),
     }
     return env, f"127.0.0.1:{port}", metrics

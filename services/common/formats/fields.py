@@ -83,6 +83,8 @@ def text(value: Any, path: str, *, numbers: bool = False) -> str:
     if value is None:
         return ""
     if numbers and isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise FieldError(path, "must be a string or a finite number")
         return str(value)
     if not isinstance(value, str):
         raise FieldError(path, f"must be a string, got {kind_of(value)}")

@@ -41,7 +41,7 @@ KNOWN_NAMES = {
     "Application Opened": APP_OPENED,
     "Application Uninstalled": APP_UNINSTALLED,
 }
-_TIMES = ("timestamp", "originalTimestamp", "sentAt", "receivedAt")
+TIMES = ("timestamp", "originalTimestamp", "sentAt", "receivedAt")
 _LIBRARY_PLATFORMS = {
     "analytics.js": "web",
     "analytics-next": "web",
@@ -89,7 +89,7 @@ def convert(source: dict[str, Any]) -> Converted:
 
 
 def _time(source: dict[str, Any]) -> timestamp_pb2.Timestamp | None:
-    for field in _TIMES:
+    for field in TIMES:
         if source.get(field) is not None:
             return iso_time(source[field], field)
     return None

@@ -52,7 +52,9 @@ def _context(context: ContextDraft) -> dict[str, Any]:
     return out
 
 
-def tracked_event(app_id: str, draft: EventDraft, received_us: int) -> EventTracked:
+def tracked_event(
+    app_id: str, draft: EventDraft, received_us: int, *, history_job: str = ""
+) -> EventTracked:
     properties, time_properties = split_values(draft.properties)
     return EventTracked(
         originator_id=event_uuid(app_id, EventTracked.KIND, draft.event_id),
@@ -67,10 +69,13 @@ def tracked_event(app_id: str, draft: EventDraft, received_us: int) -> EventTrac
         properties=properties,
         time_properties=time_properties,
         context=_context(draft.context),
+        history_job=history_job,
     )
 
 
-def identified_event(app_id: str, draft: IdentifyDraft, received_us: int) -> UserIdentified:
+def identified_event(
+    app_id: str, draft: IdentifyDraft, received_us: int, *, history_job: str = ""
+) -> UserIdentified:
     traits, time_traits = split_values(draft.traits)
     contact = {
         name: value
@@ -106,4 +111,5 @@ def identified_event(app_id: str, draft: IdentifyDraft, received_us: int) -> Use
         consents=consents,
         timezone=draft.timezone,
         location=location,
+        history_job=history_job,
     )

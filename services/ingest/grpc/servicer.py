@@ -15,11 +15,12 @@ from services.common.grpc.auth import current_app_id
 from services.common.grpc.errors import abort, invalid_argument, unavailable
 from services.eventlog.events import EventTracked
 from services.ingest import metrics
-from services.ingest.appender import Appended, Appender
+from services.ingest.appender import Appended
 from services.ingest.domain.build import identified_event, tracked_event
 from services.ingest.domain.model import Limits, Violation
 from services.ingest.domain.validation import check_event, check_identify
 from services.ingest.grpc import convert
+from services.ingest.routing import PartitionedAppender
 
 _log = structlog.get_logger("ingest")
 
@@ -31,7 +32,7 @@ def wall_clock_us() -> int:
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     def __init__(
         self,
-        appender: Appender,
+        appender: PartitionedAppender,
         limits: Limits,
         *,
         max_events_per_call: int = 1000,

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from cohortflow.campaigns.v1 import campaigns_pb2 as cpb
 from cohortflow.campaigns.v1 import inbox_pb2
-from cohortflow.ingest.v1 import ingest_pb2
+from cohortflow.ingest.v1 import history_pb2, ingest_pb2
 from cohortflow.profiles.v1 import profiles_pb2
 from cohortflow.segments.v1 import segments_pb2
 from cohortflow.types.v1 import types_pb2
@@ -126,6 +126,44 @@ def _people(suite: Suite, tenant: Tenant) -> None:
         tenant.positions.extend(r.position for r in batch.results)
 
 
+HISTORY = "/cohortflow.ingest.v1.HistoryImportService/"
+
+
+def _history(suite: Suite, tenant: Tenant) -> None:
+    """A history import of this app, appended to the end: its job id and marker positions."""
+    job = suite.ok(
+        tenant,
+        f"{HISTORY}StartHistoryImport",
+        history_pb2.StartHistoryImportRequest(requested_by=f"{tenant.tag}-REQUESTER"),
+    ).job
+    past = event(
+        "App Opened", user_id=tenant.user_ids[0], properties={"note": f"{tenant.tag}-PAST"}
+    )
+    past.event_time.FromSeconds(int(time.time()) - 30 * 86_400)
+    suite.ok(
+        tenant,
+        f"{HISTORY}UploadHistory",
+        history_pb2.UploadHistoryRequest(job_id=job.job_id, events=[past]),
+    )
+    suite.ok(
+        tenant,
+        f"{HISTORY}FinishHistoryImport",
+        history_pb2.FinishHistoryImportRequest(job_id=job.job_id),
+    )
+
+    def done() -> object:
+        found = suite.ok(
+            tenant,
+            f"{HISTORY}GetHistoryImport",
+            history_pb2.GetHistoryImportRequest(job_id=job.job_id),
+        ).job
+        return found if found.state == history_pb2.HistoryImport.STATE_DONE else None
+
+    finished = _until(f"{tenant.app_id} history import done", done)
+    tenant.other_ids.append(job.job_id)
+    tenant.positions.extend(finished.finished_positions)  # type: ignore[attr-defined]
+
+
 def _collect(suite: Suite, tenant: Tenant) -> None:
     """Inbox messages, deliveries, page tokens and cursors of this app."""
     first = tenant.user_ids[0]
@@ -219,6 +257,7 @@ def suite(
             _people(suite, tenant)
         for tenant in suite.tenants.values():
             _collect(suite, tenant)
+            _history(suite, tenant)
         yield suite
         suite.close()
         assert suite.pipeline.stop() == {

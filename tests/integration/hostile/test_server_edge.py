@@ -151,7 +151,10 @@ async def test_a_request_over_the_configured_size_is_refused_before_parsing(
     database_url: str,
 ) -> None:
     settings = IngestSettings(
-        DATABASE_URL=database_url, INGEST_LISTEN="127.0.0.1:0", INGEST_MAX_RECEIVE_BYTES=65536
+        DATABASE_URL=database_url,
+        INGEST_LISTEN="127.0.0.1:0",
+        INGEST_HTTP_LISTEN="0",
+        INGEST_MAX_RECEIVE_BYTES=65536,
     )
     app = await start_ingest(settings, KEYS)
     try:

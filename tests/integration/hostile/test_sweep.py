@@ -15,7 +15,7 @@ import grpc
 import pytest
 from cohortflow.analytics.v1 import analytics_pb2
 from cohortflow.campaigns.v1 import campaigns_pb2, inbox_pb2
-from cohortflow.ingest.v1 import ingest_pb2
+from cohortflow.ingest.v1 import history_pb2, ingest_pb2
 from cohortflow.operations.v1 import operations_pb2
 from cohortflow.profiles.v1 import profiles_pb2
 from cohortflow.segments.v1 import segments_pb2
@@ -57,6 +57,10 @@ NORMAL: dict[str, tuple[str, Callable[[Tenant], Message]]] = {
         lambda t: ingest_pb2.TrackRequest(
             event=ingest_pb2.Event(event_id=f"alive-{t.app_id}", user_id="alive", name="Alive")
         ),
+    ),
+    "cohortflow.ingest.v1.HistoryImportService": (
+        "ListHistoryImports",
+        lambda t: history_pb2.ListHistoryImportsRequest(page_size=1),
     ),
     "cohortflow.profiles.v1.ProfileService": (
         "GetLifecycleSummary",

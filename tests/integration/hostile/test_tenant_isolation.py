@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from cohortflow.campaigns.v1 import campaigns_pb2, inbox_pb2
+from cohortflow.ingest.v1 import history_pb2
 from cohortflow.profiles.v1 import profiles_pb2
 from cohortflow.segments.v1 import segments_pb2
 from google.protobuf.descriptor import MethodDescriptor
@@ -22,6 +23,7 @@ PROFILES = "/cohortflow.profiles.v1.ProfileService/"
 SEGMENTS = "/cohortflow.segments.v1.SegmentService/"
 CAMPAIGNS = "/cohortflow.campaigns.v1.CampaignService/"
 INBOX = "/cohortflow.campaigns.v1.InboxService/"
+HISTORY = "/cohortflow.ingest.v1.HistoryImportService/"
 
 
 def _stable(message: Message) -> Message:
@@ -41,6 +43,7 @@ def view(suite: Suite, tenant: Tenant) -> list[bytes]:
         (f"{SEGMENTS}ListSegments", segments_pb2.ListSegmentsRequest(show_archived=True)),
         (f"{CAMPAIGNS}ListCampaigns", campaigns_pb2.ListCampaignsRequest(show_archived=True)),
         (f"{CAMPAIGNS}GetMessagingPolicy", campaigns_pb2.GetMessagingPolicyRequest()),
+        (f"{HISTORY}ListHistoryImports", history_pb2.ListHistoryImportsRequest()),
     ]
     for segment_id in tenant.segment_ids:
         calls.append(
