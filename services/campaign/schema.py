@@ -50,6 +50,9 @@ STATEMENTS = [
     " WHERE status IN ('pending', 'sending')",
     f"CREATE INDEX IF NOT EXISTS {DELIVERIES}_user ON {DELIVERIES} (app_id, user_id, decided_at)",
     f"CREATE INDEX IF NOT EXISTS {DELIVERIES}_campaign ON {DELIVERIES} (campaign_id, grp)",
+    # A campaign's most recent deliveries (the console's campaign page).
+    f"CREATE INDEX IF NOT EXISTS {DELIVERIES}_recent"
+    f" ON {DELIVERIES} (app_id, campaign_id, decided_at DESC, send_id DESC)",
     # Change ids already acted on: a redelivered change is recognised and skipped.
     f"""
     CREATE TABLE IF NOT EXISTS {CHANGES_SEEN} (

@@ -1,4 +1,4 @@
-"""The readable form of a campaign (YAML) -> cohortflow.campaigns.v1.Campaign.
+"""The readable form of a campaign (YAML) <-> cohortflow.campaigns.v1.Campaign.
 
 The form is the proto's own fields, written for people: enum values by their short
 lowercase name (`in_app` for CHANNEL_IN_APP, `entered` for DIRECTION_ENTERED), durations
@@ -13,8 +13,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cohortflow.campaigns.v1 import campaigns_pb2 as pb
+from cohortflow.types.v1 import types_pb2
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
+from google.protobuf.message import Message
 
 from services.common.segments.definition import parse_duration, parse_time
 
@@ -115,3 +117,77 @@ def _value(value: Any, path: str) -> dict[str, Any]:
     if isinstance(value, str):
         return {"string_value": value}
     raise FormError(f"{path}: expected a string, number or true/false")
+
+
+def campaign_to_form(campaign: pb.Campaign) -> dict[str, Any]:
+    """The readable form of `campaign` (without the fields the service sets), which
+    `campaign_from_form` reads back into the same definition."""
+    form = _form_of(campaign)
+    return {k: v for k, v in form.items() if k not in OUTPUT_ONLY}
+
+
+def _form_of(message: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for field, value in message.ListFields():
+        entry = field.message_type
+        if entry is not None and entry.GetOptions().map_entry:
+            item = entry.fields_by_name["value"]
+            out[field.name] = {k: _form_value(v, item) for k, v in value.items()}
+        elif field.is_repeated:
+            out[field.name] = [_form_value(v, field) for v in value]
+        else:
+            shown = _form_value(value, field)
+            if shown is not None and shown != {}:  # an empty message is the default
+                out[field.name] = shown
+    return out
+
+
+def _form_value(value: Any, field: FieldDescriptor) -> Any:
+    if field.enum_type is not None:
+        prefix = field.enum_type.values_by_number[0].name.removesuffix("UNSPECIFIED")
+        return field.enum_type.values_by_number[value].name.removeprefix(prefix).lower()
+    message = field.message_type
+    if message is None:
+        return value
+    if message.full_name == _DURATION:
+        return _duration_text(value.ToMicroseconds())
+    if message.full_name == _TIMESTAMP:
+        return value.ToDatetime(UTC).isoformat().replace("+00:00", "Z")
+    if message.full_name == _VALUE:
+        kind = value.WhichOneof("kind")
+        return getattr(value, kind) if kind else None
+    return _form_of(value)
+
+
+def _duration_text(us: int) -> str | None:
+    """90s, 15m, 24h, 7d (None for zero: the form leaves it out)."""
+    if us <= 0:
+        return None
+    for unit, size in (("d", 86_400_000_000), ("h", 3_600_000_000), ("m", 60_000_000)):
+        if us % size == 0:
+            return f"{us // size}{unit}"
+    return f"{us / 1_000_000:g}s"
+
+
+def trigger_text(campaign: pb.Campaign) -> str:
+    """`entered cart-abandoners`, `lifecycle -> dormant`, `rfm -> champions`, ..."""
+    trigger = campaign.trigger
+    kind = trigger.WhichOneof("kind")
+    if kind == "segment":
+        exited = trigger.segment.direction == pb.SegmentTrigger.DIRECTION_EXITED
+        return f"{'exited' if exited else 'entered'} {trigger.segment.segment_id}"
+    if kind == "lifecycle":
+        states = trigger.lifecycle.to_states
+        return "lifecycle -> " + ", ".join(_label(types_pb2.LifecycleState, s) for s in states)
+    if kind == "rfm":
+        groups = trigger.rfm.to_groups
+        return "rfm -> " + ", ".join(_label(types_pb2.RfmGroup, g) for g in groups)
+    if kind == "broadcast":
+        return f"broadcast to {trigger.broadcast.segment_id}"
+    return "-"
+
+
+def _label(enum: Any, number: int) -> str:
+    """LIFECYCLE_STATE_ACTIVE -> active, RFM_GROUP_AT_RISK -> at risk."""
+    prefix = enum.Name(0).removesuffix("UNSPECIFIED")
+    return str(enum.Name(number)).removeprefix(prefix).lower().replace("_", " ")

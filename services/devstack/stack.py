@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -100,14 +101,17 @@ class Child:
         return out
 
 
-def dev_console_user(var: Path, database_url: str) -> str:
-    """The console's development user "dev" (editor of "demo"), created once; "user / password"."""
+def dev_console_user(var: Path, database_url: str, apps: Iterable[str] = (DEV_APP_ID,)) -> str:
+    """The console's development user "dev", created once, editor of every app the stack
+    serves (also of apps added since); "user / password"."""
     path = var / "dev-console-password"
     password = path.read_text().strip() if path.exists() else secrets.token_urlsafe(12)
     users = ConsoleUsers.open(database_url, 1)
     try:
         if not users.exists(DEV_CONSOLE_USER):
             users.add(DEV_CONSOLE_USER, password, {DEV_APP_ID: "editor"})
+        for app_id in apps:
+            users.bind(DEV_CONSOLE_USER, app_id, "editor")
     finally:
         users.close()
     path.write_text(password + "\n")
@@ -196,7 +200,7 @@ class Stack:
             self.nats = EmbeddedNats(self.var / "nats", plan.server("nats"))
             nats_url = self.nats.start()
         migrate(database_url)
-        console_user = dev_console_user(self.var, database_url)
+        console_user = dev_console_user(self.var, database_url, self.apps.apps)
         env = {
             **environ,
             "DATABASE_URL": database_url,

@@ -205,6 +205,13 @@ def _pages(report: Report, stack: ConsoleStack) -> None:
             {},
         ),
         (
+            "overview (flows of 14 d ending 10 d ago: from the per-day rows)",
+            "GET",
+            f"{a}/?end={end}&flow_from={end - timedelta(days=24)}"
+            f"&flow_to={end - timedelta(days=10)}&rfm_to={end}",
+            {},
+        ),
+        (
             "overview (series 365 d, flows 90 d)",
             "GET",
             f"{a}/?start={end - timedelta(days=365)}&end={end}&flow_from={end - timedelta(days=90)}"
@@ -257,9 +264,9 @@ def _rpcs(report: Report, stack: ConsoleStack) -> None:
     from cohortflow.segments.v1 import segments_pb2_grpc
     from google.protobuf.timestamp_pb2 import Timestamp
 
-    def ts(day: int) -> Timestamp:
+    def ts(day: int, end_of_day: bool = False) -> Timestamp:
         out = Timestamp()
-        out.FromSeconds(day * 86_400)
+        out.FromMicroseconds(day * DAY + (DAY - 1 if end_of_day else 0))
         return out
 
     end = NOW // DAY
@@ -283,6 +290,11 @@ def _rpcs(report: Report, stack: ConsoleStack) -> None:
                 "GetLifecycleFlows (30 d)",
                 analytics.GetLifecycleFlows,
                 apb.GetLifecycleFlowsRequest(start_time=ts(end - 30), end_time=ts(end)),
+            ),
+            (
+                "GetLifecycleFlows (14 d ending 10 d ago: from the per-day rows)",
+                analytics.GetLifecycleFlows,
+                apb.GetLifecycleFlowsRequest(start_time=ts(end - 24), end_time=ts(end - 10)),
             ),
             (
                 "GetLifecycleFlows (7 d)",
@@ -310,7 +322,14 @@ def _rpcs(report: Report, stack: ConsoleStack) -> None:
                 spb.ListSegmentMembersRequest(segment_id="engaged", page_size=50),
             ),
             (
-                "ListSegmentMembers (as of, 50)",
+                "ListSegmentMembers (as of a day's end, 50)",
+                segments.ListSegmentMembers,
+                spb.ListSegmentMembersRequest(
+                    segment_id="engaged", page_size=50, as_of_time=ts(end - 20, end_of_day=True)
+                ),
+            ),
+            (
+                "ListSegmentMembers (as of another time, 50: counts the changes)",
                 segments.ListSegmentMembers,
                 spb.ListSegmentMembersRequest(
                     segment_id="engaged", page_size=50, as_of_time=ts(end - 20)

@@ -23,6 +23,7 @@ from cohortflow.profiles.v1 import profiles_pb2, profiles_pb2_grpc
 
 from services.devstack.embedded import free_port
 from services.devstack.ports import is_free
+from tests.support.console import signed_in_at
 from tests.support.ingest import ACCEPTED, DUPLICATE, IngestClient, auth, event
 from tests.support.processes import REPO
 
@@ -147,7 +148,7 @@ async def test_make_run_honours_listen_metrics_and_key_settings_for_two_apps(
     tmp_path: Path,
 ) -> None:
     # The documented settings, on ports nobody else uses, and two apps with keys of ours.
-    names = ("ingest", "projector", "campaign")
+    names = ("ingest", "projector", "campaign", "console")
     listen = {n: free_port() for n in names}
     metrics = {n: free_port() for n in names}
     settings = {f"{n.upper()}_LISTEN": f"127.0.0.1:{listen[n]}" for n in names}
@@ -162,10 +163,20 @@ async def test_make_run_honours_listen_metrics_and_key_settings_for_two_apps(
         # It says where everything is, and which setting put it there.
         for n in names:
             variable = f"{n.upper()}_LISTEN"
-            assert re.search(rf"^  {n} +127\.0\.0\.1:{listen[n]} .*\({variable}=", text, re.M), text
+            shown = f"http://127.0.0.1:{listen[n]}/" if n == "console" else f"127.0.0.1:{listen[n]}"
+            assert re.search(rf"^  {n} +{re.escape(shown)} .*\({variable}=", text, re.M), text
             assert f"http://127.0.0.1:{metrics[n]}/metrics" in text
             assert _metrics_answer(metrics[n])
         assert re.search(r"^  apps +demo, shop +\(COHORTFLOW_API_KEYS\)", text, re.M), text
+        # The console, and its development user: an editor of both apps.
+        console = f"http://127.0.0.1:{listen['console']}"
+        password = (var / "dev-console-password").read_text().strip()
+        assert re.search(rf"^  console user +dev / {re.escape(password)} ", text, re.M), text
+        browser = signed_in_at(console, "dev", password)
+        for app in ("demo", "shop"):
+            page = browser.get(f"/apps/{app}/segments")
+            assert page.status_code == 200 and "dev (editor)" in page.text, app
+        browser.close()
         http = f"http://127.0.0.1:{http_port}"
         assert re.search(rf"^  ingest http +{http}/v1/ .*INGEST_HTTP_LISTEN=", text, re.M), text
         assert f"curl -u {(var / 'dev-api-key').read_text().strip()}: " in text

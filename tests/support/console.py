@@ -17,6 +17,7 @@ import psycopg
 
 from services.console.users import ConsoleUsers
 from services.devstack.embedded import free_port
+from services.projector.rollup_schema import FOLD_NAME
 from tests.support.pipeline import Pipeline
 from tests.support.processes import ServiceProcess
 
@@ -94,12 +95,17 @@ class ConsoleStack:
 
 def signed_in(stack: ConsoleStack, username: str) -> httpx.Client:
     """An HTTP client with a session of `username` (cookies kept), through the login form."""
-    client = httpx.Client(base_url=stack.url, follow_redirects=False, timeout=60)
+    return signed_in_at(stack.url, username, PASSWORD)
+
+
+def signed_in_at(url: str, username: str, password: str) -> httpx.Client:
+    """The same for the console at `url`."""
+    client = httpx.Client(base_url=url, follow_redirects=False, timeout=60)
     page = client.get("/login")
     token = page.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
     client.cookies.set("cf_login_csrf", _cookie(page, "cf_login_csrf"), path="/login")
     reply = client.post(
-        "/login", data={"csrf_token": token, "username": username, "password": PASSWORD}
+        "/login", data={"csrf_token": token, "username": username, "password": password}
     )
     assert reply.status_code == 303, reply.text
     # The cookie is Secure; send it over plain http to 127.0.0.1 as browsers do.
@@ -180,7 +186,7 @@ def wait_folded(stack: ConsoleStack, app: str, position: int, timeout: float = 6
         while time.monotonic() < deadline:
             with psycopg.connect(stack.database_url) as conn:
                 folded = conn.execute(
-                    "SELECT last_id FROM analytics_rollup_position WHERE name = 'changes'"
+                    "SELECT last_id FROM analytics_rollup_position WHERE name = %s", (FOLD_NAME,)
                 ).fetchone()
             if folded and last and folded[0] >= last[0]:
                 analytics.GetRfmGrid(analytics_pb2.GetRfmGridRequest(), metadata=grpc_auth(app))

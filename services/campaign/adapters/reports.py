@@ -97,15 +97,26 @@ async def user_deliveries(
     offset: int,
     limit: int,
 ) -> list[DeliveryRecord]:
+    """A user's deliveries (of one campaign if given), or without a user one campaign's,
+    newest first."""
+    columns = (
+        "send_id, campaign_id, campaign_version, user_id, change_id, channel, grp,"
+        " status, reason, attempts, decided_at, due_at, sent_at, converted_at, last_error"
+    )
+    order = "ORDER BY decided_at DESC, send_id DESC OFFSET %s LIMIT %s"
     async with pool.connection() as conn:
-        cursor = await conn.execute(
-            f"SELECT send_id, campaign_id, campaign_version, user_id, change_id, channel, grp,"
-            f" status, reason, attempts, decided_at, due_at, sent_at, converted_at, last_error"
-            f" FROM {DELIVERIES} WHERE app_id = %s AND user_id = %s"
-            " AND (%s = '' OR campaign_id = %s)"
-            " ORDER BY decided_at DESC, send_id DESC OFFSET %s LIMIT %s",
-            (app_id, user_id, campaign_id, campaign_id, offset, limit),
-        )
+        if user_id:
+            cursor = await conn.execute(
+                f"SELECT {columns} FROM {DELIVERIES} WHERE app_id = %s AND user_id = %s"
+                f" AND (%s = '' OR campaign_id = %s) {order}",
+                (app_id, user_id, campaign_id, campaign_id, offset, limit),
+            )
+        else:
+            cursor = await conn.execute(
+                f"SELECT {columns} FROM {DELIVERIES} WHERE app_id = %s AND campaign_id = %s"
+                f" {order}",
+                (app_id, campaign_id, offset, limit),
+            )
         return [DeliveryRecord(*row) for row in await cursor.fetchall()]
 
 

@@ -300,7 +300,12 @@ class CampaignServicer(rpc.CampaignServiceServicer):
         self, request: pb.ListDeliveriesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListDeliveriesResponse:
         app_id = current_app_id()
-        user_id = await self._require_id(context, "user_id", request.user_id)
+        user_id = request.user_id
+        if not user_id and not request.campaign_id:
+            await abort(
+                context,
+                invalid_argument([Violation("user_id", "required (or give campaign_id)")]),
+            )
         offset = paging.decode(request.page_token)
         if offset is None:
             await abort(

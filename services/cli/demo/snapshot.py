@@ -29,6 +29,7 @@ from cohortflow.types.v1 import types_pb2
 from services.cli.client import CliError, Connection, Target
 from services.cli.output import enum_label
 from services.cli.segment_apply import Applied
+from services.common.campaign_form import trigger_text
 
 LIFECYCLE_ORDER = ("new", "active", "loyal", "reactivated", "dormant", "churned")
 _ENTERED = changes_pb2.MembershipChanged.DIRECTION_ENTERED
@@ -100,25 +101,6 @@ class Snapshot:
     def settled_figures(self) -> tuple[object, ...]:
         """What must stop moving before a --once run prints its summary."""
         return (self.position, tuple(self.campaigns), tuple(self.segments))
-
-
-def trigger_text(campaign: cpb.Campaign) -> str:
-    """`entered cart-abandoners`, `lifecycle -> dormant`, `rfm -> champions`, ..."""
-    trigger = campaign.trigger
-    kind = trigger.WhichOneof("kind")
-    if kind == "segment":
-        exited = trigger.segment.direction == cpb.SegmentTrigger.DIRECTION_EXITED
-        way = "exited" if exited else "entered"
-        return f"{way} {trigger.segment.segment_id}"
-    if kind == "lifecycle":
-        states = (enum_label(types_pb2.LifecycleState, s) for s in trigger.lifecycle.to_states)
-        return "lifecycle -> " + ", ".join(states)
-    if kind == "rfm":
-        groups = (enum_label(types_pb2.RfmGroup, g) for g in trigger.rfm.to_groups)
-        return "rfm -> " + ", ".join(groups)
-    if kind == "broadcast":
-        return f"broadcast to {trigger.broadcast.segment_id}"
-    return "-"
 
 
 def campaign_row(

@@ -52,7 +52,13 @@
   }
   function optional(body, key, text) { if (text.trim() === "") delete body[key]; else body[key] = text.trim(); }
   function operand(body, box) {
-    box.appendChild(select("op", OPS, body.op, function (v) { body.op = v; }));
+    box.appendChild(select("op", OPS, body.op, function (v) {
+      body.op = v;
+      // Keep only the operand the operator takes: none, a list, or a value or time.
+      if (v === "exists") { delete body.value; delete body.values; delete body.time; }
+      else if (v === "in") { delete body.value; delete body.time; body.values = body.values || []; }
+      else { delete body.values; if (!("value" in body) && !("time" in body)) body.value = ""; }
+    }));
     if (body.op === "in") {
       box.appendChild(input("values (comma separated)", (body.values || []).join(", "), function (v) {
         body.values = v.split(",").map(function (x) { return typed(x.trim()); }).filter(function (x) { return x !== ""; });
@@ -97,7 +103,7 @@
         var now = options.filter(function (x) { return box.querySelector('input[value="' + x + '"]').checked; });
         onChange(now); changed();
       });
-      box.appendChild(el("label", {}, [c, document.createTextNode(" " + o.replace(/_/g, " "))]));
+      box.appendChild(el("label", {}, [c, document.createTextNode(" " + (o === "cant_lose_them" ? "can't lose them" : o.replace(/_/g, " ")))]));
     });
     return box;
   }
@@ -231,10 +237,16 @@
       out.appendChild(el("p", {}, [document.createTextNode("Members: "), el("b", { id: "preview-members", text: String(d.members) }),
         document.createTextNode(" · would enter "), el("b", { id: "preview-entering", text: String(d.entering) }),
         document.createTextNode(" · would exit "), el("b", { id: "preview-exiting", text: String(d.exiting) }),
-        document.createTextNode(" (against live version " + d.live_version + ")")]));
+        document.createTextNode(d.live_version ? " (against live version " + d.live_version + ")" : " (a new segment: everyone would enter)")]));
       out.appendChild(el("p", { class: "muted", text: "History to log position " + d.position + " at " + d.as_of + " · " + d.took_ms + " ms" }));
       [["sample", "Sample"], ["entering_sample", "Would enter"], ["exiting_sample", "Would exit"]].forEach(function (p) {
-        if (d[p[0]].length) out.appendChild(el("p", { class: "sample", text: p[1] + ": " + d[p[0]].join(", ") }));
+        if (!d[p[0]].length) return;
+        var line = el("p", { class: "sample" }, [el("b", { text: p[1] + ": " })]);
+        d[p[0]].forEach(function (id, i) {
+          if (i) line.appendChild(document.createTextNode(", "));
+          line.appendChild(el("a", { href: base + "/users/" + encodeURIComponent(id), text: id }));
+        });
+        out.appendChild(line);
       });
       out.dataset.state = "done";
     });

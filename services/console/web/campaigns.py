@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from typing import Any
 
 import yaml
 from cohortflow.campaigns.v1 import campaigns_pb2 as cpb
-from google.protobuf import json_format
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from services.common.campaign_form import FormError, campaign_from_form
+from services.common.campaign_form import (
+    FormError,
+    campaign_from_form,
+    campaign_to_form,
+    trigger_text,
+)
 from services.console.backends import BackendError
 from services.console.web import charts, inputs
 from services.console.web.access import CSRF_FIELD, require
+from services.console.web.names import REASONS
 from services.console.web.render import page
 
 MAX_FORM = 100_000
+RECENT = 50  # deliveries shown on a campaign's page
 EXAMPLE_FORM = """\
 name: Welcome back
 trigger:
@@ -48,7 +55,8 @@ async def campaign_list(request: Request) -> Response:
     access = await require(request)
     c = access.clients
     reply = await c.call(c.campaigns.ListCampaigns, cpb.ListCampaignsRequest(page_size=200))
-    return page(request, "campaigns.html", access, campaigns=reply.campaigns)
+    triggers = {x.campaign_id: trigger_text(x) for x in reply.campaigns}
+    return page(request, "campaigns.html", access, campaigns=reply.campaigns, triggers=triggers)
 
 
 def _new_page(request: Request, access: Any, text: str, error: str, status: int = 200) -> Response:
@@ -105,19 +113,15 @@ async def campaign_detail(request: Request) -> Response:
     campaign = (
         await c.call(c.campaigns.GetCampaign, cpb.GetCampaignRequest(campaign_id=campaign_id))
     ).campaign
-    stats = await c.call(
-        c.campaigns.GetCampaignStats, cpb.GetCampaignStatsRequest(campaign_id=campaign_id)
+    # Without a user: the campaign's most recent deliveries to anyone.
+    stats, listed = await asyncio.gather(
+        c.call(c.campaigns.GetCampaignStats, cpb.GetCampaignStatsRequest(campaign_id=campaign_id)),
+        c.call(
+            c.campaigns.ListDeliveries,
+            cpb.ListDeliveriesRequest(user_id=who, campaign_id=campaign_id, page_size=RECENT),
+        ),
     )
-    deliveries = []
-    if who:
-        deliveries = list(
-            (
-                await c.call(
-                    c.campaigns.ListDeliveries,
-                    cpb.ListDeliveriesRequest(user_id=who, campaign_id=campaign_id, page_size=100),
-                )
-            ).deliveries
-        )
+    control = [g for g in stats.groups if g.is_control]
     variants = [
         {
             "name": g.name,
@@ -126,8 +130,16 @@ async def campaign_detail(request: Request) -> Response:
             "upper": g.uplift.upper,
         }
         for g in stats.groups
-        if not g.is_control
+        if not g.is_control and g.sent
     ]
+    # Uplift needs users sent a variant, users held back in the control group, and a
+    # conversion on either side (else it is 0 within 0, which says nothing).
+    measured = (
+        bool(variants)
+        and bool(control)
+        and control[0].triggered > 0
+        and any(g.converted for g in stats.groups)
+    )
     suppressed: dict[str, int] = {}
     for g in stats.groups:
         for reason, n in g.suppressed.items():
@@ -137,14 +149,17 @@ async def campaign_detail(request: Request) -> Response:
         "campaign.html",
         access,
         campaign=campaign,
-        form_yaml=yaml.safe_dump(
-            json_format.MessageToDict(campaign, preserving_proto_field_name=True), sort_keys=False
-        ),
+        trigger=trigger_text(campaign),
+        form_yaml=yaml.safe_dump(campaign_to_form(campaign), sort_keys=False, allow_unicode=True),
         stats=stats,
-        suppressed=sorted(suppressed.items(), key=lambda kv: -kv[1]),
+        suppressed=[
+            (reason, n, REASONS.get(reason, ""))
+            for reason, n in sorted(suppressed.items(), key=lambda kv: -kv[1])
+        ],
         who=who,
-        deliveries=deliveries,
-        figures={"uplift": charts.uplift(variants)} if variants else {},
+        deliveries=list(listed.deliveries),
+        more_deliveries=bool(listed.next_page_token),
+        figures={"uplift": charts.uplift(variants)} if measured else {},
     )
 
 

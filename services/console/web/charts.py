@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from services.console.web.names import group_label
+
 LIFECYCLE = ["new", "active", "loyal", "dormant", "churned", "reactivated"]
 COLOURS = {
     "new": "#4c78a8",
@@ -78,7 +80,7 @@ def rfm_grid(cells: list[tuple[int, int, str]], counts: dict[str, int]) -> dict[
     z, text = [], []
     for r in rows:
         z.append([counts.get(g, 0) for rr, _, g in cells if rr == r])
-        text.append([f"{g}<br>{counts.get(g, 0):,}" for rr, _, g in cells if rr == r])
+        text.append([f"{group_label(g)}<br>{counts.get(g, 0):,}" for rr, _, g in cells if rr == r])
     return {
         "data": [
             {

@@ -85,10 +85,17 @@ async def overview(request: Request) -> Response:
         "lifecycle-sankey": charts.sankey(flow_rows, str(flow_from), str(flow_to)),
         "rfm-grid": charts.rfm_grid(cells, group_counts),
     }
+    presets = [
+        (label, str(today - timedelta(days=n)), str(today))
+        for label, n in (("day", 1), ("7 days", 7), ("30 days", 30), ("90 days", 90))
+    ]
     return page(
         request,
         "overview.html",
         access,
+        presets=presets,
+        purchasers=sum(group_counts.values()),
+        moved=sum(n for a, b, n in flow_rows if a != b),
         now_counts=now_counts,
         total=summary.days[0].total_users,
         rollup_position=series.position,

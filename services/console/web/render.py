@@ -14,6 +14,7 @@ from starlette.responses import HTMLResponse
 from starlette.templating import Jinja2Templates
 
 from services.console.web.access import Access
+from services.console.web.names import REASONS, group_label
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent.parent / "templates"))
 
@@ -47,7 +48,9 @@ TEMPLATES.env.filters["when"] = when
 TEMPLATES.env.filters["short"] = short_enum
 TEMPLATES.env.filters["to_json"] = to_json
 TEMPLATES.env.filters["channel"] = channel_name
+TEMPLATES.env.filters["group"] = group_label
 TEMPLATES.env.globals["now_year"] = lambda: datetime.now(UTC).year
+TEMPLATES.env.globals["reasons"] = REASONS  # what each reason of an unsent delivery means
 
 
 def page(

@@ -107,7 +107,7 @@ async def user_detail(request: Request) -> Response:
     c = access.clients
     user_id = inputs.ident(request.path_params["user_id"], "user_id")
     profile = (await c.call(c.profiles.GetProfile, ppb.GetProfileRequest(user_id=user_id))).profile
-    entries, memberships, current, deliveries, inbox = await asyncio.gather(
+    entries, memberships, current, deliveries, inbox, campaigns = await asyncio.gather(
         _all_pages(
             c,
             c.profiles.ListUserTimeline,
@@ -127,6 +127,7 @@ async def user_detail(request: Request) -> Response:
         c.call(
             c.inbox.ListInboxMessages, ipb.ListInboxMessagesRequest(user_id=user_id, page_size=100)
         ),
+        c.call(c.campaigns.ListCampaigns, cpb.ListCampaignsRequest(page_size=200)),
     )
     traits = {
         k: json_format.MessageToDict(v).popitem()[1] if v.WhichOneof("kind") else ""
@@ -144,6 +145,7 @@ async def user_detail(request: Request) -> Response:
         segments=current.memberships,
         deliveries=deliveries.deliveries,
         inbox=inbox.messages,
+        campaign_names={x.campaign_id: x.name for x in campaigns.campaigns},
     )
 
 

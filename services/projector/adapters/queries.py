@@ -34,12 +34,15 @@ class ProfileQueries:
                     (app_id,),
                 )
             else:
+                # Each user's latest change made (by sequence) that took effect by then:
+                # a correction, dated before the change it corrects, replaces it. (Ordered
+                # by effective time, a corrected churn would outlive its correction.)
                 curs.execute(
                     "SELECT to_value AS state, count(*) AS n FROM ("
                     " SELECT DISTINCT ON (user_id) to_value"
                     f" FROM {schema.CHANGES_TABLE}"
                     " WHERE app_id = %s AND kind = 'lifecycle' AND effective_us <= %s"
-                    " ORDER BY user_id, effective_us DESC, sequence DESC"
+                    " ORDER BY user_id, sequence DESC"
                     ") latest WHERE to_value <> '' GROUP BY 1",
                     (app_id, as_of_us),
                 )

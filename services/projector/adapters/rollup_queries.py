@@ -6,8 +6,12 @@ from collections import defaultdict
 from typing import Any
 
 from services.projector import rollup_schema as rs
-from services.projector.adapters.rollups import STATE_CODES
+from services.projector.adapters.history import tune
+from services.projector.adapters.rollups import STATE_CODES, pairs_sql
 from services.projector.adapters.store import ProjectorStore
+
+# Memory for the hash aggregate of flows outside the windows (one per user who changed).
+FLOWS_WORK_MEM = "64MB"
 
 
 def _cumulative(
@@ -23,13 +27,33 @@ def _cumulative(
     return out
 
 
+def _series(curs: Any, app_id: str, start_day: int, end_day: int) -> list[dict[str, int]]:
+    curs.execute(
+        "SELECT CASE WHEN day < %(start)s THEN -1 ELSE day END AS day, state,"
+        f" sum(delta)::bigint AS delta FROM {rs.LIFECYCLE_DAILY_TABLE}"
+        " WHERE app_id = %(app)s AND day <= %(end)s GROUP BY 1, 2",
+        {"app": app_id, "start": start_day, "end": end_day},
+    )
+    before: dict[str, int] = {}
+    deltas: dict[int, dict[str, int]] = defaultdict(dict)
+    for row in curs.fetchall():
+        state = STATE_CODES[row["state"]]
+        if row["day"] == -1:
+            before[state] = int(row["delta"])
+        else:
+            deltas[row["day"]][state] = int(row["delta"])
+    return _cumulative(deltas, start_day, end_day, before)
+
+
 class RollupQueries:
     def __init__(self, store: ProjectorStore) -> None:
         self._store = store
 
     def position(self) -> int:
         with self._store.cursor() as curs:
-            curs.execute(f"SELECT position FROM {rs.POSITION_TABLE} WHERE name = 'changes'")
+            curs.execute(
+                f"SELECT position FROM {rs.POSITION_TABLE} WHERE name = %s", (rs.FOLD_NAME,)
+            )
             row = curs.fetchone()
             return int(row["position"]) if row else 0
 
@@ -60,8 +84,8 @@ class RollupQueries:
 
     def lifecycle_series(self, app_id: str, start_day: int, end_day: int) -> list[dict[str, int]]:
         """Users per lifecycle state at the end of each day of [start_day, end_day]."""
-        before, deltas = self._net(app_id, "lifecycle", start_day, end_day)
-        return _cumulative(deltas, start_day, end_day, before)
+        with self._store.cursor() as curs:
+            return _series(curs, app_id, start_day, end_day)
 
     def lifecycle_at(self, app_id: str, day: int) -> dict[str, int]:
         return self.lifecycle_series(app_id, day, day)[0]
@@ -69,40 +93,50 @@ class RollupQueries:
     def lifecycle_flows(
         self, app_id: str, start_day: int, end_day: int
     ) -> tuple[dict[tuple[str, str], int], dict[str, int], dict[str, int]]:
-        """(from at the end of start_day, to at the end of end_day) -> users; and the totals.
+        """(state at the end of start_day, state at the end of end_day) -> users; and the
+        users per state at both ends.
 
-        Users without a change in between stayed where they were; for those who changed,
-        the state they left first and the one they reached last.
+        Users without a change in between stayed where they were. Those who changed are
+        counted from the flow windows the fold keeps (end_day the recorded clock's day,
+        WINDOW_DAYS long), else from their per-day rows in between.
         """
-        start = self.lifecycle_at(app_id, start_day)
-        with self._store.cursor() as curs:
-            # One hash aggregate over the users who changed in between (no sort).
+        with self._store.datastore.transaction(commit=False) as curs:
+            # One snapshot: the totals at both ends and the flows agree.
+            curs.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            start = _series(curs, app_id, start_day, start_day)[0]
+            end = _series(curs, app_id, end_day, end_day)[0]
             curs.execute(
-                "SELECT first_from, last_to, count(*) AS n FROM ("
-                " SELECT min(first_key) %% 10 AS first_from, max(last_key) %% 10 AS last_to"
-                f" FROM {rs.LIFECYCLE_MOVES_TABLE}"
-                " WHERE app_id = %(app)s AND day > %(a)s AND day <= %(b)s GROUP BY user_key"
-                ") u GROUP BY 1, 2",
-                {"app": app_id, "a": start_day, "b": end_day},
+                f"SELECT windows_day FROM {rs.POSITION_TABLE} WHERE name = %s", (rs.FOLD_NAME,)
             )
-            pairs: dict[tuple[str, str], int] = defaultdict(int)
-            for r in curs.fetchall():
-                pairs[(STATE_CODES[r["first_from"]], STATE_CODES[r["last_to"]])] += int(r["n"])
-        moved = [(a, b, n) for (a, b), n in pairs.items()]
+            at = curs.fetchone()
+            days = end_day - start_day
+            if at is not None and at["windows_day"] == end_day and days in rs.WINDOW_DAYS:
+                curs.execute(
+                    f"SELECT from_state AS f, to_state AS l, users AS n"
+                    f" FROM {rs.LIFECYCLE_WINDOWS_TABLE} WHERE app_id = %s AND days = %s",
+                    (app_id, days),
+                )
+            else:
+                # One hash aggregate over the rows in between, read from the index.
+                tune(curs, FLOWS_WORK_MEM)
+                pairs = pairs_sql(
+                    rs.LIFECYCLE_DAYS_TABLE, "app_id = %(app)s AND day > %(a)s AND day <= %(b)s"
+                )
+                curs.execute(
+                    f"SELECT f, l, count(*) AS n FROM ({pairs}) p GROUP BY 1, 2",
+                    {"app": app_id, "a": start_day, "b": end_day},
+                )
+            moved = [(STATE_CODES[r["f"]], STATE_CODES[r["l"]], int(r["n"])) for r in curs]
         flows: dict[tuple[str, str], int] = defaultdict(int)
-        left = dict(start)
+        stayed = dict(start)
         for first, last, n in moved:
             if first:
-                left[first] = left.get(first, 0) - n
+                stayed[first] = stayed.get(first, 0) - n
             flows[(first, last)] += n
-        for state, n in left.items():
+        for state, n in stayed.items():
             if n > 0:
                 flows[(state, state)] += n
-        end: dict[str, int] = defaultdict(int)
-        for (_, to), n in flows.items():
-            if to:
-                end[to] += n
-        return {k: v for k, v in flows.items() if v and k[1]}, start, dict(end)
+        return {k: v for k, v in flows.items() if v > 0 and k[1]}, start, end
 
     def rfm_groups(self, app_id: str) -> dict[str, int]:
         """Users per RFM group now (as far as the rollups have folded)."""

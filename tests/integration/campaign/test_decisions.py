@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import uuid
 
+import grpc
+import pytest
 from cohortflow.campaigns.v1 import campaigns_pb2 as pb
 from cohortflow.campaigns.v1 import inbox_pb2
 from cohortflow.types.v1 import types_pb2
 
 from services.campaign.adapters.change_messages import decode_change
 from services.campaign.bootstrap import CampaignApp
+from services.common.grpc.errors import bad_request_of
 from services.eventlog.events import EventTracked, event_uuid
 from services.eventlog.store import open_event_log
-from tests.integration.campaign.conftest import SHOP
+from tests.integration.campaign.conftest import NEWS, SHOP
 from tests.integration.campaign.helpers import create, deliver, deliveries
 from tests.support.campaign import (
     FakeClock,
@@ -242,6 +245,31 @@ async def test_stats_per_variant_and_control_with_conversions_from_the_log(
     )
     (refused,) = listed.deliveries
     assert (refused.status, refused.reason) == (pb.Delivery.STATUS_SUPPRESSED, "no_consent")
+    # The campaign's most recent deliveries to every user, newest first, page by page.
+    recent, token = [], ""
+    while True:
+        page = await campaigns.ListDeliveries(
+            pb.ListDeliveriesRequest(campaign_id=campaign_id, page_size=25, page_token=token),
+            metadata=SHOP,
+        )
+        recent += page.deliveries
+        token = page.next_page_token
+        if not token:
+            break
+    assert sorted(d.user_id for d in recent) == sorted(users)
+    times = [(d.decide_time.ToMicroseconds(), d.send_id) for d in recent]
+    assert times == sorted(times, reverse=True)
+    assert {d.reason for d in recent if d.user_id == users[0]} == {"no_consent"}
+    # Neither a user nor a campaign: refused, naming the field.
+    with pytest.raises(grpc.aio.AioRpcError) as refused_call:
+        await campaigns.ListDeliveries(pb.ListDeliveriesRequest(), metadata=SHOP)
+    assert refused_call.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [f for f, _ in bad_request_of(refused_call.value)] == ["user_id"]
+    # Another app's key sees none of them.
+    other = await campaigns.ListDeliveries(
+        pb.ListDeliveriesRequest(campaign_id=campaign_id), metadata=NEWS
+    )
+    assert list(other.deliveries) == []
     # Following the log again changes nothing (the position was tracked with the marks).
     assert campaign_app.follower.step() == 0
 

@@ -21,7 +21,7 @@ from services.cli.demo.files import (
     load_segments,
 )
 from services.cli.segment_apply import segment_message
-from services.common.campaign_form import FormError, campaign_from_form
+from services.common.campaign_form import FormError, campaign_from_form, campaign_to_form
 from services.common.segment_wire import condition_from_dict, condition_to_dict
 from services.common.segments.definition import parse
 
@@ -96,6 +96,27 @@ def test_the_readable_campaign_form_takes_short_enum_names_durations_and_values(
     )
     assert campaign.conversion_goal.property_equals["n"].number_value == 2
     assert campaign.start_time.ToJsonString() == "2029-12-31T23:00:00Z"
+
+
+def test_a_stored_campaign_reads_back_as_the_form_it_came_from() -> None:
+    # What the console shows on a campaign's page: the service's definition (defaults
+    # filled, output-only fields set) in the readable form, which creates the same one.
+    for spec in DEMO.campaigns:
+        found, _ = definition(spec.campaign)
+        assert found is not None
+        stored = campaign_proto("c-1", found, CampaignState.ACTIVE, 3, 1, 2)
+        form = campaign_to_form(stored)
+        assert "campaign_id" not in form and "state" not in form
+        again = campaign_from_form(form)
+        assert _same_campaign(stored, again), spec.key
+    odd = pb.Campaign(name="n")
+    odd.delay.FromMicroseconds(1_500_000)
+    odd.reentry.cooldown.FromSeconds(90 * 60)
+    odd.conversion_goal.property_equals["ok"].bool_value = True
+    form = campaign_to_form(odd)
+    assert (form["delay"], form["reentry"]["cooldown"]) == ("1.5s", "90m")
+    assert form["conversion_goal"]["property_equals"] == {"ok": True}
+    assert campaign_from_form(form) == odd
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ projector in this process, real PostgreSQL and NATS)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import grpc
@@ -169,3 +170,63 @@ async def test_get_profile_shows_the_values_behind_rfm_and_where_geo_places_the_
     assert (alice.country, alice.city, alice.HasField("location")) == ("DE", "Berlin", False)
     assert (alice.geo_country, alice.geo_city) == ("DE", "Berlin")
     assert (alice.geo_location.latitude, alice.geo_location.longitude) == (52.52, 13.405)
+
+
+async def test_a_corrected_churn_is_counted_as_its_correction_at_every_time(
+    database_url: str, nats_server: Any
+) -> None:
+    # Churned at day 30 (the clock stood still), then an event of day 26 arrives: the
+    # projector publishes churned -> reactivated dated day 26, before the churn it
+    # corrects. As of any day from 26 on the user is reactivated, as GetProfile says, in
+    # GetLifecycleSummary and in the console's rollups (AnalyticsService) alike.
+    from cohortflow.analytics.v1 import analytics_pb2, analytics_pb2_grpc
+
+    late = track("u", T0 + 26 * DAY, received=T0 + 32 * DAY)
+    events = [tick(T0), track("u", T0), track("v", T0 + DAY), tick(T0 + 32 * DAY), late]
+    async with in_process_projector(database_url, nats_server.url, KEYS) as running:
+        app, log = running.app, running.log
+        log.append_new([log.encode(e) for e in [*events, tick(T0 + 32 * DAY + MINUTE)]])
+        await wait_settled(app, log, 0)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+            profiles = profiles_pb2_grpc.ProfileServiceStub(channel)
+            analytics = analytics_pb2_grpc.AnalyticsServiceStub(channel)
+            meta = auth("key-app")
+
+            async def summary(day: int | None) -> dict[str, int]:
+                request = profiles_pb2.GetLifecycleSummaryRequest()
+                if day is not None:
+                    request.as_of_time.CopyFrom(ts(T0 + (day + 1) * DAY - 1))
+                reply = await profiles.GetLifecycleSummary(request, metadata=meta)
+                names = types_pb2.LifecycleState
+                return {names.Name(c.state)[16:].lower(): c.users for c in reply.counts if c.users}
+
+            (profile,) = [
+                (
+                    await profiles.GetProfile(
+                        profiles_pb2.GetProfileRequest(user_id="u"), metadata=meta
+                    )
+                ).profile
+            ]
+            assert profile.lifecycle_state == types_pb2.LIFECYCLE_STATE_REACTIVATED
+            now = await summary(None)
+            assert now == {"reactivated": 1, "churned": 1}
+            assert await summary(32) == now  # not churned twice over
+            assert await summary(27) == {"reactivated": 1, "dormant": 1}
+            assert await summary(20) == {"dormant": 2}
+            # The rollups (folded in the background) count the same at every day's end.
+            for _ in range(100):
+                series = await analytics.GetLifecycleSeries(
+                    analytics_pb2.GetLifecycleSeriesRequest(
+                        start_time=ts(T0), end_time=ts(T0 + 32 * DAY)
+                    ),
+                    metadata=meta,
+                )
+                if series.position >= log.head_position() - 1:
+                    break
+                await asyncio.sleep(0.1)
+            names = types_pb2.LifecycleState
+            for day, counts in enumerate(series.days):
+                shown = {
+                    names.Name(c.state)[16:].lower(): c.users for c in counts.counts if c.users
+                }
+                assert shown == await summary(day), day
