@@ -29,8 +29,11 @@ class AppWideFactRelayed(LogEvent):
     KIND = "relayed"
 
     origin_position: int
+    # The original as partition 0 stores it: its originator (aggregate) id and version,
+    # topic, and state (JSON text).
+    origin_id: str
+    origin_version: int
     topic: str
-    # The original's stored state (JSON text, as partition 0 stores it).
     state: str
 
 

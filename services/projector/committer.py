@@ -13,7 +13,7 @@ from psycopg.rows import DictRow
 
 from services.projector.adapters.projection.rows import PreparedBatch
 from services.projector.adapters.quarantine import Quarantined, write_records
-from services.projector.adapters.store import ProjectorStore
+from services.projector.adapters.store import ProjectorStore, Relayed
 
 
 class CommitFailed(Exception):
@@ -38,6 +38,8 @@ class Prepared:
     quarantined: list[Quarantined] = field(default_factory=list)
     # The notification id the batch follows: the commit checks the partition is still there.
     after: int | None = None
+    # Partitioned: letters to other partitions, and what was relayed (see relaying.py).
+    relayed: Relayed | None = None
 
 
 def commit(store: ProjectorStore, item: Prepared) -> None:
@@ -53,6 +55,7 @@ def commit(store: ProjectorStore, item: Prepared) -> None:
             Tracking(store.scope.log_name, item.position),
             also if records else None,
             after=item.after,
+            relayed=item.relayed,
         )
     except Exception as error:
         raise CommitFailed(item.position, error) from error

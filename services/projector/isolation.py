@@ -31,7 +31,7 @@ from typing import Any
 from eventsourcing.persistence import Mapper, Notification
 from eventsourcing.utils import get_topic
 
-from services.eventlog.partition_events import SegmentPartitionBuilt
+from services.eventlog.partition_events import AppWideFactRelayed, SegmentPartitionBuilt
 from services.eventlog.partitioned import PartitionLog
 from services.eventlog.segments import Segment
 from services.eventlog.store import EventLog
@@ -45,6 +45,7 @@ from services.projector.adapters.quarantine import (
 from services.projector.adapters.stored_builds import StoredBuilds
 from services.projector.committer import CommitFailed
 from services.projector.domain.engine import Engine
+from services.projector.partitions.relaying import Relaying
 from services.projector.partitions.scope import SINGLE, Scope
 
 # A segment build (of the whole log, or of one partition's share).
@@ -86,10 +87,15 @@ class Folder:
         self._mapper = mapper
         self._builds = builds
         self._scope = scope
+        self.relaying = Relaying(scope, mapper)
 
     def decode(self, notification: Notification) -> object:
+        """The event (a copy of an app-wide fact: the original)."""
         try:
-            return self._mapper.to_domain_event(notification)
+            event = self._mapper.to_domain_event(notification)
+            if isinstance(event, AppWideFactRelayed):
+                return self.relaying.unwrap(event)
+            return event
         except Exception as error:
             if transient(error):
                 raise
@@ -111,6 +117,7 @@ class Folder:
             if transient(error):
                 raise
             raise FoldFailed(notification, event, FOLD_FAILED, error) from error
+        self.relaying.outgoing(notification)
         return None
 
     def named(self, record: Quarantined) -> Quarantined:

@@ -28,7 +28,7 @@ from services.projector.adapters.poison import (
     refused,
 )
 from services.projector.adapters.quarantine import Quarantined, QuarantineQueries
-from services.projector.adapters.store import ProjectorStore
+from services.projector.adapters.store import ProjectorStore, Relayed
 from services.projector.adapters.stored_builds import StoredBuilds
 from services.projector.committer import CommitFailed, Committer, Prepared, commit
 from services.projector.domain.engine import Engine
@@ -139,6 +139,8 @@ class Projection:
         engine = Engine(self._policies, facts=True, require_builds=True)
         started = time.perf_counter()
         self.position = self._prepared_through = self._store.load(engine)
+        if not self.scope.single:
+            self._folder.relaying.reset(self._store.relayed_through())
         self._gauge(metrics.POSITION, pm.PARTITION_POSITION, self.position)
         metrics.QUARANTINED.set(self._quarantine.count())
         _log.info(
@@ -186,7 +188,13 @@ class Projection:
             unencodable.__cause__ = error
             raise CommitFailed(position, unencodable) from error
         after, self._prepared_through = self._prepared_through, position
-        return Prepared(batch, position, len(drained.facts), started, records, after=after)
+        relayed = None
+        if not self.scope.single:
+            mail, sent = self._folder.relaying.drain()
+            relayed = Relayed(mail, sent, self._folder.relaying.relayed_through)
+        return Prepared(
+            batch, position, len(drained.facts), started, records, after=after, relayed=relayed
+        )
 
     def _commit_now(self, engine: Engine, position: int, records: list[Quarantined]) -> None:
         self._commit_one(self._prepare(engine, position, time.perf_counter(), records))

@@ -5,6 +5,8 @@ They are the projector's own: other services read the views of `read_contract` i
 
 from __future__ import annotations
 
+from services.projector.partitions.mail import CREATE_STATEMENTS as MAIL_STATEMENTS
+
 PROFILES_TABLE = "projector_profiles"
 CHANGES_TABLE = "projector_changes"
 OUTBOX_TABLE = "projector_outbox"
@@ -20,6 +22,8 @@ SEGMENT_MEMBERS_TABLE = "segment_members"
 SEGMENT_BUILDS_TABLE = "segment_builds"
 SEGMENT_BUILD_PROGRESS_TABLE = "segment_build_progress"
 QUARANTINE_TABLE = "projector_quarantine"
+# Partition 0 of a partitioned deployment: the positions of the app-wide facts it relayed.
+RELAYED_TABLE = "projector_relayed"
 
 STATEMENTS = [
     f"""
@@ -299,4 +303,6 @@ STATEMENTS += [
     # and its position in the partition); a newer version or an archive ends the wait
     # ("superseded", "archived").
     f"ALTER TABLE {SEGMENT_BUILD_PROGRESS_TABLE} ADD COLUMN IF NOT EXISTS definition jsonb",
+    f"CREATE TABLE IF NOT EXISTS {RELAYED_TABLE} (position bigint PRIMARY KEY)",
+    *MAIL_STATEMENTS,
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
@@ -30,6 +31,7 @@ from services.projector.adapters.projection import (
 from services.projector.adapters.projection.rows import PreparedBatch, prepare
 from services.projector.domain.changeset import Drained
 from services.projector.domain.engine import Engine
+from services.projector.partitions.mail import Mail, write_mail
 from services.projector.partitions.scope import SINGLE, Scope
 
 _WRITE_CLOCK = (
@@ -39,6 +41,24 @@ _WRITE_CLOCK = (
 _TRACKED = (
     f"SELECT notification_id FROM {schema.TRACKING_TABLE} WHERE application_name = %s FOR UPDATE"
 )
+
+
+@dataclass(frozen=True)
+class Relayed:
+    """What a partitioned batch tells other partitions: its letters, the partition-0
+    positions of the app-wide facts it relayed, and the highest partition-0 position this
+    partition has folded a copy of."""
+
+    mail: list[Mail]
+    sent: list[int]
+    relayed_through: int
+
+
+_WRITE_RELAYED_THROUGH = (
+    f"INSERT INTO {schema.META_TABLE} (name, value, partition) VALUES ('relayed_through', %s, %s)"
+    " ON CONFLICT (partition, name) DO UPDATE SET value = EXCLUDED.value"
+)
+_WRITE_SENT = f"INSERT INTO {schema.RELAYED_TABLE} (position) VALUES (%s) ON CONFLICT DO NOTHING"
 
 
 class LostPartition(Exception):
@@ -76,6 +96,7 @@ class ProjectorStore(PostgresTrackingRecorder):
         also: Callable[[Cursor[DictRow]], None] | None = None,
         *,
         after: int | None = None,
+        relayed: Relayed | None = None,
     ) -> int:
         """Write one batch and its position in one transaction. Returns changes written.
         `also(curs)` writes more in the same transaction (the quarantine records). With
@@ -97,6 +118,11 @@ class ProjectorStore(PostgresTrackingRecorder):
             facts.write(curs, batch.facts)
             segments.write(curs, batch.segments, self.scope)
             curs.execute(_WRITE_CLOCK, (batch.now_us, partition))
+            if relayed is not None:
+                write_mail(curs, partition, relayed.mail)
+                if relayed.sent:
+                    curs.executemany(_WRITE_SENT, [(p,) for p in relayed.sent])
+                curs.execute(_WRITE_RELAYED_THROUGH, (relayed.relayed_through, partition))
             if also is not None:
                 also(curs)
             self._insert_tracking(curs, tracking)
@@ -105,6 +131,17 @@ class ProjectorStore(PostgresTrackingRecorder):
     def position(self) -> int:
         """The partition's committed notification id."""
         return self.max_tracking_id(self.scope.log_name) or 0
+
+    def relayed_through(self) -> int:
+        """The highest partition-0 position this partition has folded a copy of."""
+        with self.cursor() as curs:
+            curs.execute(
+                f"SELECT value FROM {schema.META_TABLE}"
+                " WHERE name = 'relayed_through' AND partition = %s",
+                (self.scope.partition,),
+            )
+            row = curs.fetchone()
+            return int(row["value"]) if row else 0
 
     def load(self, engine: Engine) -> int:
         """Fill `engine` with the partition's committed state; returns its committed

@@ -18,9 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
+from eventsourcing.postgres import PostgresDatastore
 
 from services.eventlog.partitioned import PartitionedLog
 from services.eventlog.partitions import encode_position
+from services.projector import schema
 from services.projector.adapters.builds import SegmentBuilder
 from services.projector.adapters.follower import LogFollower
 from services.projector.adapters.store import ProjectorStore
@@ -29,6 +31,7 @@ from services.projector.domain.fold_state import PolicySource
 from services.projector.partitions import metrics
 from services.projector.partitions.assignment import assigned
 from services.projector.partitions.leases import LeaseLost, Leases
+from services.projector.partitions.mail import MailRelay
 from services.projector.partitions.scope import Scope
 from services.projector.runner import Projection
 
@@ -94,16 +97,54 @@ class PartitionWorker:
         return base.for_partition(Scope(partition, self._deployment.partitions))
 
     def committed(self, partition: int) -> int:
-        """The position (naming the partition) its read models have committed."""
+        """The position (naming the partition) its read models have committed. For
+        partition 0, no further than the first app-wide fact (a segment definition) that
+        some other partition has not folded yet: a read waiting for a definition's position
+        waits until every partition has it."""
         with self._guard:
             held = self._held.get(partition)
-        if held is not None:
-            return encode_position(partition, held.projection.position)
-        return encode_position(partition, self.store_of(partition).position())
+        reached = held.projection.position if held is not None else None
+        if reached is None:
+            reached = self.store_of(partition).position()
+        if partition == 0:
+            reached = min(reached, self._facts_settled_below() - 1)
+        return encode_position(partition, reached)
+
+    def _facts_settled_below(self) -> int:
+        """The partition-0 position of the first app-wide fact not yet folded everywhere
+        (a number past every position when all are)."""
+        folded = min(
+            self.store_of(p).relayed_through() for p in range(1, self._deployment.partitions)
+        )
+        with self.store_of(0).cursor() as curs:
+            curs.execute(
+                f"SELECT min(position) AS next FROM {schema.RELAYED_TABLE} WHERE position > %s",
+                (folded,),
+            )
+            row = curs.fetchone()
+        return int(row["next"]) if row and row["next"] is not None else 1 << 47
 
     # ---- the loop ---------------------------------------------------------------------
 
+    def mail_sources(self) -> list[tuple[PostgresDatastore, list[int]]]:
+        """Per database, the held partitions there (whose letters this process sends)."""
+        held = self.held()
+        return [
+            (store.datastore, [p for p in held if self._deployment.database_of(p) == url])
+            for url, store in self._stores.items()
+        ]
+
     def run(self, stop: threading.Event) -> None:
+        mail = threading.Thread(
+            target=MailRelay(self._log, self.mail_sources).run, args=(stop,), name="mail"
+        )
+        mail.start()
+        try:
+            self._run(stop)
+        finally:
+            mail.join(30)
+
+    def _run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
                 self._leases.join()

@@ -21,6 +21,9 @@ from tests.support.infra import PostgresForTests
 from tests.support.logevents import DAY, HOUR, T0, tick, track
 from tests.support.partitioned import route, wait_folded
 from tests.support.projector import in_process_projector
+from tests.support.segment_history import SEGMENTS, save_segments
+from tests.support.segment_history import history as segment_history
+from tests.support.segment_history import reference as segment_reference
 
 P = 4
 
@@ -147,3 +150,47 @@ async def _until(condition: Any, within: float = 30) -> None:
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, "condition not reached"
         await asyncio.sleep(0.1)
+
+
+async def test_segments_defined_in_partition_0_are_built_and_live_in_every_partition(
+    partitioned: tuple[str, PartitionedLog], nats_server: Any
+) -> None:
+    """A definition saved in partition 0 reaches every partition (relayed), each builds its
+    share from its own facts, and the members are those of one fold of the whole log."""
+    url, log = partitioned
+    events = segment_history(3)
+    expected = segment_reference(events)
+    route(log, events)
+    save_segments(log.home, SEGMENTS)
+    async with in_process_projector(url, nats_server.url):
+        await _until_async(lambda: _stored_builds(url) == P * len(SEGMENTS), within=90)
+        await wait_folded(log)
+        with psycopg.connect(url) as conn:
+            live = set(conn.execute("SELECT segment_id, user_id FROM segment_members"))
+            relayed = dict(
+                conn.execute(
+                    "SELECT partition, value FROM projector_meta WHERE name = 'relayed_through'"
+                )
+            )
+    assert live == {(s, u.user_id) for u in expected.users.values() for s in u.memberships}
+    assert len(live) > 20
+    # Every other partition folded the copies of all of partition 0's definitions.
+    others = {partition: through for partition, through in relayed.items() if partition}
+    assert set(others) == set(range(1, P))
+    assert len(set(others.values())) == 1
+    assert next(iter(others.values())) > 0
+
+
+def _stored_builds(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM segment_build_progress WHERE status = 'stored'"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+async def _until_async(condition: Any, within: float = 30) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not await asyncio.to_thread(condition):
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.2)
