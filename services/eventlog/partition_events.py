@@ -47,6 +47,8 @@ class AnonymousLinked(LogEvent):
     app_id: str
     anonymous_id: str
     user_id: str
+    # When the Identify that linked them took effect (the merge is dated from then).
+    linked_us: int = 0
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class AnonymousHandedOver(LogEvent):
     anonymous_id: str
     user_id: str
     state: dict[str, Any]
+    linked_us: int = 0
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,8 @@ class EventForwarded(LogEvent):
 
     app_id: str
     user_id: str
+    # The event as its first partition stores it: id, topic and state (JSON text).
+    origin_id: str
     topic: str
     state: str
 

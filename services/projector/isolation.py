@@ -31,7 +31,11 @@ from typing import Any
 from eventsourcing.persistence import Mapper, Notification
 from eventsourcing.utils import get_topic
 
-from services.eventlog.partition_events import AppWideFactRelayed, SegmentPartitionBuilt
+from services.eventlog.partition_events import (
+    AppWideFactRelayed,
+    EventForwarded,
+    SegmentPartitionBuilt,
+)
 from services.eventlog.partitioned import PartitionLog
 from services.eventlog.segments import Segment
 from services.eventlog.store import EventLog
@@ -95,6 +99,8 @@ class Folder:
             event = self._mapper.to_domain_event(notification)
             if isinstance(event, AppWideFactRelayed):
                 return self.relaying.unwrap(event)
+            if isinstance(event, EventForwarded):
+                return self.relaying.unwrap_forwarded(event)
             return event
         except Exception as error:
             if transient(error):
@@ -118,6 +124,9 @@ class Folder:
                 raise
             raise FoldFailed(notification, event, FOLD_FAILED, error) from error
         self.relaying.outgoing(notification)
+        elsewhere = engine.forwarded()
+        if elsewhere is not None:
+            self.relaying.forward(notification, elsewhere)
         return None
 
     def named(self, record: Quarantined) -> Quarantined:

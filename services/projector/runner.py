@@ -19,6 +19,7 @@ import structlog
 from prometheus_client import Gauge
 
 from services.eventlog.partitioned import PartitionLog
+from services.eventlog.partitions import partition_of
 from services.eventlog.store import EventLog
 from services.projector import metrics
 from services.projector.adapters.follower import LogFollower
@@ -136,7 +137,15 @@ class Projection:
 
     def _resume(self) -> Engine:
         """A fresh engine holding exactly what is committed (and its position)."""
-        engine = Engine(self._policies, facts=True, require_builds=True)
+        scope = self.scope
+        engine = Engine(
+            self._policies,
+            facts=True,
+            require_builds=True,
+            local=None
+            if scope.single
+            else lambda app, key: partition_of(app, key, scope.partitions) == scope.partition,
+        )
         started = time.perf_counter()
         self.position = self._prepared_through = self._store.load(engine)
         if not self.scope.single:
@@ -179,6 +188,8 @@ class Projection:
         self, engine: Engine, position: int, started: float, records: list[Quarantined]
     ) -> Prepared:
         drained = engine.drain()
+        if drained.elsewhere:
+            self._folder.relaying.news(drained.elsewhere)
         for change in drained.changes:
             metrics.CHANGES.labels(change.kind).inc()
         try:

@@ -82,9 +82,12 @@ class RfmFold:
         if user.purchases:
             self.app(user.app_id).purchasers.add(user.user_id)
 
-    def purchased(self, user: User, cause: EventTracked | UserIdentified, position: int) -> None:
-        """The user's purchases changed (a purchase, or an anonymous history merged in):
-        their values move in the app's index now; their scores at the next recomputation."""
+    def purchased(
+        self, user: User, cause: EventTracked | UserIdentified | None, position: int
+    ) -> None:
+        """The user's purchases changed (a purchase, or an anonymous history merged in;
+        `cause` None: handed over from another partition): their values move in the app's
+        index now; their scores at the next recomputation."""
         policy = self._state.policies(user.app_id).rfm
         if isinstance(cause, EventTracked):
             raw = cause.properties.get(policy.amount_property, 0.0)
@@ -100,11 +103,9 @@ class RfmFold:
         index, first = self._index(user.app_id)
         app.purchasers.add(user.user_id)
         index.put(user.user_id, rfm.values_in(user, first))
-        app.pending[user.user_id] = [
-            cause.event_id,
-            getattr(cause, "name", ""),
-            cause.event_time_us,
-        ]
+        app.pending[user.user_id] = (
+            [cause.event_id, getattr(cause, "name", ""), cause.event_time_us] if cause else []
+        )
         self._state.changes.apps.add(user.app_id)
 
     def forget(self, app_id: str, user_id: str) -> None:

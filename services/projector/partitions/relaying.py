@@ -17,11 +17,16 @@ from eventsourcing.persistence import Mapper, Notification, StoredEvent
 from eventsourcing.utils import get_topic
 
 from services.eventlog.partition_events import (
+    AnonymousHandedOver,
+    AnonymousLinked,
     AppWideFactRelayed,
+    EventForwarded,
     RfmCutPointsRecorded,
     mail_uuid,
 )
+from services.eventlog.partitions import ANONYMOUS_PREFIX, partition_of
 from services.eventlog.segments import Segment
+from services.projector.domain.changeset import Elsewhere
 from services.projector.partitions.mail import Mail
 from services.projector.partitions.scope import Scope
 
@@ -70,6 +75,73 @@ class Relaying:
                 state=notification.state.decode(),
             )
             self._mail.append(Mail(target, self._mapper.to_stored_event(relayed)))
+
+    def news(self, elsewhere: list[Elsewhere]) -> None:
+        """Identity news of this partition's fold for the partitions they concern."""
+        for item in elsewhere:
+            if item.kind == "link":
+                target = self._partition_of(item.app_id, ANONYMOUS_PREFIX + item.anonymous_id)
+                event: AnonymousLinked | AnonymousHandedOver = AnonymousLinked(
+                    originator_id=mail_uuid(
+                        "link",
+                        self._scope.partition,
+                        item.position,
+                        item.app_id,
+                        item.anonymous_id,
+                    ),
+                    originator_version=1,
+                    app_id=item.app_id,
+                    anonymous_id=item.anonymous_id,
+                    user_id=item.user_id,
+                    linked_us=item.linked_us,
+                )
+            else:
+                target = self._partition_of(item.app_id, item.user_id)
+                event = AnonymousHandedOver(
+                    originator_id=mail_uuid(
+                        "hand_over",
+                        self._scope.partition,
+                        item.position,
+                        item.app_id,
+                        item.anonymous_id,
+                    ),
+                    originator_version=1,
+                    app_id=item.app_id,
+                    anonymous_id=item.anonymous_id,
+                    user_id=item.user_id,
+                    state=item.state or {},
+                    linked_us=item.linked_us,
+                )
+            self._mail.append(Mail(target, self._mapper.to_stored_event(event)))
+
+    def forward(self, notification: Notification, key: tuple[str, str]) -> None:
+        """The event of `notification` is another partition's user's: send it on."""
+        app_id, user_id = key
+        forwarded = EventForwarded(
+            originator_id=mail_uuid("forward", notification.originator_id),
+            originator_version=1,
+            app_id=app_id,
+            user_id=user_id,
+            origin_id=str(notification.originator_id),
+            topic=notification.topic,
+            state=notification.state.decode(),
+        )
+        target = self._partition_of(app_id, user_id)
+        self._mail.append(Mail(target, self._mapper.to_stored_event(forwarded)))
+
+    def _partition_of(self, app_id: str, key: str) -> int:
+        return partition_of(app_id, key, self._scope.partitions)
+
+    def unwrap_forwarded(self, forwarded: EventForwarded) -> object:
+        """The event a partition sent on to its user's partition."""
+        return self._mapper.to_domain_event(
+            StoredEvent(
+                originator_id=uuid.UUID(forwarded.origin_id),
+                originator_version=1,
+                topic=forwarded.topic,
+                state=forwarded.state.encode(),
+            )
+        )
 
     def unwrap(self, relayed: AppWideFactRelayed) -> object:
         """The original fact of a copy (decoded as partition 0 decodes it)."""

@@ -19,7 +19,7 @@ from services.projector.domain.engine import Engine
 from tests.support.changes import delete_stream, read_all, unique_streams
 from tests.support.infra import PostgresForTests
 from tests.support.logevents import DAY, HOUR, T0, tick, track
-from tests.support.partitioned import route, wait_folded
+from tests.support.partitioned import route, wait_folded, wait_live
 from tests.support.projector import in_process_projector
 from tests.support.segment_history import SEGMENTS, save_segments
 from tests.support.segment_history import history as segment_history
@@ -163,8 +163,7 @@ async def test_segments_defined_in_partition_0_are_built_and_live_in_every_parti
     route(log, events)
     save_segments(log.home, SEGMENTS)
     async with in_process_projector(url, nats_server.url):
-        await _until_async(lambda: _stored_builds(url) == P * len(SEGMENTS), within=90)
-        await wait_folded(log)
+        await wait_live(log, len(SEGMENTS))
         with psycopg.connect(url) as conn:
             live = set(conn.execute("SELECT segment_id, user_id FROM segment_members"))
             relayed = dict(
@@ -179,18 +178,3 @@ async def test_segments_defined_in_partition_0_are_built_and_live_in_every_parti
     assert set(others) == set(range(1, P))
     assert len(set(others.values())) == 1
     assert next(iter(others.values())) > 0
-
-
-def _stored_builds(url: str) -> int:
-    with psycopg.connect(url) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM segment_build_progress WHERE status = 'stored'"
-        ).fetchone()
-    return int(row[0]) if row else 0
-
-
-async def _until_async(condition: Any, within: float = 30) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not await asyncio.to_thread(condition):
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
-        await asyncio.sleep(0.2)
