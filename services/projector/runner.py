@@ -145,6 +145,7 @@ class Projection:
             local=None
             if scope.single
             else lambda app, key: partition_of(app, key, scope.partitions) == scope.partition,
+            rfm_recorded=not scope.single,
         )
         started = time.perf_counter()
         self.position = self._prepared_through = self._store.load(engine)

@@ -24,6 +24,8 @@ SEGMENT_BUILD_PROGRESS_TABLE = "segment_build_progress"
 QUARANTINE_TABLE = "projector_quarantine"
 # Partition 0 of a partitioned deployment: the positions of the app-wide facts it relayed.
 RELAYED_TABLE = "projector_relayed"
+# Partitioned deployments: each purchaser's current RFM values (the cut points' input).
+RFM_VALUES_TABLE = "projector_rfm_values"
 
 STATEMENTS = [
     f"""
@@ -304,5 +306,16 @@ STATEMENTS += [
     # ("superseded", "archived").
     f"ALTER TABLE {SEGMENT_BUILD_PROGRESS_TABLE} ADD COLUMN IF NOT EXISTS definition jsonb",
     f"CREATE TABLE IF NOT EXISTS {RELAYED_TABLE} (position bigint PRIMARY KEY)",
+    f"""
+    CREATE TABLE IF NOT EXISTS {RFM_VALUES_TABLE} (
+        app_id text NOT NULL,
+        user_id text NOT NULL,
+        partition integer NOT NULL,
+        last_purchase_us bigint NOT NULL,
+        purchases double precision NOT NULL,
+        amount double precision NOT NULL,
+        PRIMARY KEY (app_id, user_id)
+    )
+    """,
     *MAIL_STATEMENTS,
 ]

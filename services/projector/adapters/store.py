@@ -115,6 +115,7 @@ class ProjectorStore(PostgresTrackingRecorder):
             profiles.write(curs, batch.profiles, partition)
             changes.write(curs, batch.changes, partition)
             apps.write(curs, batch.apps, partition)
+            apps.write_rfm_values(curs, batch.rfm_values, batch.rfm_gone, partition)
             facts.write(curs, batch.facts)
             segments.write(curs, batch.segments, self.scope)
             curs.execute(_WRITE_CLOCK, (batch.now_us, partition))

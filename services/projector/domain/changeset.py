@@ -16,6 +16,7 @@ from services.projector.domain.changes import Change, change_id
 from services.projector.domain.user import User
 
 if TYPE_CHECKING:
+    from services.projector.domain.rfm import RfmValues
     from services.projector.domain.rfm_fold import AppState
     from services.projector.domain.segments.live import AppSegments
 
@@ -132,6 +133,8 @@ class Drained:
     segment_records: list[SegmentRecord] = field(default_factory=list)
     consumed_builds: list[ConsumedBuild] = field(default_factory=list)
     elsewhere: list[Elsewhere] = field(default_factory=list)
+    # Partitioned: purchasers' current RFM values (None: no longer a purchaser).
+    rfm_values: dict[UserKey, RfmValues | None] = field(default_factory=dict)
 
 
 class ChangeSet:
@@ -155,6 +158,7 @@ class ChangeSet:
         self._segment_records: list[SegmentRecord] = []
         self._consumed_builds: list[ConsumedBuild] = []
         self._elsewhere: list[Elsewhere] = []
+        self._rfm_values: dict[UserKey, RfmValues | None] = {}
         # The user (app, id) of another partition whose event was just applied here.
         self.forward: UserKey | None = None
 
@@ -217,6 +221,9 @@ class ChangeSet:
     def tell(self, news: Elsewhere) -> None:
         self._elsewhere.append(news)
 
+    def rfm_value(self, app_id: str, user_id: str, values: RfmValues | None) -> None:
+        self._rfm_values[(app_id, user_id)] = values
+
     def event_fact(self, event: EventTracked, user_id: str, position: int) -> None:
         if self.keep_facts:
             props: dict[str, Any] = dict(event.properties)
@@ -255,7 +262,9 @@ class ChangeSet:
             segment_records=self._segment_records,
             consumed_builds=self._consumed_builds,
             elsewhere=self._elsewhere,
+            rfm_values=self._rfm_values,
         )
+        self._rfm_values = {}
         self._changes, self._merges, self._facts = [], [], []
         self._segment_records, self._consumed_builds, self._elsewhere = [], [], []
         for keys in (self.users, self.profiles, self.deleted, self.apps, self.aliases):

@@ -18,7 +18,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from services.eventlog.events import ClockTicked, EventTracked, UserIdentified
-from services.eventlog.partition_events import AnonymousHandedOver, AnonymousLinked
+from services.eventlog.partition_events import (
+    AnonymousHandedOver,
+    AnonymousLinked,
+    RfmCutPointsRecorded,
+)
 from services.eventlog.segments import Segment
 from services.projector.domain import location
 from services.projector.domain.changes import TIME
@@ -52,13 +56,15 @@ class Engine:
         *,
         require_builds: bool = False,
         local: Callable[[str, str], bool] | None = None,
+        rfm_recorded: bool = False,
     ) -> None:
         """`facts`: keep the facts history queries read (the projector does). With
         `require_builds` (the projector, whose log has history before its segment
         definitions), each Segment.Built must come through `merge_build` with its build, and
         `apply` refuses one; without (logs whose segments are all defined before any event,
         as in unit tests), `apply` merges it as an empty build. `local(app, user key)`: whether
-        a user belongs to this log (a partition folds only its own; default: everyone)."""
+        a user belongs to this log (a partition folds only its own; default: everyone).
+        `rfm_recorded`: RFM cut points come recorded in the log (a partition's log)."""
         self._changes = ChangeSet(keep_facts=facts)
         state = self._state = FoldState(policy_source(policies), self._changes, now_us)
         if local is not None:
@@ -66,7 +72,7 @@ class Engine:
         self._timers = Timers(state.users)
         self._segments = Membership(state, self._timers.segments)
         self._lifecycle = LifecycleFold(state, self._timers.lifecycle, self._segments)
-        self._rfm = RfmFold(state, self._segments)
+        self._rfm = RfmFold(state, self._segments, recorded=rfm_recorded)
         self._identity = Identity(state, self._lifecycle, self._rfm, self._segments)
         self._versions = Versions(state, self._identity, self._segments)
         self._require_builds = require_builds
@@ -163,6 +169,10 @@ class Engine:
             self._identity.link_elsewhere(event, position)
         elif isinstance(event, AnonymousHandedOver):
             self._identity.take_handed_over(event, position)
+        elif isinstance(event, RfmCutPointsRecorded):
+            self._rfm.cut_points_recorded(
+                event.app_id, event.quintiles, event.tick_time_us, position
+            )
 
     def apply_all(self, items: Iterable[tuple[object, int]]) -> None:
         for event, position in items:

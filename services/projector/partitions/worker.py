@@ -32,6 +32,7 @@ from services.projector.partitions import metrics
 from services.projector.partitions.assignment import assigned
 from services.projector.partitions.leases import LeaseLost, Leases
 from services.projector.partitions.mail import MailRelay
+from services.projector.partitions.rfm_coordinator import RfmCoordinator
 from services.projector.partitions.scope import Scope
 from services.projector.runner import Projection
 
@@ -135,14 +136,22 @@ class PartitionWorker:
         ]
 
     def run(self, stop: threading.Event) -> None:
-        mail = threading.Thread(
-            target=MailRelay(self._log, self.mail_sources).run, args=(stop,), name="mail"
+        coordinator = RfmCoordinator(
+            self._log, list(self._stores.values()), self._policies, lambda: 0 in self.held()
         )
-        mail.start()
+        helpers = [
+            threading.Thread(
+                target=MailRelay(self._log, self.mail_sources).run, args=(stop,), name="mail"
+            ),
+            threading.Thread(target=coordinator.run, args=(stop,), name="rfm-cut-points"),
+        ]
+        for thread in helpers:
+            thread.start()
         try:
             self._run(stop)
         finally:
-            mail.join(30)
+            for thread in helpers:
+                thread.join(30)
 
     def _run(self, stop: threading.Event) -> None:
         while not stop.is_set():

@@ -19,6 +19,28 @@ _UPSERT_ALIAS = (
 )
 
 
+_UPSERT_RFM = (
+    f"INSERT INTO {schema.RFM_VALUES_TABLE} (app_id, user_id, last_purchase_us, purchases,"
+    " amount, partition) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (app_id, user_id)"
+    " DO UPDATE SET last_purchase_us = EXCLUDED.last_purchase_us,"
+    " purchases = EXCLUDED.purchases, amount = EXCLUDED.amount"
+)
+_DELETE_RFM = f"DELETE FROM {schema.RFM_VALUES_TABLE} WHERE app_id = %s AND user_id = %s"
+
+
+def write_rfm_values(
+    curs: Cursor[DictRow],
+    values: list[tuple[str, str, int, float, float]],
+    gone: list[tuple[str, str]],
+    partition: int,
+) -> None:
+    """Partitioned: the purchasers' current values, input of the app-wide cut points."""
+    if gone:
+        curs.executemany(_DELETE_RFM, gone)
+    if values:
+        curs.executemany(_UPSERT_RFM, [(*row, partition) for row in values])
+
+
 def write(curs: Cursor[DictRow], rows: AppRows, partition: int = 0) -> None:
     if rows.apps:
         curs.executemany(_UPSERT_APP, [(*row, partition) for row in rows.apps])
