@@ -29,8 +29,11 @@ class AppWideFactRelayed(LogEvent):
     KIND = "relayed"
 
     origin_position: int
+    # The original as partition 0 stores it: its originator (aggregate) id and version,
+    # topic, and state (JSON text).
+    origin_id: str
+    origin_version: int
     topic: str
-    # The original's stored state (JSON text, as partition 0 stores it).
     state: str
 
 
@@ -44,6 +47,8 @@ class AnonymousLinked(LogEvent):
     app_id: str
     anonymous_id: str
     user_id: str
+    # When the Identify that linked them took effect (the merge is dated from then).
+    linked_us: int = 0
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,7 @@ class AnonymousHandedOver(LogEvent):
     anonymous_id: str
     user_id: str
     state: dict[str, Any]
+    linked_us: int = 0
 
 
 @dataclass(frozen=True)
@@ -68,8 +74,26 @@ class EventForwarded(LogEvent):
 
     app_id: str
     user_id: str
+    # The event as its first partition stores it: id, topic and state (JSON text).
+    origin_id: str
     topic: str
     state: str
+
+
+@dataclass(frozen=True)
+class SegmentPartitionBuilt(LogEvent):
+    """A partition's share of a segment version is built from its history up to
+    `through_position` (the definition's position in this partition) and stored: the
+    partition's Segment.Built (partitioned deployments only; one partition's builds are
+    recorded on the Segment aggregate, as before)."""
+
+    KIND = "partition_built"
+
+    app_id: str
+    segment_id: str
+    definition_version: int
+    through_position: int
+    users: int
 
 
 @dataclass(frozen=True)

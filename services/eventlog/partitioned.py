@@ -26,6 +26,21 @@ from services.eventlog.store import (
 
 
 @dataclass(frozen=True)
+class PartitionLog:
+    """One partition's log as its projection reads it (EventLog offers the same)."""
+
+    log_recorder: LogRecorder
+    mapper: Mapper[Any]
+
+    @property
+    def recorder(self) -> LogRecorder:
+        return self.log_recorder
+
+    def head_position(self) -> int:
+        return self.log_recorder.max_notification_id() or 0
+
+
+@dataclass(frozen=True)
 class PartitionAppend:
     """Positions (tokens naming the partition) of one append to one partition."""
 
@@ -57,6 +72,9 @@ class PartitionedLog:
 
     def recorder(self, partition: int) -> LogRecorder:
         return self.recorders[partition]
+
+    def partition_log(self, partition: int) -> PartitionLog:
+        return PartitionLog(self.recorders[partition], self.home.mapper)
 
     def append(self, partition: int, stored: Sequence[StoredEvent]) -> PartitionAppend:
         """Store one-event originators in `partition` once each (one transaction)."""

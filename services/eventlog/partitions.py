@@ -38,6 +38,12 @@ def decode_position(position: int) -> tuple[int, int]:
     return position >> POSITION_BITS, position & _ID_MASK
 
 
+def partition_floor(position: int) -> int:
+    """The first position token of the partition `position` names: its facts and ticks lie
+    in [floor, position]. 0 in a one-partition deployment."""
+    return (position >> POSITION_BITS) << POSITION_BITS
+
+
 def partition_of(app_id: str, user_key: str, partitions: int) -> int:
     """The partition of a user: BLAKE2b-64 of "app, unit separator, key", modulo P.
 

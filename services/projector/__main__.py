@@ -17,7 +17,10 @@ from services.projector.config import Policies, ProjectorSettings
 async def serve(settings: ProjectorSettings, keys: ApiKeys, policies: Policies) -> None:
     app = await start_projector(settings, keys, policies=policies)
     await serve_until_signal(
-        "projector", app, settings, stopped=lambda: {"position": app.projection.position}
+        "projector",
+        app,
+        settings,
+        stopped=lambda: {"position": app.projection.position if app.projection else None},
     )
 
 

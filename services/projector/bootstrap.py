@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -24,6 +25,8 @@ from services.common.jetstream import (
 )
 from services.common.probes import watch
 from services.common.readiness import Check, Readiness
+from services.eventlog.partitioned import PartitionedLog, open_partitioned_log
+from services.eventlog.partitions import Deployment
 from services.eventlog.store import EventLog, open_event_log
 from services.projector.adapters.builds import SegmentBuilder
 from services.projector.adapters.follower import LogFollower
@@ -43,6 +46,7 @@ from services.projector.grpc.segments import SegmentServicer
 from services.projector.grpc.servicer import ProfileServicer
 from services.projector.lock import ProjectorLock
 from services.projector.monitor import monitor, refresh
+from services.projector.partitions.worker import PartitionWorker, WorkerSettings
 from services.projector.rebuild import PROJECTOR_LOCK
 from services.projector.runner import Projection
 from services.projector.service_layer.segment_commands import SegmentCommands
@@ -59,20 +63,49 @@ _log = structlog.get_logger("projector")
 
 @dataclass
 class ProjectorApp:
+    """A projector process: with one partition a `projection` (behind the projector lock);
+    partitioned, a `worker` folding its share of the partitions."""
+
     served: Served
-    projection: Projection
-    log: EventLog
+    projection: Projection | None
+    log: EventLog | PartitionedLog
     store: ProjectorStore
     stop_threads: threading.Event
     stop_relay: asyncio.Event
     threads: list[threading.Thread]
     relay_task: asyncio.Task[None]
     readiness: Readiness
-    lock: ProjectorLock
+    lock: ProjectorLock | None
+    worker: PartitionWorker | None = None
+    # The stores of the other databases of a partitioned deployment.
+    stores: list[ProjectorStore] = field(default_factory=list)
     relay: OutboxRelay | None = None
+    relays: list[OutboxRelay] = field(default_factory=list)
     relay_nc: NATS | None = None
     nats_closers: list = field(default_factory=list)
     health_tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        folding = self.projection if self.projection is not None else self.worker
+        return folding is not None and folding.healthy
+
+    def committed(self, partition: int) -> int:
+        """The position (naming the partition) that partition's read models committed."""
+        if self.projection is not None:
+            return self.projection.position
+        assert self.worker is not None
+        return self.worker.committed(partition)
+
+    def outboxes(self) -> list[OutboxQueries]:
+        """What the relay publishes: the outbox, or per database the held partitions'."""
+        if self.worker is None:
+            return [OutboxQueries(self.store)]
+        return [OutboxQueries(store, self.worker.held) for store in (self.store, *self.stores)]
+
+    def nudge(self) -> None:
+        for relay in self.relays:
+            relay.nudge()
 
     @property
     def port(self) -> int:
@@ -81,12 +114,13 @@ class ProjectorApp:
     async def relay_can_publish(self, stream: str, timeout_s: float) -> None:
         """Raises unless changes can be published now: connected to NATS, the stream
         answers (it has a leader), and the relay's last round was acknowledged."""
-        nc, relay = self.relay_nc, self.relay
-        if nc is None or relay is None or not nc.is_connected:
+        nc, relays = self.relay_nc, self.relays
+        if nc is None or not relays or not nc.is_connected:
             raise ConnectionError("not connected to NATS")
         await nc.jetstream(timeout=timeout_s).stream_info(stream)
-        if relay.failing:
-            raise ConnectionError(relay.last_error)
+        for relay in relays:
+            if relay.failing:
+                raise ConnectionError(relay.last_error)
 
     async def stop(self, grace: float, drain: float = 0.0) -> None:
         await self.served.stop(grace, drain)
@@ -104,7 +138,8 @@ class ProjectorApp:
             with contextlib.suppress(Exception):
                 await close()
         self.log.close()
-        self.store.datastore.close()
+        for store in (self.store, *self.stores):
+            store.datastore.close()
 
 
 async def _relay_forever(
@@ -132,18 +167,22 @@ async def _relay_forever(
                 await asyncio.wait_for(app.stop_relay.wait(), timeout=backoff)
             backoff = min(backoff * 2, 10.0)
             continue
-        relay = OutboxRelay(
-            OutboxQueries(app.store),
-            js,
-            batch=settings.relay_batch,
-            ack_timeout_s=settings.relay_ack_timeout_s,
-        )
-        app.relay, app.relay_nc = relay, nc
-        await relay.run(app.stop_relay)
+        relays = [
+            OutboxRelay(
+                outbox,
+                js,
+                batch=settings.relay_batch,
+                ack_timeout_s=settings.relay_ack_timeout_s,
+            )
+            for outbox in app.outboxes()
+        ]
+        app.relays, app.relay, app.relay_nc = relays, relays[0], nc
+        await asyncio.gather(*(relay.run(app.stop_relay) for relay in relays))
         # Stopping: publish what is left, once, if NATS is there.
-        with contextlib.suppress(Exception):
-            while await asyncio.wait_for(relay.publish_once(), timeout=5):
-                pass
+        for relay in relays:
+            with contextlib.suppress(Exception):
+                while await asyncio.wait_for(relay.publish_once(), timeout=5):
+                    pass
         return
 
 
@@ -157,20 +196,14 @@ async def start_projector(
     streams = streams or ChangeStreamSettings()
     policies = policies or settings.load_policies()
     subjects = ChangeSubjects(streams.subject_prefix)
-    log = open_event_log(settings.database_url, pool_size=3)
-    store = open_store(settings.database_url, subjects, pool_size=settings.db_pool_size)
-    follower = LogFollower(
-        log, settings.database_url, batch_size=settings.batch_size, wait_s=settings.watchdog_s
-    )
+    deployment = await asyncio.to_thread(settings.deployment)
     loop = asyncio.get_running_loop()
-    stop_threads = threading.Event()
-    stop_relay = asyncio.Event()
     holder: dict[str, ProjectorApp] = {}
 
-    def on_commit() -> None:
+    def on_commit(_partition: int = 0) -> None:
         app = holder.get("app")
-        if app is not None and app.relay is not None:
-            loop.call_soon_threadsafe(app.relay.nudge)
+        if app is not None:
+            loop.call_soon_threadsafe(app.nudge)
 
     # Ready = it can fold and serve reads: NOT_SERVING from a failed commit until the next
     # one succeeds. Publishing changes is judged apart (RELAY_HEALTH).
@@ -183,35 +216,26 @@ async def start_projector(
         else:
             projecting.failed("the projection cannot commit")
 
-    projection = Projection(log, store, follower, policies, on_commit, on_health)
-    lock = ProjectorLock(settings.database_url, PROJECTOR_LOCK)
-    # The gauges are true before the process serves (lag: head minus committed position).
-    try:
-        await asyncio.to_thread(refresh, log, store)
-    except Exception as error:
-        _log.warning("cannot read the lag yet", error=repr(error))
+    if deployment.partitions == 1:
+        folding = await _single(settings, subjects, policies, on_commit, on_health)
+    else:
+        folding = _partitioned(settings, deployment, subjects, policies, on_commit, on_health)
+    log, store = folding.log, folding.store
+    home_log = log if isinstance(log, EventLog) else log.home
+    stop_threads = threading.Event()
     threads = [
-        threading.Thread(target=projection.run, args=(stop_threads, lock), name="projection"),
-        threading.Thread(
-            target=monitor, args=(log, store, lock, stop_threads), name="monitor", daemon=True
-        ),
+        threading.Thread(target=target, args=(stop_threads,), name=name)
+        for name, target in folding.threads
     ]
-    if settings.tick_interval_s > 0:
-        ticker = Ticker(log, settings.tick_interval_s)
-        threads.append(threading.Thread(target=ticker.run, args=(stop_threads,), name="ticker"))
-    builder = SegmentBuilder(
-        store,
-        log,
-        lambda: projection.position,
-        statement_timeout_s=settings.build_statement_timeout_s,
-    )
-    threads.append(threading.Thread(target=builder.run, args=(stop_threads,), name="builder"))
     rollups = RollupFolder(store, poll_s=settings.rollup_poll_s)
     threads.append(threading.Thread(target=rollups.run, args=(stop_threads,), name="rollups"))
     servicer = ProfileServicer(
-        ProfileQueries(store), lambda: projection.position, read_wait_s=settings.read_wait_s
+        ProfileQueries(store),
+        lambda partition: holder["app"].committed(partition),
+        read_wait_s=settings.read_wait_s,
+        partitions=deployment.partitions,
     )
-    segment_commands = SegmentCommands(log)
+    segment_commands = SegmentCommands(home_log)
     segments = SegmentServicer(
         segment_commands,
         SegmentQueries(store),
@@ -243,11 +267,11 @@ async def start_projector(
     )
     app = ProjectorApp(
         served=served,
-        projection=projection,
+        projection=folding.projection,
         log=log,
         store=store,
         stop_threads=stop_threads,
-        stop_relay=stop_relay,
+        stop_relay=asyncio.Event(),
         threads=threads,
         relay_task=loop.create_task(asyncio.sleep(0)),
         readiness=Readiness(
@@ -257,7 +281,9 @@ async def start_projector(
                 RELAY_HEALTH: [relaying],
             },
         ),
-        lock=lock,
+        lock=folding.lock,
+        worker=folding.worker,
+        stores=folding.stores,
     )
     holder["app"] = app
     app.relay_task = loop.create_task(_relay_forever(app, settings, streams))
@@ -276,3 +302,84 @@ async def start_projector(
         thread.start()
     await app.readiness.sync()
     return app
+
+
+@dataclass
+class _Folding:
+    """What folds the log in this process, and the threads it runs on."""
+
+    log: EventLog | PartitionedLog
+    store: ProjectorStore
+    threads: list[tuple[str, Callable[[threading.Event], None]]]
+    projection: Projection | None = None
+    lock: ProjectorLock | None = None
+    worker: PartitionWorker | None = None
+    stores: list[ProjectorStore] = field(default_factory=list)
+
+
+async def _single(
+    settings: ProjectorSettings,
+    subjects: ChangeSubjects,
+    policies: Policies,
+    on_commit: Callable[[], None],
+    on_health: Callable[[bool], None],
+) -> _Folding:
+    """One partition: one projecting process (the lock), others wait as standbys."""
+    log = open_event_log(settings.database_url, pool_size=3)
+    store = open_store(settings.database_url, subjects, pool_size=settings.db_pool_size)
+    follower = LogFollower(
+        log, settings.database_url, batch_size=settings.batch_size, wait_s=settings.watchdog_s
+    )
+    projection = Projection(log, store, follower, policies, on_commit, on_health)
+    lock = ProjectorLock(settings.database_url, PROJECTOR_LOCK)
+    # The gauges are true before the process serves (lag: head minus committed position).
+    try:
+        await asyncio.to_thread(refresh, log, store)
+    except Exception as error:
+        _log.warning("cannot read the lag yet", error=repr(error))
+    threads: list[tuple[str, Callable[[threading.Event], None]]] = [
+        ("projection", lambda stop: projection.run(stop, lock)),
+        ("monitor", lambda stop: monitor(log, store, lock, stop)),
+    ]
+    if settings.tick_interval_s > 0:
+        threads.append(("ticker", Ticker(log, settings.tick_interval_s).run))
+    builder = SegmentBuilder(
+        store,
+        log,
+        lambda: projection.position,
+        statement_timeout_s=settings.build_statement_timeout_s,
+    )
+    threads.append(("builder", builder.run))
+    return _Folding(log, store, threads, projection=projection, lock=lock)
+
+
+def _partitioned(
+    settings: ProjectorSettings,
+    deployment: Deployment,
+    subjects: ChangeSubjects,
+    policies: Policies,
+    on_commit: Callable[[int], None],
+    on_health: Callable[[bool], None],
+) -> _Folding:
+    """Several partitions: this process folds its share of them (leases)."""
+    log = open_partitioned_log(deployment, pool_size=3)
+    stores = {
+        url: open_store(url, subjects, pool_size=settings.db_pool_size)
+        for url in deployment.databases()
+    }
+    worker = PartitionWorker(
+        log,
+        stores,
+        policies,
+        WorkerSettings(
+            batch_size=settings.batch_size,
+            watchdog_s=settings.watchdog_s,
+            tick_interval_s=settings.tick_interval_s,
+            build_statement_timeout_s=settings.build_statement_timeout_s,
+        ),
+        on_commit=on_commit,
+        on_health=on_health,
+    )
+    home = stores[deployment.home_url]
+    others = [store for url, store in stores.items() if url != deployment.home_url]
+    return _Folding(log, home, [("worker", worker.run)], worker=worker, stores=others)

@@ -11,10 +11,9 @@ from eventsourcing.persistence import Tracking
 from psycopg import Cursor
 from psycopg.rows import DictRow
 
-from services.eventlog.store import LOG_NAME
 from services.projector.adapters.projection.rows import PreparedBatch
 from services.projector.adapters.quarantine import Quarantined, write_records
-from services.projector.adapters.store import ProjectorStore
+from services.projector.adapters.store import ProjectorStore, Relayed
 
 
 class CommitFailed(Exception):
@@ -37,6 +36,10 @@ class Prepared:
     events: int
     started: float
     quarantined: list[Quarantined] = field(default_factory=list)
+    # The notification id the batch follows: the commit checks the partition is still there.
+    after: int | None = None
+    # Partitioned: letters to other partitions, and what was relayed (see relaying.py).
+    relayed: Relayed | None = None
 
 
 def commit(store: ProjectorStore, item: Prepared) -> None:
@@ -47,7 +50,13 @@ def commit(store: ProjectorStore, item: Prepared) -> None:
         write_records(curs, records)
 
     try:
-        store.commit(item.batch, Tracking(LOG_NAME, item.position), also if records else None)
+        store.commit(
+            item.batch,
+            Tracking(store.scope.log_name, item.position),
+            also if records else None,
+            after=item.after,
+            relayed=item.relayed,
+        )
     except Exception as error:
         raise CommitFailed(item.position, error) from error
 

@@ -22,6 +22,7 @@ are, to the projection's retry from its last commit.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from collections.abc import Callable, Sequence
@@ -30,6 +31,12 @@ from typing import Any
 from eventsourcing.persistence import Mapper, Notification
 from eventsourcing.utils import get_topic
 
+from services.eventlog.partition_events import (
+    AppWideFactRelayed,
+    EventForwarded,
+    SegmentPartitionBuilt,
+)
+from services.eventlog.partitioned import PartitionLog
 from services.eventlog.segments import Segment
 from services.eventlog.store import EventLog
 from services.projector.adapters.poison import condition, describe, refused, screen, transient
@@ -42,8 +49,11 @@ from services.projector.adapters.quarantine import (
 from services.projector.adapters.stored_builds import StoredBuilds
 from services.projector.committer import CommitFailed
 from services.projector.domain.engine import Engine
+from services.projector.partitions.relaying import Relaying
+from services.projector.partitions.scope import SINGLE, Scope
 
-BUILT_TOPIC = get_topic(Segment.Built)
+# A segment build (of the whole log, or of one partition's share).
+BUILT_TOPICS = frozenset({get_topic(Segment.Built), get_topic(SegmentPartitionBuilt)})
 
 
 class FoldFailed(Exception):
@@ -73,15 +83,25 @@ class NotIsolated(RuntimeError):
 
 
 class Folder:
-    """Folds log events into an engine one at a time, screening each first."""
+    """Folds log events into an engine one at a time, screening each first. The engine
+    and the quarantine see positions that name the partition (`scope`); the notifications,
+    and the positions the runner tracks, are the partition's own ids."""
 
-    def __init__(self, mapper: Mapper[Any], builds: StoredBuilds) -> None:
+    def __init__(self, mapper: Mapper[Any], builds: StoredBuilds, scope: Scope = SINGLE) -> None:
         self._mapper = mapper
         self._builds = builds
+        self._scope = scope
+        self.relaying = Relaying(scope, mapper)
 
     def decode(self, notification: Notification) -> object:
+        """The event (a copy of an app-wide fact: the original)."""
         try:
-            return self._mapper.to_domain_event(notification)
+            event = self._mapper.to_domain_event(notification)
+            if isinstance(event, AppWideFactRelayed):
+                return self.relaying.unwrap(event)
+            if isinstance(event, EventForwarded):
+                return self.relaying.unwrap_forwarded(event)
+            return event
         except Exception as error:
             if transient(error):
                 raise
@@ -90,21 +110,34 @@ class Folder:
     def fold(self, engine: Engine, notification: Notification) -> Quarantined | None:
         """Apply one event; its quarantine record instead if it can never be stored."""
         event = self.decode(notification)
+        position = self._scope.position(notification.id)
         found = screen(notification, event)
         if found is not None:
-            return found
+            return self.named(found)
         try:
-            if isinstance(event, Segment.Built):
-                self._merge_build(engine, event, notification.id)
+            if isinstance(event, Segment.Built | SegmentPartitionBuilt):
+                self._merge_build(engine, event, position)
             else:
-                engine.apply(event, notification.id)
+                engine.apply(event, position)
         except Exception as error:
             if transient(error):
                 raise
             raise FoldFailed(notification, event, FOLD_FAILED, error) from error
+        self.relaying.outgoing(notification)
+        elsewhere = engine.forwarded()
+        if elsewhere is not None:
+            self.relaying.forward(notification, elsewhere)
         return None
 
-    def _merge_build(self, engine: Engine, event: Segment.Built, position: int) -> None:
+    def named(self, record: Quarantined) -> Quarantined:
+        """The record with the position naming its partition (the quarantine's key)."""
+        if self._scope.single:
+            return record
+        return dataclasses.replace(record, position=self._scope.position(record.position))
+
+    def _merge_build(
+        self, engine: Engine, event: Segment.Built | SegmentPartitionBuilt, position: int
+    ) -> None:
         request = engine.build_wanted(event)
         history = self._builds.load(request) if request is not None else {}
         engine.merge_build(event, position, history)
@@ -125,7 +158,7 @@ CommitNow = Callable[[Engine, int, list[Quarantined]], None]
 class Isolation:
     def __init__(
         self,
-        log: EventLog,
+        log: EventLog | PartitionLog,
         folder: Folder,
         resume: Callable[[], Engine],
         commit_now: CommitNow,
@@ -155,7 +188,7 @@ class Isolation:
                 engine = self._resume()  # the failed apply may have half-changed it
                 cap = next(i for i, n in enumerate(part) if n.id == failed.position)
                 if not cap:
-                    self._skip(engine, failed.notification, failed.record())
+                    self._skip(engine, failed.notification, self._folder.named(failed.record()))
                     pending = pending[1:]
                 continue
             try:
@@ -176,7 +209,7 @@ class Isolation:
     def _refused(self, notification: Notification, error: BaseException) -> Quarantined:
         event = self._folder.decode(notification)
         detail = f"the database refused its rows: {condition(error)}"
-        return describe(notification, event, REFUSED_BY_DATABASE, detail)
+        return self._folder.named(describe(notification, event, REFUSED_BY_DATABASE, detail))
 
     def _skip(self, engine: Engine, notification: Notification, record: Quarantined) -> None:
         try:
@@ -193,7 +226,7 @@ class Isolation:
         committed before it)."""
         part = list(pending[:chunk])
         for index in range(1, len(part)):
-            if part[index].topic == BUILT_TOPIC:
+            if part[index].topic in BUILT_TOPICS:
                 return part[:index]
         return part
 

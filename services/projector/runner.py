@@ -16,7 +16,10 @@ import time
 from collections.abc import Callable
 
 import structlog
+from prometheus_client import Gauge
 
+from services.eventlog.partitioned import PartitionLog
+from services.eventlog.partitions import partition_of
 from services.eventlog.store import EventLog
 from services.projector import metrics
 from services.projector.adapters.follower import LogFollower
@@ -26,21 +29,24 @@ from services.projector.adapters.poison import (
     refused,
 )
 from services.projector.adapters.quarantine import Quarantined, QuarantineQueries
-from services.projector.adapters.store import ProjectorStore
+from services.projector.adapters.store import ProjectorStore, Relayed
 from services.projector.adapters.stored_builds import StoredBuilds
 from services.projector.committer import CommitFailed, Committer, Prepared, commit
 from services.projector.domain.engine import Engine
 from services.projector.domain.fold_state import PolicySource
-from services.projector.isolation import BUILT_TOPIC, Folder, FoldFailed, Isolation
+from services.projector.isolation import BUILT_TOPICS, Folder, FoldFailed, Isolation
 from services.projector.lock import LockLost, ProjectorLock
+from services.projector.partitions import metrics as pm
 
 _log = structlog.get_logger("projector")
 
 
 class Projection:
+    """Folds one partition of the log (the store's scope) into its read models."""
+
     def __init__(
         self,
-        log: EventLog,
+        log: EventLog | PartitionLog,
         store: ProjectorStore,
         follower: LogFollower,
         policies: PolicySource,
@@ -54,8 +60,11 @@ class Projection:
         self._on_commit = on_commit
         self._on_health = on_health
         self._quarantine = QuarantineQueries(store)
-        self._folder = Folder(log.mapper, StoredBuilds(store))
+        self.scope = store.scope
+        self._folder = Folder(log.mapper, StoredBuilds(store), store.scope)
         self.position = 0
+        # The last notification id handed to the committer: where the next batch starts.
+        self._prepared_through = 0
         self.healthy = True
         self._progressed = False  # a commit since the last failure
         self._backoff_s = 0.5
@@ -128,10 +137,21 @@ class Projection:
 
     def _resume(self) -> Engine:
         """A fresh engine holding exactly what is committed (and its position)."""
-        engine = Engine(self._policies, facts=True, require_builds=True)
+        scope = self.scope
+        engine = Engine(
+            self._policies,
+            facts=True,
+            require_builds=True,
+            local=None
+            if scope.single
+            else lambda app, key: partition_of(app, key, scope.partitions) == scope.partition,
+            rfm_recorded=not scope.single,
+        )
         started = time.perf_counter()
-        self.position = self._store.load(engine)
-        metrics.POSITION.set(self.position)
+        self.position = self._prepared_through = self._store.load(engine)
+        if not self.scope.single:
+            self._folder.relaying.reset(self._store.relayed_through())
+        self._gauge(metrics.POSITION, pm.PARTITION_POSITION, self.position)
         metrics.QUARANTINED.set(self._quarantine.count())
         _log.info(
             "resumed",
@@ -140,8 +160,9 @@ class Projection:
             seconds=round(time.perf_counter() - started, 3),
         )
         head = self._log.head_position()
-        metrics.HEAD.set(head)
-        metrics.LAG.set(max(0, head - self.position))  # true from the start, not after 1 s
+        self._gauge(metrics.HEAD, pm.PARTITION_HEAD, head)
+        # True from the start, not after 1 s.
+        self._gauge(metrics.LAG, pm.PARTITION_LAG, max(0, head - self.position))
         if head <= self.position:
             self._health(True)  # nothing to commit: nothing that fails
         self.ready.set()
@@ -154,7 +175,7 @@ class Projection:
         metrics.EVENTS.inc(item.events)
         metrics.BATCH_SIZE.observe(item.events)
         metrics.COMMIT_SECONDS.observe(time.perf_counter() - item.started)
-        metrics.POSITION.set(item.position)
+        self._gauge(metrics.POSITION, pm.PARTITION_POSITION, item.position)
         for record in item.quarantined:
             _quarantined(record)
         self._health(True)
@@ -168,6 +189,8 @@ class Projection:
         self, engine: Engine, position: int, started: float, records: list[Quarantined]
     ) -> Prepared:
         drained = engine.drain()
+        if drained.elsewhere:
+            self._folder.relaying.news(drained.elsewhere)
         for change in drained.changes:
             metrics.CHANGES.labels(change.kind).inc()
         try:
@@ -176,7 +199,14 @@ class Projection:
             unencodable = UnencodableRows(f"the rows through position {position}")
             unencodable.__cause__ = error
             raise CommitFailed(position, unencodable) from error
-        return Prepared(batch, position, len(drained.facts), started, records)
+        after, self._prepared_through = self._prepared_through, position
+        relayed = None
+        if not self.scope.single:
+            mail, sent = self._folder.relaying.drain()
+            relayed = Relayed(mail, sent, self._folder.relaying.relayed_through)
+        return Prepared(
+            batch, position, len(drained.facts), started, records, after=after, relayed=relayed
+        )
 
     def _commit_now(self, engine: Engine, position: int, records: list[Quarantined]) -> None:
         self._commit_one(self._prepare(engine, position, time.perf_counter(), records))
@@ -191,7 +221,7 @@ class Projection:
                 last = 0
                 records: list[Quarantined] = []
                 for notification in batch:
-                    if notification.topic == BUILT_TOPIC:
+                    if notification.topic in BUILT_TOPICS:
                         self._commit_before_build(committer, engine, last, started, records)
                         records = []
                     found = self._folder.fold(engine, notification)
@@ -201,6 +231,12 @@ class Projection:
                 committer.submit(self._prepare(engine, last, started, records))
         finally:
             committer.close()
+
+    def _gauge(self, single: Gauge, labeled: Gauge, value: int) -> None:
+        """A partition's figure; in a one-partition deployment also the process-wide one."""
+        labeled.labels(str(self.scope.partition)).set(value)
+        if self.scope.single:
+            single.set(value)
 
     def _between_batches(self, committer: Committer) -> None:
         """While idle: the last commit went through, and the lock is still ours."""

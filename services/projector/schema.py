@@ -5,6 +5,8 @@ They are the projector's own: other services read the views of `read_contract` i
 
 from __future__ import annotations
 
+from services.projector.partitions.mail import CREATE_STATEMENTS as MAIL_STATEMENTS
+
 PROFILES_TABLE = "projector_profiles"
 CHANGES_TABLE = "projector_changes"
 OUTBOX_TABLE = "projector_outbox"
@@ -20,6 +22,10 @@ SEGMENT_MEMBERS_TABLE = "segment_members"
 SEGMENT_BUILDS_TABLE = "segment_builds"
 SEGMENT_BUILD_PROGRESS_TABLE = "segment_build_progress"
 QUARANTINE_TABLE = "projector_quarantine"
+# Partition 0 of a partitioned deployment: the positions of the app-wide facts it relayed.
+RELAYED_TABLE = "projector_relayed"
+# Partitioned deployments: each purchaser's current RFM values (the cut points' input).
+RFM_VALUES_TABLE = "projector_rfm_values"
 
 STATEMENTS = [
     f"""
@@ -241,4 +247,75 @@ STATEMENTS = [
     )
     """,
     f"CREATE INDEX IF NOT EXISTS {QUARANTINE_TABLE}_app ON {QUARANTINE_TABLE} (app_id, position)",
+]
+
+
+def _partition_column(table: str) -> str:
+    return f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS partition integer NOT NULL DEFAULT 0"
+
+
+def _primary_key(table: str, columns: str) -> str:
+    """Make `columns` (which start with partition) the primary key, once."""
+    return f"""
+    DO $$ BEGIN
+        IF NOT EXISTS (
+            SELECT 1 FROM pg_index i JOIN pg_attribute a
+              ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+            WHERE i.indrelid = '{table}'::regclass AND i.indisprimary
+              AND a.attname = 'partition'
+        ) THEN
+            ALTER TABLE {table} DROP CONSTRAINT {table}_pkey, ADD PRIMARY KEY ({columns});
+        END IF;
+    END $$
+    """
+
+
+# Each read model's rows belong to the partition whose fold writes them (column
+# `partition`, 0 in a one-partition deployment): a partition's worker loads and writes only
+# its own. Rows of users need no more (a user lives in one partition); what every partition
+# keeps for itself (its RFM and segment states per app, aliases, its recorded clock, its
+# builds) is keyed by partition too. Facts, changes and quarantined events carry positions
+# that name their partition (partition << 48 | notification id). Idempotent: it also
+# upgrades tables created before partitions existed.
+STATEMENTS += [
+    *(
+        _partition_column(table)
+        for table in (
+            PROFILES_TABLE,
+            CHANGES_TABLE,
+            OUTBOX_TABLE,
+            APPS_TABLE,
+            ALIASES_TABLE,
+            META_TABLE,
+            SEGMENTS_STATE_TABLE,
+            SEGMENT_BUILDS_TABLE,
+            SEGMENT_BUILD_PROGRESS_TABLE,
+        )
+    ),
+    f"CREATE INDEX IF NOT EXISTS {PROFILES_TABLE}_partition ON {PROFILES_TABLE} (partition)",
+    f"CREATE INDEX IF NOT EXISTS {CHANGES_TABLE}_partition ON {CHANGES_TABLE} (partition, id)",
+    f"CREATE INDEX IF NOT EXISTS {OUTBOX_TABLE}_partition ON {OUTBOX_TABLE} (partition, id)",
+    _primary_key(APPS_TABLE, "partition, app_id"),
+    _primary_key(ALIASES_TABLE, "partition, app_id, anonymous_id"),
+    _primary_key(META_TABLE, "partition, name"),
+    _primary_key(SEGMENTS_STATE_TABLE, "partition, app_id"),
+    _primary_key(SEGMENT_BUILDS_TABLE, "partition, app_id, segment_id, version, user_id"),
+    _primary_key(SEGMENT_BUILD_PROGRESS_TABLE, "partition, app_id, segment_id, version"),
+    # The partition's fold queues each version it must build ("waiting", with its definition
+    # and its position in the partition); a newer version or an archive ends the wait
+    # ("superseded", "archived").
+    f"ALTER TABLE {SEGMENT_BUILD_PROGRESS_TABLE} ADD COLUMN IF NOT EXISTS definition jsonb",
+    f"CREATE TABLE IF NOT EXISTS {RELAYED_TABLE} (position bigint PRIMARY KEY)",
+    f"""
+    CREATE TABLE IF NOT EXISTS {RFM_VALUES_TABLE} (
+        app_id text NOT NULL,
+        user_id text NOT NULL,
+        partition integer NOT NULL,
+        last_purchase_us bigint NOT NULL,
+        purchases double precision NOT NULL,
+        amount double precision NOT NULL,
+        PRIMARY KEY (app_id, user_id)
+    )
+    """,
+    *MAIL_STATEMENTS,
 ]

@@ -69,11 +69,18 @@ class InProcessProjector:
 
 @contextlib.asynccontextmanager
 async def in_process_projector(
-    database_url: str, nats_url: str, keys: ApiKeys = KEYS, **settings: Any
+    database_url: str,
+    nats_url: str,
+    keys: ApiKeys = KEYS,
+    *,
+    streams: ChangeStreamSettings | None = None,
+    **settings: Any,
 ) -> AsyncIterator[InProcessProjector]:
     """Start a projector on `database_url` publishing to streams of its own on `nats_url`
-    (`settings` override `projector_settings`); stop it and delete its streams after."""
-    streams = unique_streams()
+    (or to `streams`, shared with another: then the caller deletes them); `settings`
+    override `projector_settings`. Stop it and delete its streams after."""
+    own = streams is None
+    streams = streams or unique_streams()
     app = await start_projector(
         projector_settings(database_url, nats_url, **settings), keys, streams=streams
     )
@@ -88,7 +95,8 @@ async def in_process_projector(
         await app.stop(1)
         if running is not None:
             running.log.close()  # the test's log of the moment (it may have opened another)
-        await delete_stream(nats_url, streams)
+        if own:
+            await delete_stream(nats_url, streams)
 
 
 def append(log: EventLog, *events: object) -> list[int]:

@@ -59,7 +59,8 @@ def format_duration(us: int) -> str:
         size = _UNIT_US[unit]
         if us % size == 0:
             return f"{us // size}{unit}"
-    return f"{us / 1_000_000}s"
+    whole, fraction = divmod(us, 1_000_000)
+    return f"{whole}.{fraction:06d}".rstrip("0") + "s"  # never "1e-05s": the parser reads it
 
 
 def parse_time(text: Any) -> int:

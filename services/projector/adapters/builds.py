@@ -20,6 +20,9 @@ from eventsourcing.persistence import IntegrityError
 from psycopg import sql
 
 from services.common.segments.definition import parse
+from services.eventlog.partition_events import SegmentPartitionBuilt, mail_uuid
+from services.eventlog.partitioned import PartitionedLog
+from services.eventlog.partitions import partition_floor
 from services.eventlog.segments import Segment, segment_uuid
 from services.eventlog.store import EventLog
 from services.projector import schema
@@ -42,10 +45,13 @@ def _now_us() -> int:
 
 
 class SegmentBuilder:
+    """Builds the versions its partition's fold queued (see the segments writer): each
+    over the partition's own facts up to the definition's position in the partition."""
+
     def __init__(
         self,
         store: ProjectorStore,
-        log: EventLog,
+        log: EventLog | PartitionedLog,
         committed_position: Callable[[], int],
         *,
         poll_s: float = 0.5,
@@ -53,6 +59,7 @@ class SegmentBuilder:
         statement_timeout_s: float = BUILD_STATEMENT_TIMEOUT_S,
     ) -> None:
         self._store = store
+        self._scope = store.scope
         self._log = log
         self._committed = committed_position
         self._poll_s = poll_s
@@ -69,29 +76,22 @@ class SegmentBuilder:
     def pending(self) -> list[dict[str, Any]]:
         with self._store.cursor() as curs:
             curs.execute(
-                f"SELECT v.app_id, v.segment_id, v.version, v.defined_position, v.definition"
-                f" FROM {schema.SEGMENT_VERSIONS_TABLE} v"
-                f" JOIN {schema.SEGMENTS_TABLE} s USING (app_id, segment_id)"
-                f" LEFT JOIN {schema.SEGMENT_BUILD_PROGRESS_TABLE} p"
-                "  ON p.app_id = v.app_id AND p.segment_id = v.segment_id"
-                "  AND p.version = v.version"
-                " WHERE v.status = 'building' AND s.latest_version = v.version"
-                " AND s.state <> 'archived' AND (p.status IS NULL OR p.status = 'running')"
-                " ORDER BY v.defined_position"
+                "SELECT app_id, segment_id, version, through_position, definition"
+                f" FROM {schema.SEGMENT_BUILD_PROGRESS_TABLE}"
+                " WHERE partition = %s AND status IN ('waiting', 'running')"
+                " AND definition IS NOT NULL ORDER BY through_position",
+                (self._scope.partition,),
             )
             return list(curs.fetchall())
 
     def build_pending(self) -> int:
         built = 0
         for item in self.pending():
-            if self._committed() < item["defined_position"]:
+            through = item["through_position"]
+            if self._committed() < self._scope.notification_id(through):
                 continue  # facts up to the definition are not all committed yet
             self.build(
-                item["app_id"],
-                item["segment_id"],
-                item["version"],
-                item["defined_position"],
-                item["definition"],
+                item["app_id"], item["segment_id"], item["version"], through, item["definition"]
             )
             built += 1
         return built
@@ -130,17 +130,19 @@ class SegmentBuilder:
         with self._store.cursor() as curs:
             curs.execute(
                 f"INSERT INTO {schema.SEGMENT_BUILD_PROGRESS_TABLE} (app_id, segment_id, version,"
-                " status, through_position, started_us, finished_us, error)"
-                " VALUES (%s, %s, %s, 'failed', %s, %s, %s, %s)"
-                " ON CONFLICT (app_id, segment_id, version) DO UPDATE SET status = 'failed',"
-                " finished_us = EXCLUDED.finished_us, error = EXCLUDED.error",
-                (app_id, segment_id, version, position, now, now, reason),
+                " status, through_position, started_us, finished_us, error, partition)"
+                " VALUES (%s, %s, %s, 'failed', %s, %s, %s, %s, %s)"
+                " ON CONFLICT (partition, app_id, segment_id, version) DO UPDATE"
+                " SET status = 'failed', finished_us = EXCLUDED.finished_us,"
+                " error = EXCLUDED.error",
+                (app_id, segment_id, version, position, now, now, reason, self._scope.partition),
             )
         _log.warning(
             "segment build failed",
             app_id=app_id,
             segment_id=segment_id,
             version=version,
+            partition=self._scope.partition,
             reason=reason,
         )
 
@@ -148,6 +150,8 @@ class SegmentBuilder:
         self, app_id: str, segment_id: str, version: int, position: int, definition: dict
     ) -> None:
         started = time.perf_counter()
+        partition = self._scope.partition
+        key = (app_id, segment_id, version, partition)
         compiled = compile_segment(segment_id, version, parse(definition))
         specs = [compiled.trackers[k] for k in sorted(compiled.trackers)]
         names = sorted({name for spec in specs for name in spec.names})
@@ -157,27 +161,27 @@ class SegmentBuilder:
         ):
             curs.execute(
                 f"SELECT count(*) AS n FROM {schema.FACTS_TABLE}"
-                " WHERE app_id = %s AND name = ANY(%s) AND position <= %s",
-                (app_id, names, position),
+                " WHERE app_id = %s AND name = ANY(%s) AND position BETWEEN %s AND %s",
+                (app_id, names, partition_floor(position), position),
             )
             row = curs.fetchone()
             total = int(row["n"]) if row else 0
             curs.execute(
                 f"INSERT INTO {schema.SEGMENT_BUILD_PROGRESS_TABLE} (app_id, segment_id, version,"
-                " status, events_total, through_position, started_us)"
-                " VALUES (%s, %s, %s, 'running', %s, %s, %s)"
-                " ON CONFLICT (app_id, segment_id, version) DO UPDATE SET status = 'running',"
-                " events_done = 0, events_total = EXCLUDED.events_total,"
+                " partition, status, events_total, through_position, started_us)"
+                " VALUES (%s, %s, %s, %s, 'running', %s, %s, %s)"
+                " ON CONFLICT (partition, app_id, segment_id, version) DO UPDATE"
+                " SET status = 'running', events_done = 0, events_total = EXCLUDED.events_total,"
                 " started_us = EXCLUDED.started_us",
-                (app_id, segment_id, version, total, position, _now_us()),
+                (*key, total, position, _now_us()),
             )
 
         def progress(done: int, of: int) -> None:
             with self._store.cursor() as curs:
                 curs.execute(
                     f"UPDATE {schema.SEGMENT_BUILD_PROGRESS_TABLE} SET events_done = %s"
-                    " WHERE app_id = %s AND segment_id = %s AND version = %s",
-                    (total * done // max(of, 1), app_id, segment_id, version),
+                    " WHERE app_id = %s AND segment_id = %s AND version = %s AND partition = %s",
+                    (total * done // max(of, 1), *key),
                 )
 
         with (
@@ -187,22 +191,26 @@ class SegmentBuilder:
             tune(curs, self._work_mem)
             curs.execute(
                 f"DELETE FROM {schema.SEGMENT_BUILDS_TABLE}"
-                " WHERE app_id = %s AND segment_id = %s AND version = %s",
-                (app_id, segment_id, version),
+                " WHERE app_id = %s AND segment_id = %s AND version = %s AND partition = %s",
+                key,
             )
-            users = _store_states(curs, app_id, segment_id, version, specs, position, progress)
+            users = _store_states(curs, key, specs, position, progress)
             curs.execute(
                 f"UPDATE {schema.SEGMENT_BUILD_PROGRESS_TABLE} SET status = 'stored',"
                 " events_done = events_total, users = %s, finished_us = %s"
-                " WHERE app_id = %s AND segment_id = %s AND version = %s",
-                (users, _now_us(), app_id, segment_id, version),
+                " WHERE app_id = %s AND segment_id = %s AND version = %s AND partition = %s",
+                (users, _now_us(), *key),
             )
-        self._append_built(app_id, segment_id, version, position, users)
+        if self._scope.single:
+            self._append_built(app_id, segment_id, version, position, users)
+        else:
+            self._append_partition_built(app_id, segment_id, version, position, users)
         _log.info(
             "segment version built",
             app_id=app_id,
             segment_id=segment_id,
             version=version,
+            partition=partition,
             users=users,
             events=total,
             seconds=round(time.perf_counter() - started, 3),
@@ -211,25 +219,41 @@ class SegmentBuilder:
     def _append_built(
         self, app_id: str, segment_id: str, version: int, position: int, users: int
     ) -> None:
+        log = self._log if isinstance(self._log, EventLog) else self._log.home
         for _ in range(10):
-            segment: Segment = self._log.repository.get(segment_uuid(app_id, segment_id))
+            segment: Segment = log.repository.get(segment_uuid(app_id, segment_id))
             if segment.archived or segment.definition_version != version:
                 return  # superseded meanwhile: the newer version gets its own build
             segment.built(version, position, users)
             try:
-                self._log.save(segment)
+                log.save(segment)
                 return
             except IntegrityError:
                 continue  # someone appended to the segment at the same time; reload
         msg = f"could not record the build of {segment_id} v{version}"
         raise RuntimeError(msg)
 
+    def _append_partition_built(
+        self, app_id: str, segment_id: str, version: int, position: int, users: int
+    ) -> None:
+        """A partition's build is an event of its own log (its fold switches on it)."""
+        assert isinstance(self._log, PartitionedLog)
+        partition = self._scope.partition
+        built = SegmentPartitionBuilt(
+            originator_id=mail_uuid("built", app_id, segment_id, version, partition),
+            originator_version=1,
+            app_id=app_id,
+            segment_id=segment_id,
+            definition_version=version,
+            through_position=position,
+            users=users,
+        )
+        self._log.append(partition, [self._log.encode(built)])
+
 
 def _store_states(
     curs: Any,
-    app_id: str,
-    segment_id: str,
-    version: int,
+    key: tuple[str, str, int, int],
     specs: list[tr.TrackerSpec],
     position: int,
     progress: Callable[[int, int], None],
@@ -240,6 +264,7 @@ def _store_states(
     tracker, a later tracker's state merged into the row of an earlier one), built in
     SQL so no state travels through Python. Returns how many users have a row.
     """
+    app_id, segment_id, version, partition = key
     curs.execute(clock_query(position))
     row = curs.fetchone()
     now_us = int(row["now_us"]) if row else 0
@@ -248,7 +273,7 @@ def _store_states(
     for index, spec in enumerate(specs):
         merge = (
             sql.SQL(
-                " ON CONFLICT (app_id, segment_id, version, user_id)"
+                " ON CONFLICT (partition, app_id, segment_id, version, user_id)"
                 " DO UPDATE SET states = {table}.states || EXCLUDED.states"
             ).format(table=table)
             if index
@@ -256,10 +281,12 @@ def _store_states(
         )
         curs.execute(
             sql.SQL(
-                "INSERT INTO {table} (app_id, segment_id, version, user_id, states)"
-                " SELECT {app}, {segment}, {version}, user_id, states FROM ({rows}) AS r{merge}"
+                "INSERT INTO {table} (app_id, segment_id, version, partition, user_id, states)"
+                " SELECT {app}, {segment}, {version}, {partition}, user_id, states"
+                " FROM ({rows}) AS r{merge}"
             ).format(
                 table=table,
+                partition=sql.Literal(partition),
                 app=sql.Literal(app_id),
                 segment=sql.Literal(segment_id),
                 version=sql.Literal(version),
@@ -273,8 +300,8 @@ def _store_states(
         return inserted
     curs.execute(
         f"SELECT count(*) AS n FROM {schema.SEGMENT_BUILDS_TABLE}"
-        " WHERE app_id = %s AND segment_id = %s AND version = %s",
-        (app_id, segment_id, version),
+        " WHERE app_id = %s AND segment_id = %s AND version = %s AND partition = %s",
+        key,
     )
     row = curs.fetchone()
     return int(row["n"]) if row else 0

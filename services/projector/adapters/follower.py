@@ -16,6 +16,7 @@ import structlog
 from eventsourcing.persistence import Notification
 from psycopg import sql
 
+from services.eventlog.partitioned import PartitionLog
 from services.eventlog.store import EventLog
 from services.projector import metrics
 
@@ -25,7 +26,7 @@ _log = structlog.get_logger("projector.follower")
 class LogFollower:
     def __init__(
         self,
-        log: EventLog,
+        log: EventLog | PartitionLog,
         database_url: str,
         *,
         batch_size: int = 2000,

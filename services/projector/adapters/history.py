@@ -18,6 +18,7 @@ import orjson
 from psycopg import sql
 
 from services.common.segments.definition import Filter, TimeValue
+from services.eventlog.partitions import partition_floor
 from services.projector import schema
 from services.projector.domain.changeset import TICK_FACT
 from services.projector.domain.segments import trackers as tr
@@ -153,7 +154,10 @@ def _where(
     parts = [
         sql.SQL("app_id = {}").format(sql.Literal(app_id)),
         sql.SQL("name = ANY({})").format(sql.Literal(names)),
-        sql.SQL("position <= {}").format(sql.Literal(through)),
+        # The partition's own facts up to `through` (all of them with one partition).
+        sql.SQL("position BETWEEN {} AND {}").format(
+            sql.Literal(partition_floor(through)), sql.Literal(through)
+        ),
         *(filter_sql(f) for f in where),
     ]
     return sql.SQL(" AND ").join(parts)
@@ -220,10 +224,11 @@ def keyed_states_query(
 def clock_query(through: int) -> sql.Composable:
     return sql.SQL(
         "SELECT coalesce(max(event_time_us), 0) AS now_us FROM {table}"
-        " WHERE app_id = '' AND name = {tick} AND position <= {through}"
+        " WHERE app_id = '' AND name = {tick} AND position BETWEEN {floor} AND {through}"
     ).format(
         table=sql.Identifier(schema.FACTS_TABLE),
         tick=sql.Literal(TICK_FACT),
+        floor=sql.Literal(partition_floor(through)),
         through=sql.Literal(through),
     )
 

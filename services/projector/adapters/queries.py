@@ -19,7 +19,8 @@ class ProfileQueries:
         """The profile row, with the recorded clock (`clock_us`) it is as of."""
         with self._store.cursor() as curs:
             curs.execute(
-                f"SELECT p.*, (SELECT value FROM {schema.META_TABLE} WHERE name = 'now_us')"
+                f"SELECT p.*, (SELECT value FROM {schema.META_TABLE} m WHERE m.name = 'now_us'"
+                " AND m.partition = p.partition)"
                 f" AS clock_us FROM {schema.PROFILES_TABLE} p WHERE app_id = %s AND user_id = %s",
                 (app_id, user_id),
             )

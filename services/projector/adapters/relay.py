@@ -79,7 +79,7 @@ class OutboxRelay:
                 if not future.done():
                     future.cancel()
         if acked:
-            await asyncio.to_thread(self._outbox.delete_through, rows[acked - 1][0])
+            await asyncio.to_thread(self._outbox.delete, [row[0] for row in rows[:acked]])
             metrics.PUBLISHED.inc(acked)
             metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
             self.published += acked

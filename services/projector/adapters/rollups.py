@@ -231,9 +231,10 @@ class RollupFolder:
     @staticmethod
     def _clock_day(curs: Any) -> int | None:
         """The UTC day of the projector's recorded clock (None before its first tick)."""
-        curs.execute(f"SELECT value FROM {schema.META_TABLE} WHERE name = 'now_us'")
+        # The newest clock of the partitions (one partition: its clock).
+        curs.execute(f"SELECT max(value) AS value FROM {schema.META_TABLE} WHERE name = 'now_us'")
         row = curs.fetchone()
-        return int(row["value"]) // DAY_US if row else None
+        return int(row["value"]) // DAY_US if row and row["value"] is not None else None
 
     @staticmethod
     def _windows(curs: Any, end_day: int) -> None:

@@ -90,13 +90,15 @@ class SegmentQueries:
             return curs.fetchone()
 
     def build_progress(self, app_id: str, segment_id: str, version: int) -> dict[str, Any] | None:
+        """The build of a version, over every partition's share of it (None: not begun)."""
         with self._store.cursor() as curs:
             curs.execute(
                 f"SELECT * FROM {schema.SEGMENT_BUILD_PROGRESS_TABLE}"
-                " WHERE app_id = %s AND segment_id = %s AND version = %s",
+                " WHERE app_id = %s AND segment_id = %s AND version = %s"
+                " AND status IN ('running', 'stored', 'failed')",
                 (app_id, segment_id, version),
             )
-            return curs.fetchone()
+            return combined_build(curs.fetchall())
 
     def segments(
         self, app_id: str, after: str, limit: int, show_archived: bool
@@ -346,3 +348,30 @@ class HistoryQueries:
                 (app_id, user_id, after_sequence, segment_id, segment_id, limit),
             )
             return list(curs.fetchall())
+
+
+def combined_build(shares: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """One build of the partitions' shares: failed if one failed, stored when all are,
+    running while any is; counts added up, from the first start to the last finish."""
+    if not shares:
+        return None
+    if len(shares) == 1:
+        return shares[0]
+    failed = [s for s in shares if s["status"] == "failed"]
+    status = (
+        "failed"
+        if failed
+        else "running"
+        if any(s["status"] == "running" for s in shares)
+        else "stored"
+    )
+    finished = [s["finished_us"] for s in shares]
+    return {
+        "status": status,
+        "events_done": sum(s["events_done"] for s in shares),
+        "events_total": sum(s["events_total"] for s in shares),
+        "users": sum(s["users"] for s in shares),
+        "started_us": min(s["started_us"] for s in shares),
+        "finished_us": None if status == "running" or None in finished else max(finished),
+        "error": "; ".join(s["error"] for s in failed if s["error"]),
+    }

@@ -28,17 +28,18 @@ class StoredBuilds:
         app_id, segment_id, version = request.app_id, request.segment_id, request.version
         keys = {spec.key for spec in request.specs}
         with self._store.datastore.transaction(commit=False) as curs:
+            key = (app_id, segment_id, version, self._store.scope.partition)
             curs.execute(
                 f"SELECT status FROM {schema.SEGMENT_BUILD_PROGRESS_TABLE}"
-                " WHERE app_id = %s AND segment_id = %s AND version = %s",
-                (app_id, segment_id, version),
+                " WHERE app_id = %s AND segment_id = %s AND version = %s AND partition = %s",
+                key,
             )
             row = curs.fetchone()
             if row is not None and row["status"] == "stored":
                 curs.execute(
                     f"SELECT user_id, states FROM {schema.SEGMENT_BUILDS_TABLE}"
-                    " WHERE app_id = %s AND segment_id = %s AND version = %s",
-                    (app_id, segment_id, version),
+                    " WHERE app_id = %s AND segment_id = %s AND version = %s AND partition = %s",
+                    key,
                 )
                 return {
                     r["user_id"]: {k: v for k, v in r["states"].items() if k in keys}

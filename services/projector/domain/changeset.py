@@ -16,6 +16,7 @@ from services.projector.domain.changes import Change, change_id
 from services.projector.domain.user import User
 
 if TYPE_CHECKING:
+    from services.projector.domain.rfm import RfmValues
     from services.projector.domain.rfm_fold import AppState
     from services.projector.domain.segments.live import AppSegments
 
@@ -49,6 +50,20 @@ class Alias(NamedTuple):
     app_id: str
     anonymous_id: str
     user_id: str
+
+
+class Elsewhere(NamedTuple):
+    """Identity news for another partition of the log: "link" tells the partition of an
+    anonymous id whom it turned out to be; "hand_over" takes that anonymous user's whole
+    state (User.to_dict) to the partition of the user."""
+
+    kind: str
+    app_id: str
+    anonymous_id: str
+    user_id: str
+    position: int  # where in this log the news arose (it names the letter)
+    linked_us: int  # when the Identify that linked them took effect
+    state: dict[str, Any] | None = None
 
 
 class ConsumedBuild(NamedTuple):
@@ -117,6 +132,9 @@ class Drained:
     # What happened to segment definitions, in order.
     segment_records: list[SegmentRecord] = field(default_factory=list)
     consumed_builds: list[ConsumedBuild] = field(default_factory=list)
+    elsewhere: list[Elsewhere] = field(default_factory=list)
+    # Partitioned: purchasers' current RFM values (None: no longer a purchaser).
+    rfm_values: dict[UserKey, RfmValues | None] = field(default_factory=dict)
 
 
 class ChangeSet:
@@ -139,6 +157,10 @@ class ChangeSet:
         self._facts: list[Fact] = []
         self._segment_records: list[SegmentRecord] = []
         self._consumed_builds: list[ConsumedBuild] = []
+        self._elsewhere: list[Elsewhere] = []
+        self._rfm_values: dict[UserKey, RfmValues | None] = {}
+        # The user (app, id) of another partition whose event was just applied here.
+        self.forward: UserKey | None = None
 
     def emit(
         self,
@@ -196,6 +218,12 @@ class ChangeSet:
     def consumed_build(self, build: ConsumedBuild) -> None:
         self._consumed_builds.append(build)
 
+    def tell(self, news: Elsewhere) -> None:
+        self._elsewhere.append(news)
+
+    def rfm_value(self, app_id: str, user_id: str, values: RfmValues | None) -> None:
+        self._rfm_values[(app_id, user_id)] = values
+
     def event_fact(self, event: EventTracked, user_id: str, position: int) -> None:
         if self.keep_facts:
             props: dict[str, Any] = dict(event.properties)
@@ -233,9 +261,12 @@ class ChangeSet:
             facts=self._facts,
             segment_records=self._segment_records,
             consumed_builds=self._consumed_builds,
+            elsewhere=self._elsewhere,
+            rfm_values=self._rfm_values,
         )
+        self._rfm_values = {}
         self._changes, self._merges, self._facts = [], [], []
-        self._segment_records, self._consumed_builds = [], []
+        self._segment_records, self._consumed_builds, self._elsewhere = [], [], []
         for keys in (self.users, self.profiles, self.deleted, self.apps, self.aliases):
             keys.clear()
         self.segments.clear()

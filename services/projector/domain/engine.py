@@ -14,10 +14,15 @@ produce is collected by changeset.py and handed over by `drain`.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from services.eventlog.events import ClockTicked, EventTracked, UserIdentified
+from services.eventlog.partition_events import (
+    AnonymousHandedOver,
+    AnonymousLinked,
+    RfmCutPointsRecorded,
+)
 from services.eventlog.segments import Segment
 from services.projector.domain import location
 from services.projector.domain.changes import TIME
@@ -31,7 +36,12 @@ from services.projector.domain.rfm_fold import AppState, RfmFold
 from services.projector.domain.segments import live
 from services.projector.domain.segments.compile import USES_FIRST_SEEN, USES_PROFILE
 from services.projector.domain.segments.membership import NEW_USER, Membership
-from services.projector.domain.segments.versions import BuildHistory, BuildRequest, Versions
+from services.projector.domain.segments.versions import (
+    BuildHistory,
+    BuildRequest,
+    Built,
+    Versions,
+)
 from services.projector.domain.user import User
 
 
@@ -45,18 +55,24 @@ class Engine:
         facts: bool = False,
         *,
         require_builds: bool = False,
+        local: Callable[[str, str], bool] | None = None,
+        rfm_recorded: bool = False,
     ) -> None:
         """`facts`: keep the facts history queries read (the projector does). With
         `require_builds` (the projector, whose log has history before its segment
         definitions), each Segment.Built must come through `merge_build` with its build, and
         `apply` refuses one; without (logs whose segments are all defined before any event,
-        as in unit tests), `apply` merges it as an empty build."""
+        as in unit tests), `apply` merges it as an empty build. `local(app, user key)`: whether
+        a user belongs to this log (a partition folds only its own; default: everyone).
+        `rfm_recorded`: RFM cut points come recorded in the log (a partition's log)."""
         self._changes = ChangeSet(keep_facts=facts)
         state = self._state = FoldState(policy_source(policies), self._changes, now_us)
+        if local is not None:
+            state.local = local
         self._timers = Timers(state.users)
         self._segments = Membership(state, self._timers.segments)
         self._lifecycle = LifecycleFold(state, self._timers.lifecycle, self._segments)
-        self._rfm = RfmFold(state, self._segments)
+        self._rfm = RfmFold(state, self._segments, recorded=rfm_recorded)
         self._identity = Identity(state, self._lifecycle, self._rfm, self._segments)
         self._versions = Versions(state, self._identity, self._segments)
         self._require_builds = require_builds
@@ -149,17 +165,25 @@ class Engine:
             self.merge_build(event, position, {})
         elif isinstance(event, Segment.Archived):
             self._versions.archive(event, position)
+        elif isinstance(event, AnonymousLinked):
+            self._identity.link_elsewhere(event, position)
+        elif isinstance(event, AnonymousHandedOver):
+            self._identity.take_handed_over(event, position)
+        elif isinstance(event, RfmCutPointsRecorded):
+            self._rfm.cut_points_recorded(
+                event.app_id, event.quintiles, event.tick_time_us, position
+            )
 
     def apply_all(self, items: Iterable[tuple[object, int]]) -> None:
         for event, position in items:
             self.apply(event, position)
 
-    def build_wanted(self, event: Segment.Built) -> BuildRequest | None:
+    def build_wanted(self, event: Built) -> BuildRequest | None:
         """What build `event` stands for (the caller loads it for `merge_build`); None if
         its version is superseded or archived (there is nothing to load)."""
         return self._versions.wanted(event)
 
-    def merge_build(self, event: Segment.Built, position: int, history: BuildHistory) -> None:
+    def merge_build(self, event: Built, position: int, history: BuildHistory) -> None:
         """Apply a Segment.Built with its build, loaded as `build_wanted` asked: join it to
         what was tracked live since the definition and switch the version on."""
         self._versions.merge(event, position, history)
@@ -198,8 +222,16 @@ class Engine:
                 return
             self._fire(due[0], user, due[1], position)
 
+    def forwarded(self) -> UserKey | None:
+        """After `apply`: the user of another partition the event was for (it was not
+        folded here; the caller sends it on), else None."""
+        key, self._changes.forward = self._changes.forward, None
+        return key
+
     def _track(self, event: EventTracked, position: int) -> None:
         key = self._identity.key(event.app_id, event.user_id, event.anonymous_id)
+        if self._identity.forwarded(key):
+            return
         if event.event_time_us > self._state.now_us:
             self._catch_up(key, event.event_time_us, position)
         segments = self._state.segments.get(event.app_id)
@@ -234,6 +266,8 @@ class Engine:
 
     def _identify(self, event: UserIdentified, position: int) -> None:
         key = self._identity.key(event.app_id, event.user_id, event.anonymous_id)
+        if self._identity.forwarded(key):
+            return
         if event.event_time_us > self._state.now_us:
             self._catch_up(key, event.event_time_us, position)
         segments = self._state.segments.get(event.app_id)

@@ -36,6 +36,9 @@ class FoldState:
     now_us: int = 0
     users: dict[UserKey, User] = field(default_factory=dict)
     segments: dict[str, AppSegments] = field(default_factory=dict)
+    # Whether a user key (app, user id or "anonymous:<id>") belongs to this log (a
+    # partition of it); a one-partition log holds everyone.
+    local: Callable[[str, str], bool] = field(default=lambda _app, _key: True)
 
     def user(self, key: UserKey) -> User:
         """The user of `key` (new if unknown), noted as changed."""

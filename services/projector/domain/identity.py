@@ -9,12 +9,14 @@ user's: activity, counts, purchases, traits not set, location and segment tracke
 from __future__ import annotations
 
 from services.eventlog.events import UserIdentified
+from services.eventlog.partition_events import AnonymousHandedOver, AnonymousLinked
 from services.projector.domain import lifecycle, location
 from services.projector.domain.changes import EVENT
-from services.projector.domain.changeset import Merge, UserKey
+from services.projector.domain.changeset import Elsewhere, Merge, UserKey
 from services.projector.domain.fold_state import FoldState
 from services.projector.domain.lifecycle_fold import LifecycleFold
 from services.projector.domain.rfm_fold import RfmFold
+from services.projector.domain.segments import live
 from services.projector.domain.segments import trackers as tr
 from services.projector.domain.segments.membership import NEW_USER, Membership
 from services.projector.domain.user import User
@@ -66,16 +68,88 @@ class Identity:
             if self.aliases.get(alias) != event.user_id:
                 self.aliases[alias] = event.user_id
                 self._state.changes.aliases.add(alias)
-            anonymous = self._state.users.pop((app_id, ANONYMOUS_PREFIX + event.anonymous_id), None)
+            anonymous_key = ANONYMOUS_PREFIX + event.anonymous_id
+            if not self._state.local(app_id, anonymous_key):
+                # Its history lives in another partition: ask for it (see link_elsewhere).
+                at = max(self._state.now_us, event.event_time_us)
+                self._state.changes.tell(
+                    Elsewhere("link", app_id, event.anonymous_id, event.user_id, position, at)
+                )
+                return user
+            anonymous = self._state.users.pop((app_id, anonymous_key), None)
             if anonymous is not None:
                 at = max(self._state.now_us, event.event_time_us)
                 self._segments.leave_all(anonymous, at, position, event)
-                self._merge(anonymous, user)
-                self._segments.note(NEW_USER)
-                self._lifecycle.evaluate(user, at, position, cause=EVENT, event=event)
-                if user.purchases:
-                    self._rfm.purchased(user, event, position)
+                self._take_over(anonymous, user, at, position, event)
         return user
+
+    def _take_over(
+        self, anonymous: User, user: User, at: int, position: int, event: UserIdentified | None
+    ) -> None:
+        self._merge(anonymous, user)
+        self._segments.note(NEW_USER)
+        self._lifecycle.evaluate(user, at, position, cause=EVENT, event=event)
+        if user.purchases:
+            self._rfm.purchased(user, event, position)
+
+    def link_elsewhere(self, event: AnonymousLinked, position: int) -> None:
+        """In the anonymous id's partition: it turned out to be a user who lives in another
+        partition. From now on its events are the user's (forwarded there); its history so
+        far leaves every segment here and is handed over whole."""
+        app_id, anonymous_id, user_id = event.app_id, event.anonymous_id, event.user_id
+        alias = (app_id, anonymous_id)
+        if self.aliases.get(alias) != user_id:
+            self.aliases[alias] = user_id
+            self._state.changes.aliases.add(alias)
+        anonymous = self._state.users.pop((app_id, ANONYMOUS_PREFIX + anonymous_id), None)
+        if anonymous is None:
+            return
+        at = max(self._state.now_us, event.linked_us)
+        self._segments.leave_all(anonymous, at, position, None)
+        self._state.changes.deleted_user(anonymous.key)
+        self._rfm.forget(app_id, anonymous.user_id)
+        self._state.changes.tell(
+            Elsewhere(
+                "hand_over",
+                app_id,
+                anonymous_id,
+                user_id,
+                position,
+                event.linked_us,
+                anonymous.to_dict(),
+            )
+        )
+
+    def take_handed_over(self, event: AnonymousHandedOver, position: int) -> None:
+        """In the user's partition: the history of their anonymous id arrived from its
+        partition; fold it in as if it had been merged at the Identify that linked them (as
+        far as the clock allows), and judge their segments."""
+        key = (event.app_id, event.user_id)
+        at = max(self._state.now_us, event.linked_us)
+        segments = self._state.segments.get(event.app_id)
+        uses = self._segments.defer(key, (NEW_USER,))
+        try:
+            user = self._state.user(key)
+            self._take_over(User.from_dict(event.state), user, at, position, None)
+        finally:
+            self._segments.stop_deferring()
+        if segments is not None and segments.active:
+            self._segments.reevaluate(
+                user,
+                live.affected(segments, (), uses, everything=True),
+                self._segments.judged_at(user, at),
+                position,
+                cause=EVENT,
+                since_us=event.linked_us or None,
+            )
+
+    def forwarded(self, key: UserKey) -> bool:
+        """An event for `key` that belongs to another partition (an anonymous id's event
+        arriving after its link): noted to be sent on; True if so."""
+        if self._state.local(*key):
+            return False
+        self._state.changes.forward = key
+        return True
 
     def _merge(self, anonymous: User, user: User) -> None:
         """Fold an anonymous history into the user it turned out to be."""

@@ -57,11 +57,17 @@ class AppState:
 
 
 class RfmFold:
-    """Apps' RFM states (`apps`), purchasers' values and scores, and group changes."""
+    """Apps' RFM states (`apps`), purchasers' values and scores, and group changes.
 
-    def __init__(self, state: FoldState, segments: Membership) -> None:
+    `recorded` (a partition of a partitioned log): cut points are not computed here from
+    this partition's purchasers but come recorded in the log (RfmCutPointsRecorded, over
+    every partition's purchasers); the purchasers' current values are handed out with each
+    batch (for whoever computes them), and the window still moves on here every day."""
+
+    def __init__(self, state: FoldState, segments: Membership, *, recorded: bool = False) -> None:
         self._state = state
         self._segments = segments
+        self._recorded = recorded
         self.apps: dict[str, AppState] = {}
 
     def app(self, app_id: str) -> AppState:
@@ -82,9 +88,12 @@ class RfmFold:
         if user.purchases:
             self.app(user.app_id).purchasers.add(user.user_id)
 
-    def purchased(self, user: User, cause: EventTracked | UserIdentified, position: int) -> None:
-        """The user's purchases changed (a purchase, or an anonymous history merged in):
-        their values move in the app's index now; their scores at the next recomputation."""
+    def purchased(
+        self, user: User, cause: EventTracked | UserIdentified | None, position: int
+    ) -> None:
+        """The user's purchases changed (a purchase, or an anonymous history merged in;
+        `cause` None: handed over from another partition): their values move in the app's
+        index now; their scores at the next recomputation."""
         policy = self._state.policies(user.app_id).rfm
         if isinstance(cause, EventTracked):
             raw = cause.properties.get(policy.amount_property, 0.0)
@@ -99,12 +108,10 @@ class RfmFold:
         app = self.app(user.app_id)
         index, first = self._index(user.app_id)
         app.purchasers.add(user.user_id)
-        index.put(user.user_id, rfm.values_in(user, first))
-        app.pending[user.user_id] = [
-            cause.event_id,
-            getattr(cause, "name", ""),
-            cause.event_time_us,
-        ]
+        self._put(index, user.app_id, user.user_id, rfm.values_in(user, first))
+        app.pending[user.user_id] = (
+            [cause.event_id, getattr(cause, "name", ""), cause.event_time_us] if cause else []
+        )
         self._state.changes.apps.add(user.app_id)
 
     def forget(self, app_id: str, user_id: str) -> None:
@@ -113,7 +120,7 @@ class RfmFold:
         if user_id in app.purchasers:
             app.purchasers.discard(user_id)
             app.pending.pop(user_id, None)
-            self._index(app_id)[0].put(user_id, None)
+            self._put(self._index(app_id)[0], app_id, user_id, None)
 
     def recompute_due(self, now_us: int, position: int) -> None:
         """At the clock's move to `now_us`: recompute each app whose interval began."""
@@ -123,8 +130,27 @@ class RfmFold:
             if slot > app.rfm_slot:
                 app.rfm_slot = slot
                 self._state.changes.apps.add(app_id)
-                if app.purchasers or app.pending:
+                if not (app.purchasers or app.pending):
+                    continue
+                if self._recorded:
+                    self._expire(app_id, now_us)  # scores come with the recorded cut points
+                else:
                     self._recompute(app_id, now_us, position)
+
+    def cut_points_recorded(
+        self, app_id: str, quintiles: dict[str, Any], at: int, position: int
+    ) -> None:
+        """Cut points over every partition's purchasers, recorded at the recompute tick
+        `at`: every score they change, and the purchases since the last ones, settle now."""
+        if self._recorded:
+            self._settle(app_id, rfm.Quintiles.from_dict(quintiles), at, position, [])
+
+    def _put(
+        self, index: RfmIndex, app_id: str, user_id: str, values: rfm.RfmValues | None
+    ) -> None:
+        index.put(user_id, values)
+        if self._recorded:
+            self._state.changes.rfm_value(app_id, user_id, values)
 
     def _index(self, app_id: str) -> tuple[RfmIndex, int]:
         """The app's index of purchasers' values (built from the users after loading), and
@@ -144,6 +170,12 @@ class RfmFold:
         """Cut points of all the app's purchasers as of the tick at `at`, and every score
         they change: afterwards each purchaser's scores equal a fresh quintile computation
         over all purchases folded so far (the window moves on with the UTC day)."""
+        expired = self._expire(app_id, at)
+        self._settle(app_id, self._index(app_id)[0].quintiles(), at, position, expired)
+
+    def _expire(self, app_id: str, at: int) -> list[str]:
+        """On a new UTC day, purchases that left the window are forgotten; whose values so
+        moved (recorded cut points: they are settled with the next ones)."""
         app = self.app(app_id)
         index = self._index(app_id)[0]
         users = self._state.users
@@ -156,9 +188,19 @@ class RfmFold:
                 purchaser = users[(app_id, user_id)]
                 if purchaser.purchases and min(purchaser.purchases) < first:
                     rfm.forget_before(purchaser, first)
-                    index.put(user_id, rfm.values_in(purchaser, first))
+                    self._put(index, app_id, user_id, rfm.values_in(purchaser, first))
                     expired.append(user_id)
-        quintiles = index.quintiles()
+                    if self._recorded:
+                        app.pending.setdefault(user_id, [])
+        return expired
+
+    def _settle(
+        self, app_id: str, quintiles: rfm.Quintiles, at: int, position: int, expired: list[str]
+    ) -> None:
+        """Score against `quintiles` every purchaser they move, and those pending."""
+        app = self.app(app_id)
+        index = self._index(app_id)[0]
+        users = self._state.users
         moved = index.moved(app.quintiles, quintiles)
         app.quintiles = quintiles
         self._state.changes.apps.add(app_id)

@@ -24,6 +24,7 @@ from services.common.grpc.errors import (
 )
 from services.common.grpc.paging import BadPageToken, decode_token, encode_token, page_size
 from services.common.vocabulary_wire import LIFECYCLE_STATE_PB, RFM_GROUP_PB
+from services.eventlog.partitions import decode_position
 from services.eventlog.vocabulary import LIFECYCLE_STATES
 from services.projector.adapters.queries import ProfileQueries
 from services.projector.domain.changes import historical
@@ -169,26 +170,45 @@ class ProfileServicer(profiles_pb2_grpc.ProfileServiceServicer):
     def __init__(
         self,
         queries: ProfileQueries,
-        committed_position: Callable[[], int],
+        committed_position: Callable[[int], int],
         *,
         read_wait_s: float = 10.0,
+        partitions: int = 1,
     ) -> None:
+        """`committed_position(partition)`: the position (naming its partition) the read
+        models of that partition have committed."""
         self._queries = queries
         self._committed = committed_position
         self._read_wait_s = read_wait_s
+        self._partitions = partitions
 
     async def caught_up(self, context: grpc.aio.ServicerContext, min_position: int) -> int:
-        """Wait until the projector committed `min_position`; the position now reached."""
+        """Wait until the projector committed `min_position` (a position of ingest or of a
+        change: it names its partition); the position now reached in that partition."""
         if min_position < 0:
             await abort(
                 context,
                 invalid_argument([FieldViolation("min_position", "must not be negative")]),
             )
+        partition = decode_position(min_position)[0]
+        if partition >= self._partitions:
+            await abort(
+                context,
+                invalid_argument(
+                    [
+                        FieldViolation(
+                            "min_position",
+                            f"names partition {partition}; this deployment has"
+                            f" {self._partitions} (positions come from ingest or the changes)",
+                        )
+                    ]
+                ),
+            )
         deadline = time.monotonic() + self._read_wait_s
         remaining = context.time_remaining()
         if remaining is not None:
             deadline = min(deadline, time.monotonic() + remaining - 0.05)
-        position = self._committed()
+        position = self._committed(partition)
         while position < min_position:
             if time.monotonic() >= deadline:
                 await abort(
@@ -199,7 +219,7 @@ class ProfileServicer(profiles_pb2_grpc.ProfileServiceServicer):
                     ),
                 )
             await asyncio.sleep(0.01)
-            position = self._committed()
+            position = self._committed(partition)
         return position
 
     async def GetProfile(

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from eventsourcing.persistence import StoredEvent
+from eventsourcing.postgres import PostgresDatastore
 from psycopg import Cursor
 
 from services.eventlog.partitioned import PartitionedLog
@@ -48,7 +50,7 @@ class Mail:
     stored: StoredEvent
 
 
-def write_mail(curs: Cursor, source: int, letters: Iterable[Mail]) -> None:
+def write_mail(curs: Cursor[Any], source: int, letters: Iterable[Mail]) -> None:
     """Inside the batch's transaction: keep the letters until the relay has sent them."""
     rows = [
         (source, m.target, m.stored.originator_id, m.stored.topic, m.stored.state) for m in letters
@@ -61,22 +63,28 @@ def write_mail(curs: Cursor, source: int, letters: Iterable[Mail]) -> None:
         )
 
 
+# (a database's pool, the partitions there whose letters this process sends)
+Sources = Callable[[], list[tuple[PostgresDatastore, list[int]]]]
+
+
 class MailRelay:
     """Appends the letters of the partitions this worker holds to their receivers."""
 
-    def __init__(self, log: PartitionedLog, *, batch: int = 500) -> None:
+    def __init__(self, log: PartitionedLog, sources: Sources, *, batch: int = 500) -> None:
         self._log = log
+        self._sources = sources
         self._batch = batch
 
-    def send(self, datastore: object, sources: Sequence[int]) -> int:
-        """Send one batch of the given sources' letters; how many were sent."""
-        if not sources:
-            return 0
-        with datastore.get_connection() as conn, conn.cursor() as curs:  # type: ignore[attr-defined]
+    def send_once(self) -> int:
+        """One round over every database; how many letters were sent."""
+        return sum(self._send(pool, held) for pool, held in self._sources() if held)
+
+    def _send(self, pool: PostgresDatastore, sources: list[int]) -> int:
+        with pool.get_connection() as conn, conn.cursor() as curs:
             curs.execute(
                 f"SELECT id, target, originator_id, topic, state FROM {MAIL_TABLE}"
                 " WHERE source = ANY(%s) ORDER BY id LIMIT %s",
-                (list(sources), self._batch),
+                (sources, self._batch),
             )
             rows = curs.fetchall()
         if not rows:
@@ -93,18 +101,18 @@ class MailRelay:
             )
         for target, letters in sorted(by_target.items()):
             self._log.append(target, _unique(letters))
-        with datastore.get_connection() as conn, conn.cursor() as curs:  # type: ignore[attr-defined]
+        with pool.get_connection() as conn, conn.cursor() as curs:
             curs.execute(f"DELETE FROM {MAIL_TABLE} WHERE id = ANY(%s)", ([r["id"] for r in rows],))
         return len(rows)
 
-    def run(self, datastore: object, sources: Sequence[int], stop: threading.Event) -> None:
+    def run(self, stop: threading.Event, idle_s: float = 0.2) -> None:
         while not stop.is_set():
             try:
-                if self.send(datastore, sources):
+                if self.send_once():
                     continue
-            except Exception as error:
+            except Exception as error:  # a database or partition away: the next round
                 _log.warning("mail not sent yet", error=repr(error))
-            stop.wait(0.2)
+            stop.wait(idle_s)
 
 
 def _unique(letters: list[StoredEvent]) -> list[StoredEvent]:

@@ -82,8 +82,8 @@ class History:
 def set_clock(url: str, day: int) -> None:
     with psycopg.connect(url) as conn:
         conn.execute(
-            "INSERT INTO projector_meta VALUES ('now_us', %s)"
-            " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            "INSERT INTO projector_meta (name, value) VALUES ('now_us', %s)"
+            " ON CONFLICT (partition, name) DO UPDATE SET value = excluded.value",
             ((DAY0 + day) * DAY_US + HOUR_US,),
         )
 

@@ -275,3 +275,12 @@ def test_what_is_accepted_converts_to_protobuf_and_back_unchanged(data: dict[str
     # What SegmentService stores for it: the dict form of the protobuf a client sends.
     stored = condition_to_dict(condition_from_dict(data))
     assert repr(parse(stored)) == repr(definition)
+
+
+def test_a_duration_of_microseconds_is_written_as_the_parser_reads_it() -> None:
+    """Found by the round trip above: 10 us was written "1e-05s", which no parser reads."""
+    from services.common.segments.timing import format_duration, parse_duration
+
+    for us in (1, 10, 999_999, 1_000_010, 1_500_000):
+        assert parse_duration(format_duration(us)) == us
+    assert format_duration(10) == "0.00001s"

@@ -47,11 +47,11 @@ _STAGE_TYPES = [
 ]
 _COPY = f"COPY profiles_stage ({_STAGE_COLUMNS}) FROM STDIN WITH (FORMAT BINARY)"
 _MERGE = f"""
-INSERT INTO {schema.PROFILES_TABLE} ({_HOT_COLUMNS})
+INSERT INTO {schema.PROFILES_TABLE} ({_HOT_COLUMNS}, partition)
 SELECT app_id, user_id, lifecycle_state, to_timestamp(lifecycle_since / 1e6),
        usual_interval_days, rfm_group, to_timestamp(first_seen / 1e6),
        to_timestamp(last_seen / 1e6), event_count, active_days, state, first_seen,
-       geo_country, geo_city, geo_latitude, geo_longitude
+       geo_country, geo_city, geo_latitude, geo_longitude, %s
 FROM profiles_stage
 ON CONFLICT (app_id, user_id) DO UPDATE SET
     lifecycle_state = EXCLUDED.lifecycle_state, lifecycle_since = EXCLUDED.lifecycle_since,
@@ -72,7 +72,7 @@ WHERE app_id = %s AND user_id = %s
 _DELETE = f"DELETE FROM {schema.PROFILES_TABLE} WHERE app_id = %s AND user_id = %s"
 
 
-def write(curs: Cursor[DictRow], rows: ProfileRows) -> None:
+def write(curs: Cursor[DictRow], rows: ProfileRows, partition: int = 0) -> None:
     """Upsert the changed users' rows, update the fields Identify sets, delete merged users."""
     if rows.hot:
         curs.execute(_STAGE)
@@ -80,7 +80,7 @@ def write(curs: Cursor[DictRow], rows: ProfileRows) -> None:
             copy.set_types(_STAGE_TYPES)
             for row in rows.hot:
                 copy.write_row(row)
-        curs.execute(_MERGE)
+        curs.execute(_MERGE, (partition,))
     if rows.fields:
         curs.executemany(_UPDATE_FIELDS, rows.fields)
     if rows.deleted:

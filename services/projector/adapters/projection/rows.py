@@ -111,6 +111,10 @@ class PreparedBatch:
     segments: SegmentRows
     now_us: int
     change_count: int
+    # Partitioned: (app, user, last purchase, purchases, amount) of purchasers whose values
+    # moved; (app, user) of those no longer purchasers.
+    rfm_values: list[tuple[str, str, int, float, float]] = field(default_factory=list)
+    rfm_gone: list[tuple[str, str]] = field(default_factory=list)
 
 
 def hot_row(user: User) -> tuple[Any, ...]:
@@ -241,4 +245,10 @@ def prepare(drained: Drained, subjects: ChangeSubjects) -> PreparedBatch:
         ),
         now_us=drained.now_us,
         change_count=len(drained.changes),
+        rfm_values=[
+            (app, user, v.last_purchase_us, float(v.purchases), v.amount)
+            for (app, user), v in drained.rfm_values.items()
+            if v is not None
+        ],
+        rfm_gone=[key for key, v in drained.rfm_values.items() if v is None],
     )

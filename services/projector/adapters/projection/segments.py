@@ -13,15 +13,17 @@ from services.projector.adapters.projection.rows import (
     SegmentRows,
 )
 from services.projector.domain.changeset import SegmentActivated, SegmentArchived
+from services.projector.partitions.scope import SINGLE, Scope
 
 _DELETE_MERGED = f"DELETE FROM {schema.SEGMENT_MEMBERS_TABLE} WHERE app_id = %s AND user_id = %s"
 _UPSERT_STATE = (
-    f"INSERT INTO {schema.SEGMENTS_STATE_TABLE} (app_id, state) VALUES (%s, %s::jsonb)"
-    " ON CONFLICT (app_id) DO UPDATE SET state = EXCLUDED.state"
+    f"INSERT INTO {schema.SEGMENTS_STATE_TABLE} (app_id, state, partition)"
+    " VALUES (%s, %s::jsonb, %s) ON CONFLICT (partition, app_id)"
+    " DO UPDATE SET state = EXCLUDED.state"
 )
 _DELETE_BUILD = (
     f"DELETE FROM {schema.SEGMENT_BUILDS_TABLE}"
-    " WHERE app_id = %s AND segment_id = %s AND version = %s"
+    " WHERE app_id = %s AND segment_id = %s AND version = %s AND partition = %s"
 )
 _STAGE_MEMBERS = (
     "CREATE TEMPORARY TABLE IF NOT EXISTS members_stage (app_id text, segment_id text,"
@@ -30,19 +32,49 @@ _STAGE_MEMBERS = (
 )
 
 
-def write(curs: Cursor[DictRow], rows: SegmentRows) -> None:
+def write(curs: Cursor[DictRow], rows: SegmentRows, scope: Scope = SINGLE) -> None:
     """Merged users' memberships go; then segment states, versions and members, and the
-    rows of builds merged."""
+    rows of builds merged. Definitions and versions (app-wide) are partition 0's to write:
+    every partition folds them, at its own position."""
     if rows.merged:
         curs.executemany(_DELETE_MERGED, rows.merged)
     if rows.states:
-        curs.executemany(_UPSERT_STATE, rows.states)
+        curs.executemany(_UPSERT_STATE, [(*row, scope.partition) for row in rows.states])
     for record in rows.records:
-        _write_record(curs, record)
+        _queue_build(curs, record, scope.partition)
+        if scope.home:
+            _write_record(curs, record)
     if rows.members:
         _write_members(curs, rows.members)
     for build in rows.consumed_builds:
-        curs.execute(_DELETE_BUILD, build)
+        curs.execute(_DELETE_BUILD, (*build, scope.partition))
+
+
+def _queue_build(curs: Cursor[DictRow], row: SegmentRecordRow, partition: int) -> None:
+    """Every partition builds its own share of a version, from its definition's position
+    in the partition: queue it, and end the wait of the versions it replaces."""
+    if isinstance(row, DefinedRow):
+        record = row.record
+        key = (record.app_id, record.segment_id, partition)
+        curs.execute(
+            f"UPDATE {schema.SEGMENT_BUILD_PROGRESS_TABLE} SET status = 'superseded'"
+            " WHERE app_id = %s AND segment_id = %s AND partition = %s AND version < %s"
+            " AND status IN ('waiting', 'running')",
+            (*key, record.version),
+        )
+        curs.execute(
+            f"INSERT INTO {schema.SEGMENT_BUILD_PROGRESS_TABLE} (app_id, segment_id, partition,"
+            " version, status, through_position, started_us, definition)"
+            " VALUES (%s, %s, %s, %s, 'waiting', %s, %s, %s::jsonb) ON CONFLICT DO NOTHING",
+            (*key, record.version, record.position, record.recorded_us, row.definition),
+        )
+    elif isinstance(row, SegmentArchived):
+        curs.execute(
+            f"UPDATE {schema.SEGMENT_BUILD_PROGRESS_TABLE} SET status = 'archived'"
+            " WHERE app_id = %s AND segment_id = %s AND partition = %s"
+            " AND status IN ('waiting', 'running')",
+            (row.app_id, row.segment_id, partition),
+        )
 
 
 def _write_record(curs: Cursor[DictRow], row: SegmentRecordRow) -> None:

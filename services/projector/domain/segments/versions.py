@@ -10,7 +10,7 @@ tracked live since, switches the version on and publishes who entered and left.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from services.common.segments.definition import parse
 from services.eventlog.segments import Segment
@@ -30,6 +30,17 @@ from services.projector.domain.segments.membership import Membership
 
 # A build: per stored user id, tracker key -> state as of the definition's position.
 BuildHistory = dict[str, dict[str, Any]]
+
+
+class Built(Protocol):
+    """A version's build is stored: Segment.Built, or one partition's share of it."""
+
+    @property
+    def app_id(self) -> str: ...
+    @property
+    def segment_id(self) -> str: ...
+    @property
+    def definition_version(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -83,7 +94,7 @@ class Versions:
             )
         )
 
-    def wanted(self, event: Segment.Built) -> BuildRequest | None:
+    def wanted(self, event: Built) -> BuildRequest | None:
         """The build to load for `event`; None if the version is superseded or archived."""
         app_id, segment_id = event.app_id, event.segment_id
         pending = self._pending(app_id, segment_id, event.definition_version)
@@ -97,7 +108,7 @@ class Versions:
             tuple(pending.compiled.trackers[k] for k in sorted(pending.new_keys)),
         )
 
-    def merge(self, event: Segment.Built, position: int, history: BuildHistory) -> None:
+    def merge(self, event: Built, position: int, history: BuildHistory) -> None:
         """Join the build `history` (as `wanted` asked for it) to what was tracked live
         since the definition, and switch the version on."""
         app_id, segment_id = event.app_id, event.segment_id
