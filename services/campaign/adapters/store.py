@@ -16,12 +16,16 @@ from eventsourcing.persistence import IntegrityError
 from services.campaign.adapters.connections import store_env
 from services.campaign.domain.campaign import AppMessagingPolicy, Campaign
 from services.campaign.domain.model import CampaignDefinition
+from services.common.domain_errors import NotFound
 
 STORE_NAME = "campaigns"  # events table: campaigns_events
 
 
-class CampaignNotFound(Exception):
-    pass
+class CampaignNotFound(NotFound):
+    """No campaign with that id in the caller's app (a refusal: NOT_FOUND)."""
+
+    def __init__(self, campaign_id: str) -> None:
+        super().__init__("campaign", campaign_id)
 
 
 class CampaignStore(Application[uuid.UUID]):

@@ -12,17 +12,22 @@ from typing import Any
 from eventsourcing.domain import Aggregate, event
 
 from services.campaign.domain.model import CampaignDefinition, CampaignState, MessagingPolicy
+from services.common.domain_errors import PreconditionFailed
 
 # Fixed namespace of campaign and policy ids. Changing it breaks idempotent creates.
 CAMPAIGNS_NAMESPACE = uuid.UUID("0b8f3c9e-5d3a-4c55-9a52-7c1d2f4e8a61")
 
 
-class CampaignError(Exception):
+class CampaignError(PreconditionFailed):
     """A command that the campaign's current state does not allow."""
+
+    reason = "CAMPAIGN_STATE"
 
 
 class VersionConflict(CampaignError):
     """An update that expected another version than the current one."""
+
+    reason = "VERSION_CONFLICT"
 
 
 class Campaign(Aggregate):

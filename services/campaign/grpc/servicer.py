@@ -14,9 +14,9 @@ from psycopg_pool import AsyncConnectionPool
 from services.campaign.adapters import deliveries as db
 from services.campaign.adapters import reports
 from services.campaign.adapters.catalog import CampaignCatalog
-from services.campaign.adapters.store import CampaignNotFound, CampaignStore
+from services.campaign.adapters.store import CampaignStore
 from services.campaign.domain.assignment import CONTROL, HOLDOUT
-from services.campaign.domain.campaign import Campaign, CampaignError, VersionConflict
+from services.campaign.domain.campaign import Campaign
 from services.campaign.domain.clock import Clock
 from services.campaign.domain.model import CampaignDefinition, CampaignState
 from services.campaign.domain.ports import SegmentDirectory
@@ -29,7 +29,6 @@ from services.common.grpc.auth import current_app_id
 from services.common.grpc.errors import (
     abort,
     campaign_not_found,
-    failed_precondition,
     invalid_argument,
 )
 from services.eventlog.events import datetime_to_us
@@ -85,15 +84,10 @@ class CampaignServicer(rpc.CampaignServiceServicer):
     async def _run(
         self, context: grpc.aio.ServicerContext, call: Callable[[], Campaign]
     ) -> Campaign:
-        """A store command in a worker thread, its errors as statuses."""
-        try:
-            return await asyncio.to_thread(call)
-        except CampaignNotFound as error:
-            await abort(context, campaign_not_found(str(error)))
-        except VersionConflict as error:
-            await abort(context, failed_precondition(str(error), "VERSION_CONFLICT"))
-        except CampaignError as error:
-            await abort(context, failed_precondition(str(error), "CAMPAIGN_STATE"))
+        """A store command in a worker thread. Its refusals (CampaignNotFound, CampaignError,
+        VersionConflict: services.common.domain_errors) escape to the request guard, which
+        answers each with its status from the one table (services.common.grpc.errors)."""
+        return await asyncio.to_thread(call)
 
     async def _definition(
         self, context: grpc.aio.ServicerContext, message: pb.Campaign
