@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2, status_pb2
 
 from services.campaign.adapters.store import CampaignNotFound
 from services.campaign.domain.campaign import CampaignError, VersionConflict
 from services.common.grpc.errors import status_of
-
-
-def _reason(status: grpc.Status) -> str:
-    trailing = dict(status.trailing_metadata)
-    parsed = status_pb2.Status.FromString(trailing["grpc-status-details-bin"])
-    info = error_details_pb2.ErrorInfo()
-    parsed.details[-1].Unpack(info)
-    return info.reason
+from tests.support.statuses import status_reason
 
 
 @pytest.mark.parametrize(
@@ -48,4 +40,4 @@ def test_each_refusal_has_its_status(
     status = status_of(error, "e1")
     assert status.code == code
     assert status.details == message
-    assert _reason(status) == reason
+    assert status_reason(status) == reason

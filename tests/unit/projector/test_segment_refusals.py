@@ -6,7 +6,6 @@ import grpc
 import psycopg
 import pytest
 from eventsourcing import persistence
-from google.rpc import error_details_pb2, status_pb2
 from psycopg_pool import PoolTimeout
 
 from services.common.domain_errors import FieldViolation
@@ -18,14 +17,7 @@ from services.projector.service_layer.segment_commands import (
     SegmentNotFound,
     VersionConflict,
 )
-
-
-def _reason(status: grpc.Status) -> str:
-    trailing = dict(status.trailing_metadata)
-    parsed = status_pb2.Status.FromString(trailing["grpc-status-details-bin"])
-    info = error_details_pb2.ErrorInfo()
-    parsed.details[-1].Unpack(info)
-    return info.reason
+from tests.support.statuses import status_reason
 
 
 @pytest.mark.parametrize(
@@ -73,7 +65,7 @@ def test_each_refusal_has_its_code_and_reason(
     error: Exception, code: grpc.StatusCode, reason: str, message: str
 ) -> None:
     status = status_of(error, "id")
-    assert (status.code, status.details, _reason(status)) == (code, message, reason)
+    assert (status.code, status.details, status_reason(status)) == (code, message, reason)
 
 
 @pytest.mark.parametrize(
@@ -87,12 +79,18 @@ def test_each_refusal_has_its_code_and_reason(
 )
 def test_a_database_that_cannot_be_reached_is_unavailable(error: Exception) -> None:
     status = status_of(error, "id")
-    assert (status.code, _reason(status)) == (grpc.StatusCode.UNAVAILABLE, "BACKEND_UNAVAILABLE")
+    assert (status.code, status_reason(status)) == (
+        grpc.StatusCode.UNAVAILABLE,
+        "BACKEND_UNAVAILABLE",
+    )
 
 
 def test_a_cancelled_query_is_a_deadline_and_anything_else_a_bug() -> None:
     status = status_of(psycopg.errors.QueryCanceled("canceling statement"), "id")
-    assert (status.code, _reason(status)) == (grpc.StatusCode.DEADLINE_EXCEEDED, "QUERY_TIMEOUT")
+    assert (status.code, status_reason(status)) == (
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        "QUERY_TIMEOUT",
+    )
     status = status_of(KeyError("secret detail"), "abc123")
-    assert (status.code, _reason(status)) == (grpc.StatusCode.INTERNAL, "INTERNAL")
+    assert (status.code, status_reason(status)) == (grpc.StatusCode.INTERNAL, "INTERNAL")
     assert status.details == "internal error; the server logged it as abc123"
