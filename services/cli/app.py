@@ -19,6 +19,7 @@ from services.cli import (
     ingest_commands,
     profile_commands,
     segment_commands,
+    segment_reads,
     simulate_command,
 )
 from services.cli.demo_commands import demo
@@ -74,4 +75,4 @@ app.command("timeline")(profile_commands.timeline)
 app.command("simulate")(simulate_command.simulate)
 app.command("demo")(demo)
 app.add_typer(segment_commands.app, name="segments")
-app.command("watch")(segment_commands.watch)
+app.command("watch")(segment_reads.watch)
