@@ -80,9 +80,15 @@ class Fanout:
 
     def each(self, query: Callable[[ProjectorStore], T]) -> list[T]:
         """`query` run on every database at once; the results in database order."""
-        if self._pool is None:
-            return [query(self.stores[0])]
-        futures = [self._pool.submit(query, store) for store in self.stores]
+        return self.each_of(self.stores, query)
+
+    def each_of(
+        self, stores: Sequence[ProjectorStore], query: Callable[[ProjectorStore], T]
+    ) -> list[T]:
+        """`query` run on each of `stores` at once; the results in their order."""
+        if self._pool is None or len(stores) == 1:
+            return [query(store) for store in stores]
+        futures = [self._pool.submit(query, store) for store in stores]
         return [future.result() for future in futures]
 
     def close(self) -> None:

@@ -15,7 +15,7 @@ from eventsourcing.persistence import OperationalError
 from services.eventlog.partitions import POSITION_BITS
 from services.projector import rollup_schema as rs
 from services.projector import schema
-from services.projector.adapters.fanout import Fanout, first_page
+from services.projector.adapters.fanout import Fanout, first_page, summed
 from services.projector.adapters.store import ProjectorStore
 
 # The members of segment s now, without counting them: the daily rollups' entries minus
@@ -37,6 +37,11 @@ _COUNTED = (
     " WHERE m.app_id = s.app_id AND m.segment_id = s.segment_id)"
 )
 _LOCK_WAIT = "200ms"
+# The sizes of segments (by id) in a database without their rows (not partition 0's).
+_SIZES = (
+    "SELECT s.segment_id, {size} AS size FROM"
+    " (SELECT %(app)s::text AS app_id, unnest(%(ids)s::text[]) AS segment_id) s"
+)
 
 
 def _folded_up_to(curs: Any) -> int:
@@ -86,17 +91,23 @@ class SegmentQueries:
         return len(self._fan.stores)
 
     def _sized_rows(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        """Rows of `query` (keyed by segment_id) from partition 0's database, each with
-        its `size` added up over every database."""
-        if self._fan.single:
-            return _sized(self._fan.stores[0], query, params)
-        parts = self._fan.each(lambda store: _sized(store, query, params))
-        definitions = parts[self._fan.index(self._fan.definitions)]
-        sizes: dict[str, int] = {}
-        for rows in parts:
-            for row in rows:
-                sizes[row["segment_id"]] = sizes.get(row["segment_id"], 0) + int(row["size"])
-        return [{**row, "size": sizes[row["segment_id"]]} for row in definitions]
+        """Rows of `query` (keyed by segment_id) from partition 0's database, the only one
+        with the segments' rows, each with its `size` added up over every database."""
+        definitions = _sized(self._fan.definitions, query, params)
+        if self._fan.single or not definitions:
+            return definitions
+        ids = [row["segment_id"] for row in definitions]
+        others = [store for store in self._fan.stores if store is not self._fan.definitions]
+        sizes = summed(
+            {row["segment_id"]: int(row["size"]) for row in part}
+            for part in self._fan.each_of(
+                others, lambda store: _sized(store, _SIZES, {"app": params["app"], "ids": ids})
+            )
+        )
+        return [
+            {**row, "size": int(row["size"]) + sizes.get(row["segment_id"], 0)}
+            for row in definitions
+        ]
 
     def segment(self, app_id: str, segment_id: str) -> dict[str, Any] | None:
         rows = self._sized_rows(

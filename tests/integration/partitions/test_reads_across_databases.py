@@ -1,0 +1,383 @@
+"""Reads across partitions: the same history folded with one partition and with eight placed
+on two databases answers every read that spans users the same (a differential test through
+ProfileService and SegmentService; positions differ, nothing else)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import psycopg
+import pytest
+from cohortflow.profiles.v1 import profiles_pb2
+from cohortflow.segments.v1 import segments_pb2
+from google.protobuf import timestamp_pb2
+from google.protobuf.json_format import MessageToDict
+
+from services.common.segment_wire import condition_from_dict
+from services.eventlog.events import UserIdentified
+from services.eventlog.partitioned import PartitionedLog, open_partitioned_log
+from services.eventlog.partitions import partition_of
+from services.migrate import migrate
+from services.projector.partitions.mail import MAIL_TABLE
+from tests.support.infra import PostgresForTests
+from tests.support.ingest import auth
+from tests.support.logevents import DAY, HOUR, T0, identify, purchase, tick, track
+from tests.support.partitioned import route, wait_folded, wait_live
+from tests.support.projector import InProcessProjector, in_process_projector
+from tests.support.segment_calls import segment
+
+P = 8
+DAYS = 24
+REDEFINED_ON = 12
+APPS = {"app": "key-app", "other": "key-other"}
+SEGMENTS = {
+    "carts": {"events": {"name": "Added to Cart", "window": "7d", "op": ">=", "value": 2}},
+    "buyers": {
+        "events": {
+            "name": "Order Completed",
+            "aggregate": "sum",
+            "property": "revenue",
+            "op": ">",
+            "value": 40,
+        }
+    },
+    "from-berlin": {"geo": {"cities": ["Berlin"]}},
+    "engaged": {"lifecycle": ["active", "new"]},
+}
+CARTS_AGAIN = {"events": {"name": "Added to Cart", "window": "5d", "op": ">=", "value": 3}}
+DRAFT = {"events": {"name": "Added to Cart", "window": "30d", "op": ">=", "value": 1}}
+BERLIN = {"city": "Berlin", "country": "DE"}
+
+
+def _apart(app: str, user: str, used: set[str], *, same_database: bool) -> str:
+    """An anonymous id in another partition than `user`'s, in the same database (0-3,
+    4-7) or in the other one."""
+    home = partition_of(app, user, P)
+
+    def fits(device: str) -> bool:
+        there = partition_of(app, f"anonymous:{device}", P)
+        return there != home and (there // 4 == home // 4) == same_database
+
+    device = next(d for i in range(10_000) if (d := f"dev-{app}-{i}") not in used and fits(d))
+    used.add(device)
+    return device
+
+
+@dataclass
+class Story:
+    before: list[object]  # up to the redefinition
+    after: list[object]
+    users: dict[str, list[str]]  # app -> every user id a profile may have
+
+
+def story(seed: int = 13) -> Story:
+    rng = random.Random(seed)
+    events: list[object] = []
+    users: dict[str, list[str]] = {}
+    used: set[str] = set()
+    plans: dict[tuple[str, str], tuple[str, int]] = {}  # (app, user) -> (device, day)
+    for app in APPS:
+        ids = [f"{app}-u{n}" for n in range(10 if app == "app" else 5)]
+        users[app] = list(ids)
+        # Anonymous first, identified later: in another partition of the same database
+        # before the redefinition, in the other database after it (a version built later
+        # counts a merged history only within a database: see the README).
+        for n, user in enumerate(ids[:4]):
+            near = n % 2 == 0
+            day = rng.randrange(2, REDEFINED_ON - 1) if near else rng.randrange(13, DAYS - 3)
+            plans[(app, user)] = (_apart(app, user, used, same_database=near), day)
+        lone = f"lone-{app}"  # anonymous all along
+        users[app].append(f"anonymous:{lone}")
+        plans[(app, "")] = (lone, 99)
+        users[app] += [f"anonymous:{device}" for device, _ in plans.values()]
+    for day in range(DAYS):
+        at = T0 + day * DAY
+        events.append(tick(at))
+        for app in APPS:
+            for user in users[app]:
+                if user.startswith("anonymous:"):
+                    continue
+                device, known_on = plans.get((app, user), ("", -1))
+                activity = 0.75 if int(user.rsplit("u", 1)[1]) % 3 else 0.35 - day / 80
+                if rng.random() > activity:
+                    continue
+                when = at + rng.randrange(1, 20) * HOUR
+                if device and day < known_on:
+                    named: dict[str, Any] = {"anonymous_id": device}
+                    who = ""
+                else:
+                    named, who = {}, user
+                context = BERLIN if rng.random() < 0.2 else {"city": "Paris", "country": "FR"}
+                events.append(track(who, when, app=app, context=context, **named))
+                if rng.random() < 0.5:
+                    events.append(track(who, when + 1, "Added to Cart", app=app, **named))
+                if who and rng.random() < 0.25:
+                    events.append(purchase(user, when + 2, float(rng.randrange(5, 60)), app=app))
+                if device and day == known_on:
+                    plan = "pro" if rng.random() < 0.5 else "free"
+                    events.append(
+                        identify(
+                            user, when + 3, app=app, anonymous_id=device, traits={"plan": plan}
+                        )
+                    )
+            lone, _ = plans[(app, "")]
+            if rng.random() < 0.4:
+                events.append(track("", at + 5 * HOUR, "Added to Cart", app=app, anonymous_id=lone))
+    events.append(tick(T0 + (DAYS + 10) * DAY))
+    split = next(i for i, e in enumerate(events) if e == tick(T0 + REDEFINED_ON * DAY))
+    return Story(events[:split], events[split:], users)
+
+
+def _ts(us: int) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromMicroseconds(us)
+    return ts
+
+
+async def _live(
+    running: InProcessProjector, log: PartitionedLog, segment_id: str, version: int
+) -> None:
+    stub = running.segments
+    deadline = asyncio.get_running_loop().time() + 60
+    while True:
+        reply = await stub.GetSegment(
+            segments_pb2.GetSegmentRequest(segment_id=segment_id), metadata=auth("key-app")
+        )
+        if reply.segment.active_version == version and reply.segment.build.status == "live":
+            return
+        assert asyncio.get_running_loop().time() < deadline, f"{segment_id} v{version} not live"
+        await asyncio.sleep(0.1)
+
+
+async def _define(running: InProcessProjector, log: PartitionedLog) -> None:
+    for segment_id, condition in SEGMENTS.items():
+        await running.segments.CreateSegment(
+            segments_pb2.CreateSegmentRequest(segment_id=segment_id, segment=segment(condition)),
+            metadata=auth("key-app"),
+        )
+    for segment_id in SEGMENTS:
+        await _live(running, log, segment_id, 1)
+    if log.partitions > 1:
+        await wait_live(log, len(SEGMENTS))
+
+
+async def _redefine(running: InProcessProjector, log: PartitionedLog) -> None:
+    await running.segments.UpdateSegment(
+        segments_pb2.UpdateSegmentRequest(
+            segment=segments_pb2.Segment(
+                segment_id="carts", condition=condition_from_dict(CARTS_AGAIN)
+            ),
+            expected_version=1,
+        ),
+        metadata=auth("key-app"),
+    )
+    await _live(running, log, "carts", 2)
+    if log.partitions > 1:
+        await wait_live(log, len(SEGMENTS) + 1)
+
+
+async def _watch(stub: Any, key: str, cursor: str = "") -> list[tuple[str, Any]]:
+    """(cursor, change) of every membership change the watch gives until it is quiet."""
+    call = stub.WatchMembershipChanges(
+        segments_pb2.WatchMembershipChangesRequest(after_cursor=cursor), metadata=auth(key)
+    )
+    out: list[tuple[str, Any]] = []
+    try:
+        while True:
+            try:
+                reply = await asyncio.wait_for(call.read(), 2.0)
+            except TimeoutError:
+                return out
+            assert reply is not grpc.aio.EOF
+            out.append((reply.cursor, reply.change))
+    finally:
+        call.cancel()
+
+
+def _change(change: Any) -> tuple[Any, ...]:
+    h = change.header
+    return (
+        h.user_id,
+        change.segment_id,
+        change.segment_version,
+        change.direction,
+        h.effective_time.ToMicroseconds(),
+        h.cause.kind,
+        tuple(h.cause.event_ids),
+    )
+
+
+async def answers(running: InProcessProjector, users: dict[str, list[str]]) -> dict[str, Any]:
+    """Every read that spans users (and each user's own), with positions left out."""
+    out: dict[str, Any] = {}
+    profiles, segments = running.profiles, running.segments
+    as_of = [T0 + d * DAY - 1 for d in (3, 8, 13, 20, DAYS + 1)] + [T0 + 9 * DAY + 7 * HOUR]
+    for app, key in APPS.items():
+        meta = auth(key)
+        for when in [None, *as_of]:
+            request = profiles_pb2.GetLifecycleSummaryRequest()
+            if when is not None:
+                request.as_of_time.CopyFrom(_ts(when))
+            reply = await profiles.GetLifecycleSummary(request, metadata=meta)
+            out[f"{app} summary {when}"] = (
+                [(c.state, c.users) for c in reply.counts],
+                reply.total_users,
+            )
+        for user in users[app]:
+            try:
+                reply = await profiles.GetProfile(
+                    profiles_pb2.GetProfileRequest(user_id=user), metadata=meta
+                )
+            except grpc.aio.AioRpcError as error:
+                out[f"{app} profile {user}"] = error.code()
+                continue
+            profile = reply.profile
+            for field in ("position", "rfm_group", "rfm_scores"):
+                profile.ClearField(field)
+            out[f"{app} profile {user}"] = MessageToDict(profile)
+            timeline = await profiles.ListUserTimeline(
+                profiles_pb2.ListUserTimelineRequest(user_id=user, page_size=1000), metadata=meta
+            )
+            out[f"{app} lifecycle {user}"] = [
+                (
+                    e.lifecycle.from_state,
+                    e.lifecycle.to_state,
+                    e.effective_time.ToMicroseconds(),
+                    e.cause_kind,
+                )
+                for e in timeline.entries
+                if e.HasField("lifecycle")
+            ]
+            mine = await segments.ListUserSegments(
+                segments_pb2.ListUserSegmentsRequest(user_id=user), metadata=meta
+            )
+            mine.ClearField("position")
+            out[f"{app} segments of {user}"] = MessageToDict(mine)
+        watched = await _watch(segments, key)
+        out[f"{app} changes"] = sorted(_change(c) for _, c in watched)
+        if len(watched) > 4:  # a cursor from the middle resumes after it, in every database
+            middle = len(watched) // 2
+            rest = await _watch(segments, key, watched[middle - 1][0])
+            assert [_change(c) for _, c in rest] == [_change(c) for _, c in watched[middle:]]
+    meta = auth("key-app")
+    for segment_id in SEGMENTS:
+        for when in [None, *as_of]:
+            pages, token = [], ""
+            while True:
+                request = segments_pb2.ListSegmentMembersRequest(
+                    segment_id=segment_id, page_size=3, page_token=token
+                )
+                if when is not None:
+                    request.as_of_time.CopyFrom(_ts(when))
+                reply = await segments.ListSegmentMembers(request, metadata=meta)
+                pages.append(([m.user_id for m in reply.members], reply.total_size))
+                token = reply.next_page_token
+                if not token:
+                    break
+            out[f"members {segment_id} {when}"] = pages
+        got = await segments.GetSegment(
+            segments_pb2.GetSegmentRequest(segment_id=segment_id), metadata=meta
+        )
+        out[f"size {segment_id}"] = got.segment.size
+    for segment_id, condition in (("carts", DRAFT), ("draft", SEGMENTS["buyers"])):
+        preview = await segments.PreviewSegment(
+            segments_pb2.PreviewSegmentRequest(
+                segment=segments_pb2.Segment(
+                    segment_id=segment_id, condition=condition_from_dict(condition)
+                ),
+                sample_size=4,
+            ),
+            metadata=meta,
+        )
+        for field in ("position", "took"):
+            preview.ClearField(field)
+        out[f"preview {segment_id}"] = MessageToDict(preview)
+    return out
+
+
+async def _feed(
+    log: PartitionedLog, events: list[object], links: dict[tuple[str, str], str]
+) -> None:
+    """Route `events` as ingest would, as they come: an Identify's hand-over across
+    partitions is done before the events after it arrive."""
+    start = 0
+    for end, event in enumerate(events, 1):
+        if (isinstance(event, UserIdentified) and event.anonymous_id) or end == len(events):
+            route(log, events[start:end], links)
+            start = end
+            await _quiet(log)
+
+
+def _letters(log: PartitionedLog) -> int:
+    total = 0
+    for url in log.deployment.databases():
+        with psycopg.connect(url) as conn:
+            row = conn.execute(f"SELECT count(*) FROM {MAIL_TABLE}").fetchone()
+            total += int(row[0]) if row else 0
+    return total
+
+
+async def _quiet(log: PartitionedLog) -> None:
+    """Until every partition folded its log and no letter between partitions is on its way
+    (twice in a row: a letter is written in the batch that folds its cause)."""
+    calm = 0
+    deadline = asyncio.get_running_loop().time() + 60
+    while calm < 2:
+        await wait_folded(log)
+        calm = calm + 1 if await asyncio.to_thread(_letters, log) == 0 else 0
+        assert asyncio.get_running_loop().time() < deadline, "letters still on their way"
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def databases(postgres: PostgresForTests) -> Iterator[tuple[str, str, str]]:
+    """One database for P = 1; a home and a second database for P = 8 (4-7 there)."""
+    urls = (postgres.create_database(), postgres.create_database(), postgres.create_database())
+    yield urls
+    for url in urls:
+        postgres.drop_database(url)
+
+
+async def fold(
+    url: str, placement: str, partitions: int, nats_url: str, history: Story
+) -> dict[str, Any]:
+    log = open_partitioned_log(
+        migrate(url, partitions=partitions, placement=placement), pool_size=2
+    )
+    try:
+        async with in_process_projector(
+            url, nats_url, COHORTFLOW_PLACEMENT=placement, PROJECTOR_ROLLUP_POLL_S=0.2
+        ) as running:
+            await _define(running, log)
+            links: dict[tuple[str, str], str] = {}
+            await _feed(log, history.before, links)
+            await _redefine(running, log)
+            await _feed(log, history.after, links)
+            await asyncio.sleep(1.0)  # hand-overs and letters in flight
+            await wait_folded(log)
+            return await answers(running, history.users)
+    finally:
+        log.close()
+
+
+async def test_one_partition_and_eight_on_two_databases_answer_every_read_the_same(
+    databases: tuple[str, str, str], nats_server: Any
+) -> None:
+    single, home, second = databases
+    history = story()
+    one = await fold(single, "", 1, nats_server.url, history)
+    eight = await fold(home, json.dumps({"4-7": second}), P, nats_server.url, history)
+    assert one.keys() == eight.keys()
+    differing = [key for key in one if one[key] != eight[key]]
+    assert not differing, [(key, one[key], eight[key]) for key in differing[:3]]
+    # The history exercised what it should: members in both databases, merges, changes.
+    assert any(len(pages) > 1 for key, pages in one.items() if key.startswith("members"))
+    assert len(one["app changes"]) > 20
+    assert int(one["preview carts"]["members"]) > 0
+    assert int(one["preview carts"]["entering"]) > 0
