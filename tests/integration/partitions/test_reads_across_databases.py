@@ -14,6 +14,8 @@ from typing import Any
 import grpc
 import psycopg
 import pytest
+from cohortflow.analytics.v1 import analytics_pb2
+from cohortflow.analytics.v1.analytics_pb2_grpc import AnalyticsServiceStub
 from cohortflow.profiles.v1 import profiles_pb2
 from cohortflow.segments.v1 import segments_pb2
 from google.protobuf import timestamp_pb2
@@ -285,6 +287,7 @@ async def answers(running: InProcessProjector, users: dict[str, list[str]]) -> d
             segments_pb2.GetSegmentRequest(segment_id=segment_id), metadata=meta
         )
         out[f"size {segment_id}"] = got.segment.size
+    out.update(await _analytics(running))
     for segment_id, condition in (("carts", DRAFT), ("draft", SEGMENTS["buyers"])):
         preview = await segments.PreviewSegment(
             segments_pb2.PreviewSegmentRequest(
@@ -335,6 +338,48 @@ async def _quiet(log: PartitionedLog) -> None:
         await asyncio.sleep(0.05)
 
 
+async def _analytics(running: InProcessProjector) -> dict[str, Any]:
+    """What the console's analytics read: series, flows and sizes from the rollups."""
+    stub = AnalyticsServiceStub(running.channel)
+    meta, out = auth("key-app"), {}
+    start, end = _ts(T0), _ts(T0 + (DAYS + 10) * DAY)
+    series = await stub.GetLifecycleSeries(
+        analytics_pb2.GetLifecycleSeriesRequest(start_time=start, end_time=end), metadata=meta
+    )
+    out["series"] = MessageToDict(series)["days"]
+    for a, b in ((3, 10), (DAYS + 3, DAYS + 10), (0, DAYS + 10)):
+        flows = await stub.GetLifecycleFlows(
+            analytics_pb2.GetLifecycleFlowsRequest(
+                start_time=_ts(T0 + a * DAY), end_time=_ts(T0 + b * DAY)
+            ),
+            metadata=meta,
+        )
+        flows.ClearField("position")
+        out[f"flows {a} {b}"] = MessageToDict(flows)
+    sizes = await stub.GetSegmentSizeSeries(
+        analytics_pb2.GetSegmentSizeSeriesRequest(
+            segment_ids=list(SEGMENTS), start_time=start, end_time=end
+        ),
+        metadata=meta,
+    )
+    sizes.ClearField("position")
+    out["size series"] = MessageToDict(sizes)
+    return out
+
+
+def _unfolded(log: PartitionedLog) -> int:
+    """Change rows the rollups of the deployment's databases have not folded yet."""
+    total = 0
+    for url in log.deployment.databases():
+        with psycopg.connect(url) as conn:
+            row = conn.execute(
+                "SELECT (SELECT count(*) FROM projector_changes WHERE id >"
+                " coalesce((SELECT last_id FROM analytics_rollup_position), 0))"
+            ).fetchone()
+            total += int(row[0]) if row else 0
+    return total
+
+
 @pytest.fixture
 def databases(postgres: PostgresForTests) -> Iterator[tuple[str, str, str]]:
     """One database for P = 1; a home and a second database for P = 8 (4-7 there)."""
@@ -359,6 +404,10 @@ async def fold(
             await _feed(log, history.before, links)
             await _redefine(running, log)
             await _feed(log, history.after, links)
+            deadline = asyncio.get_running_loop().time() + 30
+            while await asyncio.to_thread(_unfolded, log):
+                assert asyncio.get_running_loop().time() < deadline, "rollups behind"
+                await asyncio.sleep(0.1)
             await asyncio.sleep(1.0)  # hand-overs and letters in flight
             await wait_folded(log)
             return await answers(running, history.users)
