@@ -1,12 +1,16 @@
 """Profiles from the projector's read contract, the view `contract_profiles_v1` (see the
-README, "Contracts between services"), never its tables."""
+README, "Contracts between services"), never its tables: each in its user's partition's
+database (contract_reads.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
+from services.campaign.adapters.contract_reads import ContractPools
 from services.campaign.domain.eligibility import Profile
 
 PROFILES_V1 = "contract_profiles_v1"
@@ -24,16 +28,23 @@ CROSS JOIN LATERAL (
 """
 
 
+async def _rows(pool: AsyncConnectionPool, keys: Sequence[tuple[str, str]]) -> list[Any]:
+    async with pool.connection() as conn:
+        cursor = await conn.execute(_SELECT, ([k[0] for k in keys], [k[1] for k in keys]))
+        return list(await cursor.fetchall())
+
+
 class PostgresProfileReader:
-    def __init__(self, pool: AsyncConnectionPool) -> None:
-        self._pool = pool
+    def __init__(self, pools: AsyncConnectionPool | ContractPools) -> None:
+        self._pools = pools if isinstance(pools, ContractPools) else ContractPools.single(pools)
 
     async def profiles(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Profile]:
         if not keys:
             return {}
-        async with self._pool.connection() as conn:
-            cursor = await conn.execute(_SELECT, ([k[0] for k in keys], [k[1] for k in keys]))
-            rows = await cursor.fetchall()
+        parts = await asyncio.gather(
+            *(_rows(pool, mine) for pool, mine in self._pools.grouped(keys))
+        )
+        rows = [row for part in parts for row in part]
         return {
             (row[0], row[1]): Profile(
                 user_id=row[1],

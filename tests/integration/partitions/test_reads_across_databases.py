@@ -8,7 +8,7 @@ import asyncio
 import json
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import grpc
@@ -21,10 +21,14 @@ from cohortflow.segments.v1 import segments_pb2
 from google.protobuf import timestamp_pb2
 from google.protobuf.json_format import MessageToDict
 
+from services.campaign.adapters.connections import connection_pool
+from services.campaign.adapters.contract_reads import ContractPools
+from services.campaign.adapters.profiles import PostgresProfileReader
+from services.campaign.adapters.segment_members import PostgresSegmentMembers
 from services.common.segment_wire import condition_from_dict
 from services.eventlog.events import UserIdentified
 from services.eventlog.partitioned import PartitionedLog, open_partitioned_log
-from services.eventlog.partitions import partition_of
+from services.eventlog.partitions import Deployment, partition_of
 from services.migrate import migrate
 from services.projector.partitions.mail import MAIL_TABLE
 from tests.support.infra import PostgresForTests
@@ -97,7 +101,7 @@ def story(seed: int = 13) -> Story:
         lone = f"lone-{app}"  # anonymous all along
         users[app].append(f"anonymous:{lone}")
         plans[(app, "")] = (lone, 99)
-        users[app] += [f"anonymous:{device}" for device, _ in plans.values()]
+        users[app] += [f"anonymous:{plans[(app, user)][0]}" for user in ids[:4]]
     for day in range(DAYS):
         at = T0 + day * DAY
         events.append(tick(at))
@@ -367,6 +371,32 @@ async def _analytics(running: InProcessProjector) -> dict[str, Any]:
     return out
 
 
+async def _campaign_reads(deployment: Deployment, users: dict[str, list[str]]) -> dict[str, Any]:
+    """What campaign reads of the projector's read contract: segment members for a
+    broadcast (in user order) and the profiles of recipients."""
+    pools = {url: connection_pool(url, 2) for url in deployment.databases()}
+    for pool in pools.values():
+        await pool.open(wait=True, timeout=30)
+    try:
+        contract = ContractPools(pools, deployment)
+        out: dict[str, Any] = {
+            f"broadcast to {segment_id}": await PostgresSegmentMembers(contract).members(
+                "app", segment_id
+            )
+            for segment_id in SEGMENTS
+        }
+        keys = [(app, user) for app in APPS for user in users[app]]
+        profiles = await PostgresProfileReader(contract).profiles(keys)
+        # RFM scores settle within a recompute interval with P > 1: not compared.
+        out["recipients"] = {
+            f"{app} {user}": replace(p, rfm_group="") for (app, user), p in sorted(profiles.items())
+        }
+        return out
+    finally:
+        for pool in pools.values():
+            await pool.close()
+
+
 def _unfolded(log: PartitionedLog) -> int:
     """Change rows the rollups of the deployment's databases have not folded yet."""
     total = 0
@@ -410,7 +440,9 @@ async def fold(
                 await asyncio.sleep(0.1)
             await asyncio.sleep(1.0)  # hand-overs and letters in flight
             await wait_folded(log)
-            return await answers(running, history.users)
+            out = await answers(running, history.users)
+            out.update(await _campaign_reads(log.deployment, history.users))
+            return out
     finally:
         log.close()
 
@@ -428,5 +460,12 @@ async def test_one_partition_and_eight_on_two_databases_answer_every_read_the_sa
     # The history exercised what it should: members in both databases, merges, changes.
     assert any(len(pages) > 1 for key, pages in one.items() if key.startswith("members"))
     assert len(one["app changes"]) > 20
+    assert all(one[f"broadcast to {s}"] == sorted(one[f"broadcast to {s}"]) for s in SEGMENTS)
+    found = [key for key, value in one.items() if " profile " in key and isinstance(value, dict)]
+    assert len(one["recipients"]) == len(found)
+    merged = [
+        key for key, value in one.items() if "profile anonymous:dev" in key and key not in found
+    ]
+    assert len(merged) >= 4, merged  # anonymous histories handed over to their users
     assert int(one["preview carts"]["members"]) > 0
     assert int(one["preview carts"]["entering"]) > 0
