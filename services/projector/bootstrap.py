@@ -263,7 +263,7 @@ async def start_projector(
             ),
             Registration(
                 operations_pb2_grpc.add_OperationsServiceServicer_to_server,
-                OperationsServicer(QuarantineQueries(store)),
+                OperationsServicer(QuarantineQueries(reads)),
                 OPERATIONS_SERVICE,
             ),
             Registration(
