@@ -44,7 +44,7 @@ P = 8
 DAYS = 24
 REDEFINED_ON = 12
 APPS = {"app": "key-app", "other": "key-other"}
-SEGMENTS = {
+SEGMENTS: dict[str, dict[str, Any]] = {
     "carts": {"events": {"name": "Added to Cart", "window": "7d", "op": ">=", "value": 2}},
     "buyers": {
         "events": {
@@ -150,14 +150,16 @@ def _ts(us: int) -> timestamp_pb2.Timestamp:
     return ts
 
 
-async def _live(
-    running: InProcessProjector, log: PartitionedLog, segment_id: str, version: int
-) -> None:
-    stub = running.segments
+async def _live(running: InProcessProjector, defined: segments_pb2.Segment) -> None:
+    """Until the version `defined` is live (its definition folded first)."""
+    stub, segment_id, version = running.segments, defined.segment_id, defined.version
     deadline = asyncio.get_running_loop().time() + 60
     while True:
         reply = await stub.GetSegment(
-            segments_pb2.GetSegmentRequest(segment_id=segment_id), metadata=auth("key-app")
+            segments_pb2.GetSegmentRequest(
+                segment_id=segment_id, min_position=defined.defined_position
+            ),
+            metadata=auth("key-app"),
         )
         if reply.segment.active_version == version and reply.segment.build.status == "live":
             return
@@ -166,19 +168,21 @@ async def _live(
 
 
 async def _define(running: InProcessProjector, log: PartitionedLog) -> None:
-    for segment_id, condition in SEGMENTS.items():
+    created = [
         await running.segments.CreateSegment(
             segments_pb2.CreateSegmentRequest(segment_id=segment_id, segment=segment(condition)),
             metadata=auth("key-app"),
         )
-    for segment_id in SEGMENTS:
-        await _live(running, log, segment_id, 1)
+        for segment_id, condition in SEGMENTS.items()
+    ]
+    for reply in created:
+        await _live(running, reply.segment)
     if log.partitions > 1:
         await wait_live(log, len(SEGMENTS))
 
 
 async def _redefine(running: InProcessProjector, log: PartitionedLog) -> None:
-    await running.segments.UpdateSegment(
+    updated = await running.segments.UpdateSegment(
         segments_pb2.UpdateSegmentRequest(
             segment=segments_pb2.Segment(
                 segment_id="carts", condition=condition_from_dict(CARTS_AGAIN)
@@ -187,7 +191,8 @@ async def _redefine(running: InProcessProjector, log: PartitionedLog) -> None:
         ),
         metadata=auth("key-app"),
     )
-    await _live(running, log, "carts", 2)
+    assert updated.segment.version == 2
+    await _live(running, updated.segment)
     if log.partitions > 1:
         await wait_live(log, len(SEGMENTS) + 1)
 
@@ -280,12 +285,12 @@ async def answers(running: InProcessProjector, users: dict[str, list[str]]) -> d
         for when in [None, *as_of]:
             pages, token = [], ""
             while True:
-                request = segments_pb2.ListSegmentMembersRequest(
+                members = segments_pb2.ListSegmentMembersRequest(
                     segment_id=segment_id, page_size=3, page_token=token
                 )
                 if when is not None:
-                    request.as_of_time.CopyFrom(_ts(when))
-                reply = await segments.ListSegmentMembers(request, metadata=meta)
+                    members.as_of_time.CopyFrom(_ts(when))
+                reply = await segments.ListSegmentMembers(members, metadata=meta)
                 pages.append(([m.user_id for m in reply.members], reply.total_size))
                 token = reply.next_page_token
                 if not token:
