@@ -84,4 +84,3 @@ async def test_two_projector_processes_share_the_partitions_of_make_run(tmp_path
     )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "COHORTFLOW_PARTITIONS=2, but this deployment was created with 4" in done.stderr
-
