@@ -87,6 +87,23 @@ class Leases:
             self._lost(error)
         return sorted({str(r[0]) for r in rows} | {self.worker_id})
 
+    def taken(self) -> set[int]:
+        """The partitions whose lease some worker (this one included) holds right now."""
+        try:
+            rows = (
+                self._connection()
+                .execute(
+                    "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                    " AND classid = %s AND objsubid = 2 AND database = (SELECT oid"
+                    " FROM pg_database WHERE datname = current_database())",
+                    (PARTITION_LOCKS,),
+                )
+                .fetchall()
+            )
+        except psycopg.Error as error:
+            self._lost(error)
+        return {int(r[0]) for r in rows}
+
     def try_take(self, partition: int) -> bool:
         try:
             row = (

@@ -26,3 +26,8 @@ PARTITION_LAG = Gauge(
     "Partition head minus committed position",
     ["partition"],
 )
+PARTITIONS = Gauge("cohortflow_projector_partitions", "Partitions of the deployment (P)")
+PARTITIONS_UNHELD = Gauge(
+    "cohortflow_projector_partitions_unheld",
+    "Partitions whose lease no worker holds, as this worker saw at its last look (every second)",
+)

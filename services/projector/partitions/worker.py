@@ -180,6 +180,9 @@ class PartitionWorker:
                 if self._leases.try_take(partition):
                     self._start(partition)
             self._restart_dead()
+            metrics.PARTITIONS.set(self._deployment.partitions)
+            taken = self._leases.taken()
+            metrics.PARTITIONS_UNHELD.set(self._deployment.partitions - len(taken))
             self._tick()
             self._report_health()
             stop.wait(self._settings.rebalance_s)

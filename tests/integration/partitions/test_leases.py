@@ -30,6 +30,21 @@ def test_a_partition_has_one_holder_until_released(database_url: str) -> None:
         b.leave()
 
 
+def test_every_worker_sees_which_partitions_are_held_by_anyone(database_url: str) -> None:
+    a, b = Leases(database_url, "worker-a"), Leases(database_url, "worker-b")
+    a.join()
+    b.join()
+    try:
+        assert b.taken() == set()
+        assert a.try_take(1) and a.try_take(4) and b.try_take(2)
+        assert a.taken() == b.taken() == {1, 2, 4}
+        a.leave()
+        assert b.taken() == {2}
+    finally:
+        a.leave()
+        b.leave()
+
+
 def test_a_leaving_worker_is_no_longer_live_and_frees_its_partitions(database_url: str) -> None:
     a, b = Leases(database_url, "worker-a"), Leases(database_url, "worker-b")
     a.join()
