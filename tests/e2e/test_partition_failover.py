@@ -19,8 +19,7 @@ import grpc
 import psycopg
 import pytest
 
-from services.eventlog.partitioned import PartitionedLog, open_partitioned_log
-from services.migrate import migrate
+from services.eventlog.partitioned import PartitionedLog
 from tests.support.changes import delete_stream, read_all, unique_streams
 from tests.support.infra import PostgresForTests
 from tests.support.ingest import ACCEPTED, IngestClient, event
@@ -33,7 +32,7 @@ from tests.support.partition_processes import (
     replayed_changes,
     resumed_after,
 )
-from tests.support.partitioned import wait_folded
+from tests.support.partitioned import partitioned_database, wait_folded
 from tests.support.processes import ServiceProcess, ingest_env
 from tests.support.waiting import eventually
 
@@ -47,11 +46,8 @@ SANITY_LIMIT_S = 30.0
 
 @pytest.fixture
 def deployment(postgres: PostgresForTests) -> Iterator[tuple[str, PartitionedLog]]:
-    url = postgres.create_database()
-    log = open_partitioned_log(migrate(url, partitions=P), pool_size=1)
-    yield url, log
-    log.close()
-    postgres.drop_database(url)
+    with partitioned_database(postgres, P) as made:
+        yield made
 
 
 async def _load(ingest: IngestClient, rounds: range, sent: dict[str, int]) -> None:
