@@ -232,6 +232,7 @@ class PartitionWorker:
             thread.join(60)
         if release:
             self._leases.release(partition)
+        metrics.forget_partition(partition)
 
     def _drop_all(self, *, release: bool) -> None:
         for partition in self.held():
