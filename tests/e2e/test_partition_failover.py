@@ -20,20 +20,19 @@ import psycopg
 import pytest
 
 from services.eventlog.partitioned import PartitionedLog
-from tests.support.changes import delete_stream, read_all, unique_streams
+from tests.support.changes import read_all
 from tests.support.infra import PostgresForTests
 from tests.support.ingest import ACCEPTED, IngestClient, event
 from tests.support.metrics_scrape import scrape
 from tests.support.partition_processes import (
-    KEYS,
-    ProjectorWorker,
     lease_holders,
+    partitioned_suite,
     per_user_sequences,
     replayed_changes,
     resumed_after,
+    wait_shared,
 )
 from tests.support.partitioned import partitioned_database, wait_folded
-from tests.support.processes import ServiceProcess, ingest_env
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -66,28 +65,11 @@ async def test_a_killed_worker_s_partitions_are_resumed_and_every_change_is_publ
     deployment: tuple[str, PartitionedLog], nats_server: Any, tmp_path: Path
 ) -> None:
     url, log = deployment
-    streams = unique_streams()
-    env = {
-        "DATABASE_URL": url,
-        "NATS_URL": nats_server.url,
-        "CHANGES_STREAM": streams.stream,
-        "CHANGES_SUBJECT_PREFIX": streams.subject_prefix,
-    }
-    ingest_settings, ingest_address, _metrics = ingest_env(url, KEYS)
-    ingest_process = ServiceProcess("services.ingest", ingest_settings, tmp_path)
-    workers = [ProjectorWorker(env, tmp_path) for _ in range(3)]
-    try:
-        ingest_process.wait_healthy(ingest_address)
-        for worker in workers:
-            worker.process.wait_healthy(worker.address)
-
-        async def shared() -> bool:
-            held = await asyncio.gather(*(asyncio.to_thread(w.held) for w in workers))
-            return all(len(h) == P // 3 for h in held) and set().union(*held) == set(range(P))
-
-        await eventually(shared, "three workers holding two partitions each")
+    async with partitioned_suite(url, nats_server.url, 3, tmp_path) as suite:
+        workers = suite.workers
+        await wait_shared(workers, P)
         sent: dict[str, int] = {}
-        async with grpc.aio.insecure_channel(ingest_address) as channel:
+        async with grpc.aio.insecure_channel(suite.ingest_address) as channel:
             ingest = IngestClient(channel, "key-app")
             await _load(ingest, range(0, 10), sent)
             victim = workers[0]
@@ -102,12 +84,7 @@ async def test_a_killed_worker_s_partitions_are_resumed_and_every_change_is_publ
             await loading
             await _load(ingest, range(30, 35), sent)
         survivors = workers[1:]
-
-        async def taken_over() -> bool:
-            held = await asyncio.gather(*(asyncio.to_thread(w.held) for w in survivors))
-            return all(len(h) == P // 2 for h in held) and set().union(*held) == set(range(P))
-
-        await eventually(taken_over, "the two survivors holding three partitions each")
+        await wait_shared(survivors, P)
 
         async def none_unheld() -> bool:
             gauges = await asyncio.gather(
@@ -127,12 +104,7 @@ async def test_a_killed_worker_s_partitions_are_resumed_and_every_change_is_publ
         assert counts == sent
         expected = sorted(replayed_changes(log))
         assert len({user for user, _ in expected}) == USERS
-        received = await read_all(nats_server.url, streams, expect=len(expected), within=60)
-    finally:
-        for worker in workers:
-            worker.process.terminate()
-        ingest_process.terminate()
-        await delete_stream(nats_server.url, streams)
+        received = await read_all(nats_server.url, suite.streams, expect=len(expected), within=60)
     # Exactly once: no message id twice, and the changes are those a replay of each
     # partition's log publishes.
     ids = [r.msg_id for r in received]

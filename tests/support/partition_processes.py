@@ -3,21 +3,26 @@ partition (the lease locks in PostgreSQL), and a replay of every partition's log
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 
+from services.common.jetstream import ChangeStreamSettings
 from services.devstack.embedded import free_port
 from services.eventlog.partitioned import PartitionedLog
 from services.eventlog.partitions import encode_position
 from services.projector.config import Policies
 from services.projector.domain.engine import Engine
 from services.projector.partitions.leases import PARTITION_LOCKS
-from tests.support.changes import Received
+from tests.support.changes import Received, delete_stream, unique_streams
 from tests.support.metrics_scrape import held_partitions
-from tests.support.processes import ServiceProcess
+from tests.support.processes import ServiceProcess, ingest_env
+from tests.support.waiting import eventually
 
 KEYS = "app:key-app"
 
@@ -42,6 +47,56 @@ class ProjectorWorker:
 
     def held(self) -> set[int]:
         return held_partitions(self.metrics_port)
+
+
+@dataclass
+class PartitionedSuite:
+    """Ingest and projector workers of one partitioned deployment, on a stream of their own."""
+
+    ingest_address: str
+    workers: list[ProjectorWorker]
+    streams: ChangeStreamSettings
+
+
+@asynccontextmanager
+async def partitioned_suite(
+    home_url: str, nats_url: str, workers: int, log_dir: Path, placement: str = ""
+) -> AsyncIterator[PartitionedSuite]:
+    """Ingest and `workers` projector processes, healthy; stopped (SIGTERM) afterwards."""
+    streams = unique_streams()
+    placed = {"COHORTFLOW_PLACEMENT": placement} if placement else {}
+    env = {
+        "DATABASE_URL": home_url,
+        "NATS_URL": nats_url,
+        "CHANGES_STREAM": streams.stream,
+        "CHANGES_SUBJECT_PREFIX": streams.subject_prefix,
+        **placed,
+    }
+    ingest_settings, address, _metrics = ingest_env(home_url, KEYS)
+    ingest = ServiceProcess("services.ingest", {**ingest_settings, **placed}, log_dir)
+    started = [ProjectorWorker(env, log_dir) for _ in range(workers)]
+    try:
+        await asyncio.to_thread(ingest.wait_healthy, address)
+        for worker in started:
+            await asyncio.to_thread(worker.process.wait_healthy, worker.address)
+        yield PartitionedSuite(address, started, streams)
+    finally:
+        for worker in started:
+            await asyncio.to_thread(worker.process.terminate)
+        await asyncio.to_thread(ingest.terminate)
+        await delete_stream(nats_url, streams)
+
+
+async def wait_shared(workers: list[ProjectorWorker], partitions: int) -> None:
+    """Until the workers' metrics say they hold every partition, each its even share."""
+
+    async def shared() -> bool:
+        held = await asyncio.gather(*(asyncio.to_thread(w.held) for w in workers))
+        sizes = [len(h) for h in held]
+        whole = set().union(*held) == set(range(partitions)) and sum(sizes) == partitions
+        return whole and max(sizes) - min(sizes) <= 1
+
+    await eventually(shared, f"{len(workers)} workers sharing {partitions} partitions evenly")
 
 
 def lease_holders(database_url: str) -> dict[int, int]:
