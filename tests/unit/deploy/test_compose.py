@@ -122,7 +122,8 @@ def test_stream_replicas_follow_the_nats_cluster_size() -> None:
 
 def test_projector_workers_share_the_partitions() -> None:
     """Two or more projector services alike but for their published ports, no more of
-    them than the partitions (the default of COHORTFLOW_PARTITIONS) they share."""
+    them than the partitions (the default of COHORTFLOW_PARTITIONS) they share, which the
+    migration records and ingest routes to."""
     workers = {
         n: s
         for n, s in compose_services().items()
@@ -134,5 +135,10 @@ def test_projector_workers_share_the_partitions() -> None:
     partitions = environments[0]["COHORTFLOW_PARTITIONS"]
     assert partitions.startswith("${COHORTFLOW_PARTITIONS:-")
     assert len(workers) <= int(partitions.removeprefix("${COHORTFLOW_PARTITIONS:-").rstrip("}"))
+    for name, service in compose_services().items():
+        if service_of(service.get("command", [])) in ("ingest", "migrate"):
+            env = service["environment"]
+            assert env["COHORTFLOW_PARTITIONS"] == partitions, f"{name}: the workers' P"
+            assert env["COHORTFLOW_PLACEMENT"] == environments[0]["COHORTFLOW_PLACEMENT"]
     published = [p.rsplit(":", 1)[0] for s in workers.values() for p in s["ports"]]
     assert len(published) == len(set(published)), "each worker on host ports of its own"
