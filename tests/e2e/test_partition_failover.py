@@ -98,6 +98,21 @@ async def test_a_killed_worker_s_partitions_are_resumed_and_every_change_is_publ
 
         await eventually(none_unheld, "the survivors' metrics saying no partition is unheld")
         await wait_folded(log)
+
+        async def lag_by_holder() -> bool:
+            # Each survivor reports the lag of the partitions it holds, and of no other, and
+            # the outboxes it reads.
+            for worker in survivors:
+                gauges = await asyncio.to_thread(scrape, worker.metrics_port)
+                lag = gauges.get("cohortflow_projector_partition_lag_events", {})
+                by_partition = {int(dict(labels)["partition"]): v for labels, v in lag.items()}
+                if set(by_partition) != worker.held() or any(by_partition.values()):
+                    return False
+                if gauges["cohortflow_projector_outbox_depth"][()] != 0:
+                    return False  # every change published: nothing waits in any database
+            return True
+
+        await eventually(lag_by_holder, "lag 0 (by the holders only) and empty outboxes")
         # Nothing lost or folded twice: every user's profile counts what was sent.
         with psycopg.connect(url) as conn:
             counts = dict(conn.execute("SELECT user_id, event_count FROM projector_profiles"))
