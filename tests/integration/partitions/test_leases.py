@@ -11,7 +11,7 @@ import time
 import psycopg
 import pytest
 
-from services.projector.partitions.leases import LeaseLost, Leases
+from services.projector.partitions.leases import KEEPALIVE, LeaseLost, Leases
 
 
 def test_a_partition_has_one_holder_until_released(database_url: str) -> None:
@@ -111,5 +111,20 @@ def test_a_broken_lease_connection_is_a_lost_lease(database_url: str) -> None:
     leases.join()  # it can come back and take partitions again
     try:
         assert leases.try_take(2)
+    finally:
+        leases.leave()
+
+
+def test_the_server_finds_a_vanished_worker_s_lease_connection_dead_in_seconds(
+    database_url: str,
+) -> None:
+    """The lease connection asks the server for TCP keepalives, so the locks of a worker
+    whose host is gone (no FIN, no RST) go in about 25 s, not in the kernel's two hours."""
+    leases = Leases(database_url, "worker-a")
+    leases.join()
+    try:
+        conn = leases._connection()
+        for setting, value in KEEPALIVE.items():
+            assert conn.execute(f"SHOW {setting}").fetchone() == (str(value),)
     finally:
         leases.leave()
