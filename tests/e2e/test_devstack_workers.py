@@ -7,9 +7,12 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -34,8 +37,17 @@ def _fresh_ports(var: Path) -> None:
     (var / "ports.json").write_text(json.dumps({n: free_port() for n in names}))
 
 
-async def test_two_projector_processes_share_the_partitions_of_make_run(tmp_path: Path) -> None:
-    var = tmp_path / "var"
+@pytest.fixture
+def var() -> Iterator[Path]:
+    """The stack's folder, outside pytest's temp root: every pytest start (another run on
+    this machine too) makes that root private again, and the embedded PostgreSQL runs as a
+    user of its own that must reach its data."""
+    folder = Path(tempfile.mkdtemp(prefix="cohortflow-devstack-"))
+    yield folder / "var"
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+async def test_two_projector_processes_share_the_partitions_of_make_run(var: Path) -> None:
     _fresh_ports(var)
     env = _own_environment(PROJECTOR_WORKERS="2", COHORTFLOW_PARTITIONS="4")
     command = ["make", "--no-print-directory", "run", f"RUN_ARGS=--var {var}"]
