@@ -88,21 +88,8 @@ class HistoryQueries:
                 yield curs
 
     def _clock(self, store: ProjectorStore) -> tuple[int, int]:
-        """(the earliest recorded clock of the database's partitions, the notification id
-        partition 0 has folded if it is there, else 0)."""
-        log = self._fan.deployment.log_name(0)
         with store.cursor() as curs:
-            curs.execute(
-                f"SELECT min(value) AS now_us FROM {schema.META_TABLE} WHERE name = 'now_us'"
-            )
-            row = curs.fetchone()
-            now_us = int(row["now_us"]) if row and row["now_us"] is not None else 0
-            curs.execute(
-                f"SELECT notification_id FROM {schema.TRACKING_TABLE} WHERE application_name = %s",
-                (log,),
-            )
-            row = curs.fetchone()
-            return now_us, int(row["notification_id"]) if row else 0
+            return self._clock_of(curs)
 
     def preview(
         self,
@@ -145,15 +132,17 @@ class HistoryQueries:
         return {**merged, "position": position, "now_us": now_us}
 
     def _clock_of(self, curs: Any) -> tuple[int, int]:
+        """(the earliest recorded clock of the database's partitions, the notification id
+        partition 0 has folded if it is there, else 0)."""
+        curs.execute(f"SELECT min(value) AS now_us FROM {schema.META_TABLE} WHERE name = 'now_us'")
+        row = curs.fetchone()
+        now_us = int(row["now_us"]) if row and row["now_us"] is not None else 0
         curs.execute(
             f"SELECT notification_id FROM {schema.TRACKING_TABLE} WHERE application_name = %s",
             (self._fan.deployment.log_name(0),),
         )
         row = curs.fetchone()
-        position = int(row["notification_id"]) if row else 0
-        curs.execute(f"SELECT value FROM {schema.META_TABLE} WHERE name = 'now_us'")
-        row = curs.fetchone()
-        return (int(row["value"]) if row else 0), position
+        return now_us, int(row["notification_id"]) if row else 0
 
     def members_as_of(
         self,

@@ -15,6 +15,7 @@ from services.common.grpc.paging import encode_token
 from services.eventlog.partitions import Deployment, parse_placement, partition_of
 from services.projector.adapters.fanout import Fanout, first_page, summed
 from services.projector.adapters.store import ProjectorStore
+from services.projector.domain.segments.build_shares import combined_build
 from services.projector.grpc.segment_membership import watch_cursor, watch_token
 
 HOME, OTHER = "postgresql://h/home", "postgresql://o/other"
@@ -105,3 +106,29 @@ def test_foreign_watch_cursors_are_refused_naming_the_field(token: str, database
     with pytest.raises(InvalidInput) as refused:
         watch_cursor(token, databases)
     assert [v.field for v in refused.value.problems] == ["after_cursor"]
+
+
+def _share(status: str, done: int, finished: int | None, error: str = "") -> dict[str, Any]:
+    return {
+        "status": status,
+        "events_done": done,
+        "events_total": 10,
+        "users": done // 2,
+        "started_us": 100 + done,
+        "finished_us": finished,
+        "error": error,
+    }
+
+
+def test_a_build_adds_up_the_partitions_shares() -> None:
+    stored, running = _share("stored", 10, 500), _share("running", 4, None)
+    assert combined_build([]) is None
+    assert combined_build([stored]) == stored
+    both = combined_build([stored, running])
+    assert both is not None
+    assert (both["status"], both["events_done"], both["events_total"]) == ("running", 14, 20)
+    assert (both["started_us"], both["finished_us"]) == (104, None)
+    done = combined_build([stored, _share("stored", 8, 700)])
+    assert done is not None and (done["status"], done["finished_us"]) == ("stored", 700)
+    failed = combined_build([stored, _share("failed", 2, 300, "timeout")])
+    assert failed is not None and (failed["status"], failed["error"]) == ("failed", "timeout")
