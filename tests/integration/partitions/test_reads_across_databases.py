@@ -300,6 +300,16 @@ async def answers(running: InProcessProjector, users: dict[str, list[str]]) -> d
             segments_pb2.GetSegmentRequest(segment_id=segment_id), metadata=meta
         )
         out[f"size {segment_id}"] = got.segment.size
+    listed, token = [], ""
+    while True:
+        page = await segments.ListSegments(
+            segments_pb2.ListSegmentsRequest(page_size=2, page_token=token), metadata=meta
+        )
+        listed.append([(s.segment_id, s.version, s.active_version, s.size) for s in page.segments])
+        token = page.next_page_token
+        if not token:
+            break
+    out["segments listed"] = listed
     out.update(await _analytics(running))
     out.update(await _quarantined(running))
     for segment_id, condition in (("carts", DRAFT), ("draft", SEGMENTS["buyers"])):
