@@ -12,6 +12,7 @@ from services.common.grpc.auth import ApiKeys
 from services.common.grpc.server import Registration, Served, create_server
 from services.common.probes import DatabaseProbe, watch
 from services.common.readiness import Check, Readiness
+from services.eventlog.keyring import Keyring
 from services.eventlog.partitioned import PartitionedLog, open_partitioned_log
 from services.eventlog.partitions import Deployment
 from services.ingest.adapters.history_jobs import HistoryJobs
@@ -28,6 +29,7 @@ from services.ingest.history_loop import HistoryLoop
 from services.ingest.http.api import HttpLimits, TrackingApi
 from services.ingest.http.server import HttpEdge, start_http
 from services.ingest.routing import PartitionedAppender, PartitionWriter
+from services.ingest.sealer import Sealer
 
 SERVICE_NAME = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name
 HISTORY_SERVICE_NAME = history_pb2.DESCRIPTOR.services_by_name["HistoryImportService"].full_name
@@ -82,6 +84,12 @@ async def start_ingest(settings: IngestSettings, keys: ApiKeys) -> IngestApp:
     # Ready = every database it writes to takes appends: a probe of its own for each, and
     # every append transaction reports to the check of its partition's database.
     databases = database_checks(event_log.deployment, settings.health_failures)
+    keyring = Keyring(
+        event_log.home.log_recorder.datastore,
+        cache_size=settings.key_cache_size,
+        active_ttl_s=settings.key_ttl_s,
+    )
+    sealer = Sealer(keyring, settings.clear_property_names()) if settings.seal_personal else None
     appender = PartitionedAppender(
         event_log,
         [
@@ -95,6 +103,7 @@ async def start_ingest(settings: IngestSettings, keys: ApiKeys) -> IngestApp:
             for partition in range(event_log.partitions)
         ],
         links,
+        sealer,
     )
     history = _history(settings, event_log, links)
     servicer = IngestServicer(
@@ -108,6 +117,7 @@ async def start_ingest(settings: IngestSettings, keys: ApiKeys) -> IngestApp:
         settings.limits(),
         wall_clock_us,
         on_finished=history.kick,
+        sealer=sealer,
     )
     served = await create_server(
         settings.listen,
