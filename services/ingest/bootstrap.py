@@ -6,7 +6,14 @@ import asyncio
 import contextlib
 from dataclasses import dataclass, field
 
-from cohortflow.ingest.v1 import history_pb2, history_pb2_grpc, ingest_pb2, ingest_pb2_grpc
+from cohortflow.ingest.v1 import (
+    history_pb2,
+    history_pb2_grpc,
+    ingest_pb2,
+    ingest_pb2_grpc,
+    privacy_pb2,
+    privacy_pb2_grpc,
+)
 
 from services.common.grpc.auth import ApiKeys
 from services.common.grpc.server import Registration, Served, create_server
@@ -21,7 +28,9 @@ from services.ingest.adapters.history_staging import HistoryStaging
 from services.ingest.adapters.identity_links import IdentityLinks
 from services.ingest.appender import Appender
 from services.ingest.config import IngestSettings
+from services.ingest.erasures import Erasures
 from services.ingest.grpc.history_servicer import HistoryImportServicer
+from services.ingest.grpc.privacy_servicer import PrivacyServicer
 from services.ingest.grpc.servicer import IngestServicer, wall_clock_us
 from services.ingest.history_appender import HistoryAppender
 from services.ingest.history_imports import HistoryImports
@@ -32,6 +41,7 @@ from services.ingest.routing import PartitionedAppender, PartitionWriter
 from services.ingest.sealer import Sealer
 
 SERVICE_NAME = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name
+PRIVACY_SERVICE_NAME = privacy_pb2.DESCRIPTOR.services_by_name["PrivacyService"].full_name
 HISTORY_SERVICE_NAME = history_pb2.DESCRIPTOR.services_by_name["HistoryImportService"].full_name
 
 
@@ -136,6 +146,11 @@ async def start_ingest(settings: IngestSettings, keys: ApiKeys) -> IngestApp:
                 HISTORY_SERVICE_NAME,
                 checked=False,
             ),
+            Registration(
+                privacy_pb2_grpc.add_PrivacyServiceServicer_to_server,
+                PrivacyServicer(Erasures(keyring, event_log)),
+                PRIVACY_SERVICE_NAME,
+            ),
         ],
         keys,
         reuse_port=settings.reuse_port,
@@ -149,7 +164,11 @@ async def start_ingest(settings: IngestSettings, keys: ApiKeys) -> IngestApp:
         log=event_log,
         history=history,
         readiness=Readiness(
-            served, {name: checks for name in ("", SERVICE_NAME, HISTORY_SERVICE_NAME)}
+            served,
+            {
+                name: checks
+                for name in ("", SERVICE_NAME, HISTORY_SERVICE_NAME, PRIVACY_SERVICE_NAME)
+            },
         ),
         probes=[DatabaseProbe(url, settings.db_connect_timeout_s) for url in databases],
     )
