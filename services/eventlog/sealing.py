@@ -107,6 +107,34 @@ def unseal(event: Sealable, key: bytes | None) -> Sealable:
     return dataclasses.replace(event, sealed="", **fields)
 
 
+# A user's state handed over between partitions (AnonymousHandedOver): its personal part.
+STATE_FIELDS = ("traits", "time_traits", "contact", "consents", "timezone", "location", "place")
+
+
+def seal_state(
+    state: dict[str, Any], key_id: uuid.UUID, key: bytes, aad: bytes
+) -> tuple[dict[str, Any], str]:
+    """(the state without its personal fields, those fields sealed); ("" if none)."""
+    secret = {k: state[k] for k in STATE_FIELDS if state.get(k)}
+    if not secret:
+        return state, ""
+    nonce = os.urandom(_NONCE_BYTES)
+    sealed = AESGCM(key).encrypt(nonce, orjson.dumps(secret), aad)
+    rest = {k: v for k, v in state.items() if k not in secret}
+    return rest, f"{key_id.hex}.{base64.b64encode(nonce + sealed).decode()}"
+
+
+def open_state(state: dict[str, Any], sealed: str, key: bytes | None, aad: bytes) -> dict[str, Any]:
+    """The state with its personal fields back (`key` None, destroyed: without them)."""
+    if not sealed or key is None:
+        return state
+    blob = base64.b64decode(sealed.partition(".")[2])
+    return {
+        **state,
+        **orjson.loads(AESGCM(key).decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], aad)),
+    }
+
+
 def _number(value: object) -> bool:
     return isinstance(value, float | int) and not isinstance(value, bool)
 

@@ -35,12 +35,13 @@ from eventsourcing.utils import get_topic
 from services.eventlog.events import UserErased
 from services.eventlog.keyring import Keyring
 from services.eventlog.partition_events import (
+    AnonymousHandedOver,
     AppWideFactRelayed,
     EventForwarded,
     SegmentPartitionBuilt,
 )
 from services.eventlog.partitioned import PartitionLog
-from services.eventlog.sealing import key_id_of, sealed_key_ids, unseal
+from services.eventlog.sealing import key_id_of, open_state, sealed_key_ids, unseal
 from services.eventlog.segments import Segment
 from services.eventlog.store import EventLog
 from services.projector.adapters.poison import condition, describe, refused, screen, transient
@@ -104,7 +105,7 @@ class Folder:
         self._builds = builds
         self._scope = scope
         self._keys = keys
-        self.relaying = Relaying(scope, mapper)
+        self.relaying = Relaying(scope, mapper, keys)
 
     def prefetch(self, notifications: Sequence[Notification]) -> None:
         """Read the keys of a batch's sealed events at once (the fold then hits the cache)."""
@@ -128,9 +129,14 @@ class Folder:
             raise FoldFailed(notification, None, UNDECODABLE, error) from error
 
     def _unsealed(self, event: object) -> object:
+        """The event with its sealed fields opened (erased ones empty)."""
         key_id = key_id_of(event)
         if key_id is not None:
             key = self._keys.keys((key_id,))[key_id] if self._keys is not None else None
+            if isinstance(event, AnonymousHandedOver):
+                aad = event.originator_id.bytes
+                state = open_state(event.state, event.sealed, key, aad)
+                return dataclasses.replace(event, state=state, sealed="")
             return unseal(event, key)  # type: ignore[arg-type]
         if isinstance(event, UserErased) and self._keys is not None:
             self._keys.forget(uuid.UUID(k) for k in event.key_ids)

@@ -12,7 +12,9 @@ from services.eventlog.sealing import (
     ERASED,
     key_id_of,
     new_key,
+    open_state,
     seal,
+    seal_state,
     sealed_key_ids,
     subject_of,
     unseal,
@@ -135,3 +137,13 @@ class _Keys:
 
     def keys(self, key_ids: object) -> dict[uuid.UUID, bytes | None]:
         return {k: self._keys.get(k) for k in key_ids}  # type: ignore[attr-defined]
+
+
+def test_a_handed_over_state_keeps_its_counts_clear_and_its_personal_part_sealed() -> None:
+    key, aad = new_key(), b"event-id"
+    state = {"event_count": 3, "traits": {"plan": "pro"}, "place": {"city": "Lyon"}}
+    rest, sealed = seal_state(state, KEY_ID, key, aad)
+    assert rest == {"event_count": 3} and "Lyon" not in sealed
+    assert open_state(rest, sealed, key, aad) == state
+    assert open_state(rest, sealed, None, aad) == {"event_count": 3}  # erased
+    assert seal_state({"event_count": 1}, KEY_ID, key, aad) == ({"event_count": 1}, "")

@@ -45,9 +45,7 @@ def test_an_erased_user_leaves_every_segment_with_cause_erasure_and_stays_out() 
     run.changes()
 
     run.apply(erased("u1", "a9"))
-    assert sorted(run.changes()) == [
-        ("u1", s, "exited", "erasure") for s in sorted(SEGMENTS)
-    ]
+    assert sorted(run.changes()) == [("u1", s, "exited", "erasure") for s in sorted(SEGMENTS)]
     assert members(run) == {s: {"u2"} for s in SEGMENTS}
     user = run.engine.users[("app", "u1")]
     assert user.erased and user.traits == {} and user.location == {} and user.place == {}
