@@ -22,7 +22,6 @@ the event's name and time.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import os
 import re
 import uuid
@@ -83,7 +82,8 @@ def seal(
     nonce = os.urandom(_NONCE_BYTES)
     sealed = AESGCM(key).encrypt(nonce, orjson.dumps(secret), event.originator_id.bytes)
     text = f"{key_id.hex}.{base64.b64encode(nonce + sealed).decode()}"
-    return dataclasses.replace(event, sealed=text, **empty)  # type: ignore[arg-type]
+    empty["sealed"] = text
+    return _with(event, empty)
 
 
 def key_id_of(event: object) -> uuid.UUID | None:
@@ -98,13 +98,23 @@ def unseal(event: Sealable, key: bytes | None) -> Sealable:
     """The event with its personal fields back; with `key` None (destroyed), with them
     empty and `sealed == ERASED`. Raises if the blob does not match its key or event."""
     if key is None:
-        return dataclasses.replace(event, sealed=ERASED)
+        return _with(event, {"sealed": ERASED})
     blob = base64.b64decode(event.sealed.partition(".")[2])
     plain = AESGCM(key).decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], event.originator_id.bytes)
     fields = orjson.loads(plain)
     if isinstance(event, EventTracked) and event.properties:
         fields["properties"] = {**fields.get("properties", {}), **event.properties}
-    return dataclasses.replace(event, sealed="", **fields)
+    fields["sealed"] = ""
+    return _with(event, fields)
+
+
+def _with(event: Sealable, fields: dict[str, Any]) -> Sealable:
+    """A copy of the frozen event with `fields` replaced: `dataclasses.replace` without its
+    checks, which cost five times the decryption itself on the projector's path."""
+    copied = object.__new__(type(event))
+    copied.__dict__.update(event.__dict__)
+    copied.__dict__.update(fields)
+    return copied
 
 
 # A user's state handed over between partitions (AnonymousHandedOver): its personal part.
@@ -147,15 +157,12 @@ class KeySource(Protocol):
 
 def unseal_all(events: list[Any], source: KeySource) -> list[Any]:
     """Every sealed event of `events` unsealed (others as they are), one key lookup."""
-    wanted = {k for k in (key_id_of(e) for e in events) if k is not None}
+    ids = [key_id_of(e) for e in events]
+    wanted = {k for k in ids if k is not None}
     if not wanted:
         return events
     keys = source.keys(wanted)
-    out = []
-    for event in events:
-        key_id = key_id_of(event)
-        out.append(event if key_id is None else unseal(event, keys.get(key_id)))
-    return out
+    return [e if k is None else unseal(e, keys.get(k)) for e, k in zip(events, ids, strict=True)]
 
 
 _SEALED_KEY = re.compile(rb'"sealed":"([0-9a-f]{32})\.')
