@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from services.eventlog.keyring import Keyring
@@ -19,11 +20,15 @@ from services.eventlog.sealing import seal, sealed_key_ids, subject_of, unseal_a
 from services.eventlog.store import open_event_log
 from services.ingest.domain.build import tracked_event
 from services.ingest.grpc.convert import event_draft
+from services.ingest.sealer import Sealer
+from tests.bench.history import synthetic, write
 from tests.bench.load import LoadSpec, run_load, sample_event
-from tests.bench.report import Report, Row, percentile
+from tests.bench.projector import _run_projection
+from tests.bench.report import Report, Row, percentile, sibling_database
 from tests.support.processes import ServiceProcess, ingest_env
 
 NAME = "sealing"
+# The fold rows reuse the projector benchmark's run of a Projection from position 0.
 
 
 def run(report: Report, database_url: str, workdir: Path, heavy: bool = False) -> None:
@@ -55,6 +60,43 @@ def run(report: Report, database_url: str, workdir: Path, heavy: bool = False) -
             )
         )
     _decode_rows(report, database_url, 20_000 * scale)
+    _fold_rows(report, database_url, scale)
+
+
+def _fold_rows(report: Report, database_url: str, scale: int) -> None:
+    """The projector (lifecycle + RFM) folding the same synthetic history, stored plain and
+    sealed, each in a database of its own."""
+    users, days = 5_000 * scale, 14
+    rates: list[float] = []
+    for sealed in (False, True):
+        with sibling_database(database_url, "sealed" if sealed else "plain") as url:
+            log = open_event_log(url, pool_size=2)
+            events: Iterable[object] = synthetic(users, days, events_per_user_day=4)
+            if sealed:
+                events = _sealed(Sealer(Keyring(log.log_recorder.datastore)), events)
+            count = write(log, iter(events))
+            head = log.head_position()
+            log.close()
+            elapsed, _changes = _run_projection(url, head, 2000)
+        rates.append(count / elapsed)
+        report.add(
+            Row(
+                NAME,
+                f"projector fold (lifecycle + RFM), {'sealed' if sealed else 'plaintext'}",
+                {"events/s": rates[-1], "vs plaintext": rates[-1] / rates[0], "events": count},
+                f"{users:,} users, {days} days, 2,000/tx",
+            )
+        )
+
+
+def _sealed(sealer: Sealer, events: Iterable[object], chunk: int = 2000) -> Iterator[object]:
+    batch: list[object] = []
+    for event in events:
+        batch.append(event)
+        if len(batch) >= chunk:
+            yield from sealer.seal_all(batch)
+            batch = []
+    yield from sealer.seal_all(batch)
 
 
 def _decode_rows(report: Report, database_url: str, count: int) -> None:
