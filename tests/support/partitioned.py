@@ -3,13 +3,33 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import psycopg
 
 from services.eventlog.events import ClockTicked, EventTracked, UserIdentified
-from services.eventlog.partitioned import PartitionedLog
+from services.eventlog.partitioned import PartitionedLog, open_partitioned_log
 from services.eventlog.partitions import user_key
+from services.migrate import migrate
+from tests.support.infra import PostgresForTests
+
+
+@contextmanager
+def partitioned_database(
+    postgres: PostgresForTests, partitions: int, placement: str = ""
+) -> Iterator[tuple[str, PartitionedLog]]:
+    """A new home database migrated with `partitions` (placed as `placement` says), its
+    URL and log; dropped afterwards."""
+    url = postgres.create_database()
+    log = open_partitioned_log(
+        migrate(url, partitions=partitions, placement=placement), pool_size=1
+    )
+    try:
+        yield url, log
+    finally:
+        log.close()
+        postgres.drop_database(url)
 
 
 def route(
