@@ -25,6 +25,7 @@ from services.campaign.adapters.consumer import ChangeConsumer
 from services.campaign.adapters.contract_reads import ContractPools
 from services.campaign.adapters.conversions import ConversionFollower, open_conversion_recorder
 from services.campaign.adapters.dispatcher import Dispatcher
+from services.campaign.adapters.erasures import ErasureSweeper
 from services.campaign.adapters.housekeeping import Housekeeper
 from services.campaign.adapters.poison import PoisonLog
 from services.campaign.adapters.profiles import PostgresProfileReader
@@ -67,6 +68,7 @@ class CampaignApp:
     follower: ConversionFollower
     scheduler: BroadcastScheduler
     housekeeper: Housekeeper
+    erasures: ErasureSweeper
     renderer: Renderer
     segments: SegmentDirectory
     readiness: Readiness
@@ -91,6 +93,7 @@ class CampaignApp:
             self.follower,
             self.scheduler,
             self.housekeeper,
+            self.erasures,
             self.due_sends,
         )
         for loop in loops:
@@ -144,7 +147,7 @@ async def _contract_pools(settings: CampaignSettings, home: AsyncConnectionPool)
         if url not in pools:
             pools[url] = connection_pool(url, max(2, settings.db_pool_size // 2))
             await pools[url].open(wait=True, timeout=30)
-    return ContractPools(pools, deployment)
+    return ContractPools(pools, deployment, home)
 
 
 def build_senders(settings: CampaignSettings, http: httpx.AsyncClient) -> dict[str, ChannelSender]:
@@ -290,6 +293,7 @@ async def start_campaign(
             # Ids of changes the stream has dropped can never come back (plus a week).
             retention_days=(stream.max_age_days or 3650) + 7,
         ),
+        erasures=ErasureSweeper(pool, poll_s=settings.erasure_poll_s),
         renderer=renderer,
         segments=segments,
         # The API needs only the database; the whole service ("") needs NATS as well.

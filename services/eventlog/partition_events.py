@@ -68,6 +68,9 @@ class AnonymousHandedOver(LogEvent):
     linked_us: int = 0
     event_id: str = ""
     event_time_us: int = 0
+    # The state's personal fields, sealed with the anonymous id's key (sealing.seal_state;
+    # the event id is the associated data): "" when there were none.
+    sealed: str = ""
 
 
 @dataclass(frozen=True)

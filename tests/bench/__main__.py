@@ -21,6 +21,7 @@ from tests.bench import (
     memory,
     projector,
     replay,
+    sealing,
     segments,
     simulation,
 )
@@ -37,6 +38,7 @@ BENCHMARKS = {
     "durability": durability.run,
     "memory": memory.run,
     "console": console.run,
+    "sealing": sealing.run,
 }
 
 

@@ -23,8 +23,16 @@ T = TypeVar("T")
 class ContractPools:
     """One connection pool per database of the deployment (the home's is the service's)."""
 
-    def __init__(self, pools: dict[str, AsyncConnectionPool], deployment: Deployment) -> None:
+    def __init__(
+        self,
+        pools: dict[str, AsyncConnectionPool],
+        deployment: Deployment,
+        home: AsyncConnectionPool,
+    ) -> None:
+        """`pools`: database URL -> pool, for every database of `deployment`; `home`: the
+        service's own (campaign's and the deployment's shared tables)."""
         self.deployment = deployment
+        self.home = home
         self._pools = pools
         self._urls = [url for url in deployment.databases() if url in pools]
         missing = [url for url in deployment.databases() if url not in pools]
@@ -34,7 +42,12 @@ class ContractPools:
 
     @classmethod
     def single(cls, pool: AsyncConnectionPool) -> ContractPools:
-        return cls({"": pool}, Deployment.single(""))
+        return cls({"": pool}, Deployment.single(""), pool)
+
+    @property
+    def several(self) -> bool:
+        """Whether the read models are in more than the home database."""
+        return len(self._urls) > 1 or self._pools[self._urls[0]] is not self.home
 
     def of_user(self, app_id: str, user_id: str) -> AsyncConnectionPool:
         partition = self.deployment.partition_of(app_id, user_key(user_id, ""))

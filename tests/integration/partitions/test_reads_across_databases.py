@@ -398,7 +398,7 @@ async def _campaign_reads(deployment: Deployment, users: dict[str, list[str]]) -
     for pool in pools.values():
         await pool.open(wait=True, timeout=30)
     try:
-        contract = ContractPools(pools, deployment)
+        contract = ContractPools(pools, deployment, pools[deployment.home_url])
         out: dict[str, Any] = {
             f"broadcast to {segment_id}": await PostgresSegmentMembers(contract).members(
                 "app", segment_id
