@@ -29,6 +29,7 @@ from services.campaign.adapters.profiles import PostgresProfileReader
 from services.campaign.adapters.segment_members import PostgresSegmentMembers
 from services.common.segment_wire import condition_from_dict
 from services.eventlog.events import UserIdentified
+from services.eventlog.keyring import ERASURES_TABLE
 from services.eventlog.partitioned import PartitionedLog, open_partitioned_log
 from services.eventlog.partitions import Deployment, partition_of
 from services.migrate import migrate
@@ -406,7 +407,17 @@ async def _campaign_reads(deployment: Deployment, users: dict[str, list[str]]) -
             for segment_id in SEGMENTS
         }
         keys = [(app, user) for app in APPS for user in users[app]]
+        # An erasure (recorded in the home database) of a user whose partition is in the
+        # other database (with P = 8): their profile reads as erased all the same.
+        erased = next(u for u in users["app"] if partition_of("app", u, P) >= 4)
+        async with pools[deployment.home_url].connection() as conn:
+            await conn.execute(
+                f"INSERT INTO {ERASURES_TABLE} (app_id, request_id, user_id, requested_by,"
+                " key_ids, subjects) VALUES ('app', 'r1', %s, 'test', '{}', '{}')",
+                (erased,),
+            )
         profiles = await PostgresProfileReader(contract).profiles(keys)
+        assert [key for key, p in profiles.items() if p.erased] == [("app", erased)]
         # RFM scores settle within a recompute interval with P > 1: not compared.
         out["recipients"] = {
             f"{app} {user}": replace(p, rfm_group="") for (app, user), p in sorted(profiles.items())
