@@ -42,7 +42,10 @@ from services.projector.domain.user import User
 UserEvent = EventTracked | UserIdentified
 Fold = Callable[[object, int], None]
 Fire = Callable[[Due, User, int, int], None]
-_KINDS: dict[str, type[UserEvent]] = {EventTracked.KIND: EventTracked, UserIdentified.KIND: UserIdentified}
+_KINDS: dict[str, type[UserEvent]] = {
+    EventTracked.KIND: EventTracked,
+    UserIdentified.KIND: UserIdentified,
+}
 MARKERS = (HistoryImportStarted, AppClockTicked, HistoryImportFinished)
 
 

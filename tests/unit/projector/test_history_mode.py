@@ -104,9 +104,7 @@ def test_the_recorded_clock_leaves_an_importing_app_alone_and_moves_the_others()
     assert log.engine.export_state()["apps"]["h"].get("history") is None
 
 
-def test_live_events_of_the_importing_app_wait_for_the_history_then_fold_in_arrival_order() -> (
-    None
-):
+def test_live_events_of_the_importing_app_wait_for_the_history_then_fold_in_arrival_order() -> None:
     log = Log(tick(NOW))
     events = imported()
     changes = log.add(*events[:3])
