@@ -114,7 +114,7 @@ class HistoryMode:
             history.parked.append((position, event))
             self._state.changes.apps.add(event.app_id)
         else:
-            self._by_clock(history, fold, event, position)
+            self._by_clock(history, lambda: fold(event, position))
 
     def load(self, app_id: str, data: dict[str, Any] | None) -> None:
         """An app's saved mode (after its users are loaded)."""
@@ -132,7 +132,7 @@ class HistoryMode:
     def _tick(self, app_id: str, tick_us: int, position: int) -> None:
         history = self._apps.get(app_id)
         if history is not None and tick_us > history.clock_us:
-            self._by_clock(history, self._advance, (app_id, tick_us), position)
+            self._by_clock(history, lambda: self._advance(app_id, tick_us, position))
             self._state.changes.apps.add(app_id)
 
     def _finish(self, event: HistoryImportFinished, position: int, fold: Fold) -> None:
@@ -141,7 +141,7 @@ class HistoryMode:
             return
         now = self._state.now_us
         if now > history.clock_us:
-            self._by_clock(history, self._advance, (event.app_id, now), position)
+            self._by_clock(history, lambda: self._advance(event.app_id, now, position))
         del self._apps[event.app_id]
         self._rfm.app(event.app_id).history = None
         self._timers.release(event.app_id, self._state.app_users(event.app_id))
@@ -156,25 +156,24 @@ class HistoryMode:
         self._rfm.app(app_id).history = history
         self._timers.hold(app_id, self._state.app_users(app_id))
 
-    def _advance(self, target: object, position: int) -> None:
-        """Move the app's clock (the recorded clock, while `_by_clock`) to the tick's time:
-        fire the app's deadlines up to it, in time order, and settle its RFM scores."""
-        app_id, to_us = target  # type: ignore[misc]
+    def _advance(self, app_id: str, to_us: int, position: int) -> None:
+        """Move the app's clock (the recorded clock, while `_by_clock`) to `to_us`: fire
+        the app's deadlines up to it, in time order, and settle its RFM scores."""
         state = self._state
         state.now_us = to_us
         for due, key, deadline in self._timers.due(to_us, app_id):
             self._fire(due, state.users[key], deadline, position)
         self._rfm.recompute_due(to_us, position, only=app_id)
 
-    def _by_clock(self, history: AppHistory, fold: Fold, event: object, position: int) -> None:
-        """`fold(event, position)` with the app's clock as the recorded clock, its changes
-        recorded no earlier than the recorded clock."""
+    def _by_clock(self, history: AppHistory, step: Callable[[], None]) -> None:
+        """`step()` with the app's clock as the recorded clock (which it may move), its
+        changes recorded no earlier than the recorded clock."""
         state = self._state
         now = state.now_us
         state.now_us = history.clock_us
         state.changes.recorded_floor = now
         try:
-            fold(event, position)
+            step()
             history.clock_us = state.now_us
         finally:
             state.now_us = now
