@@ -48,7 +48,7 @@ async def test_an_imported_history_ends_as_the_same_days_folded_live(
     database_url: str, nats_server: Any
 ) -> None:
     end = T0 + DAYS * DAY
-    settings = {"PROJECTOR_POLICIES": POLICIES, "PROJECTOR_BATCH_SIZE": 500}
+    settings: dict[str, Any] = {"PROJECTOR_POLICIES": POLICIES, "PROJECTOR_BATCH_SIZE": 500}
     imported = history(simulated("hist", seed=14), job="job-14", app="hist")
     half = len(imported) // 2
     async with in_process_projector(database_url, nats_server.url, **settings) as projector:
