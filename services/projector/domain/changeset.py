@@ -164,6 +164,8 @@ class ChangeSet:
         # Changes are recorded no earlier than this: the recorded clock while an app folds
         # its history by its own clock (history_mode.py), so they show as historical.
         self.recorded_floor = 0
+        # Whether the changes now made are those of an imported history.
+        self.importing = False
 
     def emit(
         self,
@@ -203,6 +205,7 @@ class ChangeSet:
                 deadline_us=deadline_us,
                 correction=correction,
                 corrected_since_us=corrected_since_us,
+                imported=self.importing,
                 **extra,
             )
         )

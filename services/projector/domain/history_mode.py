@@ -10,7 +10,7 @@ history mode here:
   does for everyone else; a `ClockTicked` leaves the app alone (its deadlines are held in
   queues of their own, deadlines.py). Its events fold by that clock, so late limits,
   windows, recency and dating are those of their time; the changes they make are recorded
-  at the recorded clock (so they show as historical);
+  at the recorded clock (so they show as historical) and flagged `imported`;
 - its live events (`history_job` == "") are parked, in arrival order;
 - at Finished its clock rejoins the recorded clock (firing the deadlines it passes), then
   the parked events fold, in arrival order, each at its own position.
@@ -172,9 +172,11 @@ class HistoryMode:
         now = state.now_us
         state.now_us = history.clock_us
         state.changes.recorded_floor = now
+        state.changes.importing = True
         try:
             step()
             history.clock_us = state.now_us
         finally:
             state.now_us = now
             state.changes.recorded_floor = 0
+            state.changes.importing = False

@@ -80,6 +80,7 @@ def test_an_importing_app_moves_by_its_own_ticks_and_its_changes_show_as_histori
         ("u", "promising", 4.0, "recomputation"),  # the app's midnight after w's purchase
     ]
     assert all(c.recorded_us == NOW and historical(c.effective_us, c.recorded_us) for c in changes)
+    assert all(c.imported for c in changes)
     assert log.engine.now_us == NOW
 
 
@@ -124,7 +125,10 @@ def test_live_events_of_the_importing_app_wait_for_the_history_then_fold_in_arri
         ("u", "reactivated", 100 + 2 / 1440, "event"),
     ]
     assert [c.position for c in changes if c.user_id == "v"] == [5]
-    assert not any(historical(c.effective_us, c.recorded_us) for c in changes if c.position == 9)
+    parked_changes = [c for c in changes if c.position in (5, 9)]
+    assert not any(historical(c.effective_us, c.recorded_us) for c in parked_changes)
+    assert not any(c.imported for c in parked_changes)
+    assert all(c.imported for c in changes if c not in parked_changes)  # the clock rejoining
 
 
 def test_a_restart_in_the_middle_of_an_import_goes_on_as_one_fold() -> None:
