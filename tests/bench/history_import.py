@@ -5,7 +5,8 @@
 2. Import: ingest and projector as processes; `cohortflow import --history FILE` reads the
    file, uploads it (staged), ingest appends it sorted with the app's ticks, the projector
    folds it in history mode; the command returns once the projector has folded the
-   Finished marker. Wall time and events/s of the whole, and the upload's own rate.
+   Finished marker. Wall time and events/s of the whole, the upload's own rate, and when
+   (seconds after the start) ingest had appended it all and the projector folded it all.
 3. Baseline in the same run: the same events written straight into another database's log
    in time order with hourly ticks (as they would have arrived live), folded by the
    projector (the real engine, store and follower, 2,000 per transaction).
@@ -18,14 +19,16 @@ import re
 import subprocess
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
+import psycopg
 
 from services.devstack.embedded import free_port
 from services.eventlog.events import EventTracked, datetime_to_us, event_uuid
 from services.eventlog.store import open_event_log
+from services.ingest.schema import HISTORY_JOBS_TABLE
 from tests.bench.history import write
 from tests.bench.projector import _run_projection
 from tests.bench.report import Report, Row, sibling_database
@@ -128,7 +131,7 @@ def imported(
         processes, ingest_address, projector_address = _processes(
             database_url, nats_server.url, workdir
         )
-        started = time.perf_counter()
+        started, began = time.perf_counter(), datetime.now(UTC)
         done = subprocess.run(
             [*COMMAND, "import", "--history", str(path)],
             env={
@@ -149,6 +152,9 @@ def imported(
     if done.returncode != 0 or "folded by the projector" not in done.stdout:
         raise RuntimeError(f"the import failed:\n{done.stdout}\n{done.stderr}")
     upload = re.search(r"in ([\d.]+) s \(([\d,]+) events/s\)", done.stdout)
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(f"SELECT max(ended_at) FROM {HISTORY_JOBS_TABLE}").fetchone()
+    appended = (row[0] - began).total_seconds() if row and row[0] else 0.0
     rate = events / wall
     report.add(
         Row(
@@ -161,6 +167,8 @@ def imported(
                 "wall s": wall,
                 "upload s": float(upload.group(1)) if upload else 0.0,
                 "upload events/s": int(upload.group(2).replace(",", "")) if upload else 0,
+                "appended at s": appended,
+                "folded at s": wall,
             },
             note="one ingest and one projector process, one partition",
         )
