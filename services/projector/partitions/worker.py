@@ -28,7 +28,7 @@ from services.projector.adapters.follower import LogFollower
 from services.projector.adapters.store import ProjectorStore
 from services.projector.adapters.ticker import tick_at
 from services.projector.domain.fold_state import PolicySource
-from services.projector.partitions import metrics
+from services.projector.partitions import gauges, metrics
 from services.projector.partitions.assignment import assigned
 from services.projector.partitions.leases import LeaseLost, Leases
 from services.projector.partitions.mail import MailRelay
@@ -180,6 +180,10 @@ class PartitionWorker:
                 if self._leases.try_take(partition):
                     self._start(partition)
             self._restart_dead()
+            metrics.PARTITIONS.set(self._deployment.partitions)
+            taken = self._leases.taken()
+            metrics.PARTITIONS_UNHELD.set(self._deployment.partitions - len(taken))
+            gauges.refresh(self._log, self._positions(), self._stores.values())
             self._tick()
             self._report_health()
             stop.wait(self._settings.rebalance_s)
@@ -229,6 +233,7 @@ class PartitionWorker:
             thread.join(60)
         if release:
             self._leases.release(partition)
+        metrics.forget_partition(partition)
 
     def _drop_all(self, *, release: bool) -> None:
         for partition in self.held():
@@ -243,6 +248,16 @@ class PartitionWorker:
                 _log.error("a partition's threads ended; starting them again", partition=partition)
                 self._drop(partition, release=False)
                 self._start(partition)
+
+    def _positions(self) -> dict[int, int | None]:
+        """The committed position of each partition held (None while its projection is
+        still loading: it sets the partition's gauges when it has resumed)."""
+        with self._guard:
+            items = list(self._held.items())
+        return {
+            p: held.projection.position if held.projection.ready.is_set() else None
+            for p, held in items
+        }
 
     def _tick(self) -> None:
         """Append the recorded clock's tick to the partitions held, once per interval."""

@@ -10,14 +10,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from services.eventlog.partitioned import PartitionedLog, open_partitioned_log
-from services.migrate import migrate
+from services.eventlog.partitioned import PartitionedLog
 from services.projector.config import Policies
 from services.projector.domain.engine import Engine
 from tests.support.history_sim import simulated
 from tests.support.infra import PostgresForTests
 from tests.support.logevents import DAY, MINUTE, T0, history, tick, track
-from tests.support.partitioned import route, wait_folded
+from tests.support.partitioned import partitioned_database, route, wait_folded
 from tests.support.projector import in_process_projector
 
 P = 4
@@ -25,12 +24,8 @@ P = 4
 
 @pytest.fixture
 def partitioned(postgres: PostgresForTests) -> Iterator[tuple[str, PartitionedLog]]:
-    url = postgres.create_database()
-    deployment = migrate(url, partitions=P)
-    log = open_partitioned_log(deployment, pool_size=2)
-    yield url, log
-    log.close()
-    postgres.drop_database(url)
+    with partitioned_database(postgres, P) as made:
+        yield made
 
 
 def _lifecycle(url: str) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
