@@ -22,6 +22,7 @@ from tests.bench import (
     memory,
     projector,
     replay,
+    sealing,
     segments,
     simulation,
 )
@@ -39,6 +40,7 @@ BENCHMARKS = {
     "memory": memory.run,
     "console": console.run,
     "history": history_import.run,
+    "sealing": sealing.run,
 }
 
 

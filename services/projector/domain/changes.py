@@ -18,6 +18,8 @@ TIME = "time"
 LATE_EVENT = "late_event"
 REDEFINITION = "redefinition"
 RECOMPUTATION = "recomputation"
+# The user was erased (UserErased): they leave every segment.
+ERASURE = "erasure"
 
 
 _NAMESPACE_BYTES = CHANGES_NAMESPACE.bytes

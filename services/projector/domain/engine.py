@@ -17,7 +17,7 @@ import copy
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from services.eventlog.events import ClockTicked, EventTracked, UserIdentified
+from services.eventlog.events import ClockTicked, EventTracked, UserErased, UserIdentified
 from services.eventlog.partition_events import (
     AnonymousHandedOver,
     AnonymousLinked,
@@ -28,6 +28,7 @@ from services.projector.domain import location
 from services.projector.domain.changes import TIME
 from services.projector.domain.changeset import ChangeSet, Drained, UserKey
 from services.projector.domain.deadlines import Due, Timers, catch_up
+from services.projector.domain.erasure import Erasure
 from services.projector.domain.fold_state import FoldState, PolicySource, policy_source
 from services.projector.domain.history_mode import HistoryMode
 from services.projector.domain.identity import Identity
@@ -77,6 +78,7 @@ class Engine:
         self._identity = Identity(state, self._lifecycle, self._rfm, self._segments)
         self._versions = Versions(state, self._identity, self._segments)
         self._history = HistoryMode(state, self._timers, self._rfm, self._fire)
+        self._erasure = Erasure(state, self._segments)
         self._require_builds = require_builds
 
     # ---- the state -----------------------------------------------------------------------
@@ -176,6 +178,8 @@ class Engine:
             self._identity.link_elsewhere(event, position)
         elif isinstance(event, AnonymousHandedOver):
             self._identity.take_handed_over(event, position)
+        elif isinstance(event, UserErased):
+            self._erasure.erase(event, position)
         elif isinstance(event, RfmCutPointsRecorded):
             self._rfm.cut_points_recorded(
                 event.app_id, event.quintiles, event.tick_time_us, position

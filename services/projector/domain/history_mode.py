@@ -22,6 +22,7 @@ apps never see any of it.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -32,8 +33,11 @@ from services.eventlog.events import (
     EventTracked,
     HistoryImportFinished,
     HistoryImportStarted,
+    UserErased,
     UserIdentified,
 )
+from services.eventlog.partitions import user_key
+from services.eventlog.sealing import ERASED
 from services.projector.domain.deadlines import Due, Timers
 from services.projector.domain.fold_state import FoldState
 from services.projector.domain.rfm_fold import RfmFold
@@ -114,12 +118,42 @@ class HistoryMode:
             history.parked.append((position, event))
             self._state.changes.apps.add(event.app_id)
         else:
+            if isinstance(event, UserErased):
+                self._erase_parked(history, event)
             self._by_clock(history, lambda: fold(event, position))
 
     def load(self, app_id: str, data: dict[str, Any] | None) -> None:
         """An app's saved mode (after its users are loaded)."""
         if data is not None:
             self._hold(app_id, AppHistory.from_dict(data))
+
+    def _erase_parked(self, history: AppHistory, event: UserErased) -> None:
+        """A user erased while their live events wait: those events lose their personal
+        fields now, as a replay reads them (sealed with a destroyed key): only the RFM
+        amount stays, which ingest keeps clear."""
+        subjects = {event.user_id, *event.subjects}
+        amount = self._state.policies(event.app_id).rfm.amount_property
+        for i, (position, parked) in enumerate(history.parked):
+            if user_key(parked.user_id, parked.anonymous_id) not in subjects:
+                continue
+            if isinstance(parked, EventTracked):
+                kept = {k: v for k, v in parked.properties.items() if k == amount}
+                erased: UserEvent = dataclasses.replace(
+                    parked, properties=kept, time_properties={}, context={}, sealed=ERASED
+                )
+            else:
+                erased = dataclasses.replace(
+                    parked,
+                    traits={},
+                    time_traits={},
+                    contact={},
+                    consents={},
+                    timezone="",
+                    location={},
+                    sealed=ERASED,
+                )
+            history.parked[i] = (position, erased)
+        self._state.changes.apps.add(event.app_id)
 
     # ---- the markers ---------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import structlog
 from eventsourcing.postgres import PostgresDatastore
 
+from services.eventlog.keyring import Keyring
 from services.eventlog.partitioned import PartitionedLog
 from services.eventlog.partitions import encode_position
 from services.projector import schema
@@ -82,6 +83,8 @@ class PartitionWorker:
         self._on_commit = on_commit
         self._on_health = on_health
         self._leases = Leases(self._deployment.home_url, self.worker_id)
+        # The keys of sealed fields, in the home database: one cache for every partition.
+        self._keyring = Keyring(log.home.log_recorder.datastore)
         self._held: dict[int, _Held] = {}
         self._guard = threading.Lock()
         self._last_tick = 0
@@ -204,6 +207,7 @@ class PartitionWorker:
             self._policies,
             on_commit=lambda: self._on_commit(partition),
             on_health=lambda healthy: self._report_health(),
+            keys=self._keyring,
         )
         builder = SegmentBuilder(
             store,

@@ -6,10 +6,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.eventlog.events import UserErased, erasure_uuid
 from services.projector.domain.changes import Change, historical
 from services.projector.domain.engine import Engine
 from services.projector.domain.policy import AppPolicy, LifecyclePolicy, RfmPolicy
-from tests.support.logevents import DAY, HOUR, MINUTE, T0, history, purchase, tick, track
+from tests.support.logevents import (
+    DAY,
+    HOUR,
+    MINUTE,
+    T0,
+    history,
+    identify,
+    purchase,
+    tick,
+    track,
+)
 
 NOW = T0 + 100 * DAY
 POLICY = AppPolicy(
@@ -157,3 +168,38 @@ def test_markers_of_another_job_or_app_change_nothing() -> None:
     assert log.engine.export_state()["apps"]["h"]["history"]["job_id"] == "job-1"
     assert log.add(tick(NOW + 60 * DAY)) == []
     assert lifecycle(log.add(events[-1]))
+
+
+def test_a_user_erased_while_their_live_events_wait_keeps_no_personal_field_of_them() -> None:
+    log = Log(tick(NOW))
+    events = imported()
+    log.add(*events[:-1])
+    live = [
+        identify("v", NOW + MINUTE, app="h", traits={"plan": "pro"}, contact={"email": "v@x"}),
+        purchase("v", NOW + 2 * MINUTE, 12.0, app="h"),
+        track("w", NOW + 3 * MINUTE, app="h", context={"city": "Berlin"}, note="keep"),
+    ]
+    log.add(*live)
+    log.add(
+        UserErased(
+            originator_id=erasure_uuid("h", "r-v"),
+            originator_version=1,
+            app_id="h",
+            user_id="v",
+            request_id="r-v",
+            requested_by="dpo",
+            erased_time_us=NOW + 4 * MINUTE,
+            subjects=["v"],
+        )
+    )
+    parked = {
+        e["event_id"]: e for _, e in log.engine.export_state()["apps"]["h"]["history"]["parked"]
+    }
+    v_identify, v_purchase, w_track = (parked[e.event_id] for e in live)
+    assert (v_identify["traits"], v_identify["contact"], v_identify["sealed"]) == ({}, {}, "erased")
+    assert (v_purchase["properties"], v_purchase["sealed"]) == ({"revenue": 12.0}, "erased")
+    assert (w_track["context"], w_track["properties"]) == ({"city": "Berlin"}, {"note": "keep"})
+    log.add(events[-1])
+    v = log.engine.users[("h", "v")]
+    assert v.traits == {} and v.event_count == 1 and v.purchases  # counts and amount kept
+    assert log.engine.users[("h", "w")].place
