@@ -130,7 +130,8 @@ class HistoryMode:
     def _erase_parked(self, history: AppHistory, event: UserErased) -> None:
         """A user erased while their live events wait: those events lose their personal
         fields now, as a replay reads them (sealed with a destroyed key): only the RFM
-        amount stays, which ingest keeps clear."""
+        amount stays, which ingest keeps clear. (Without a keyring nothing is sealed and
+        a replay would read them whole; erasing is the safe side.)"""
         subjects = {event.user_id, *event.subjects}
         amount = self._state.policies(event.app_id).rfm.amount_property
         for i, (position, parked) in enumerate(history.parked):
