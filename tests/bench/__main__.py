@@ -17,6 +17,7 @@ from tests.bench import (
     campaign,
     console,
     durability,
+    history_import,
     ingest,
     memory,
     projector,
@@ -38,6 +39,7 @@ BENCHMARKS = {
     "durability": durability.run,
     "memory": memory.run,
     "console": console.run,
+    "history": history_import.run,
     "sealing": sealing.run,
 }
 

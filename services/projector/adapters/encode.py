@@ -64,6 +64,7 @@ def header(change: Change) -> changes_pb2.ChangeHeader:
         position=change.position,
         recorded_time=timestamp(change.recorded_us),
         correction=change.correction,
+        imported=change.imported,
         **lateness_fields(change.effective_us, change.recorded_us),
     )
 

@@ -79,3 +79,5 @@ class Change:
     segment_version: int = 0
     # False for changes of a silent redefinition: recorded, not published.
     published: bool = True
+    # Made while the app folded an imported history (history_mode.py).
+    imported: bool = False

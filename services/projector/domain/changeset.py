@@ -167,6 +167,11 @@ class ChangeSet:
         self._rfm_values: dict[UserKey, RfmValues | None] = {}
         # The user (app, id) of another partition whose event was just applied here.
         self.forward: UserKey | None = None
+        # Changes are recorded no earlier than this: the recorded clock while an app folds
+        # its history by its own clock (history_mode.py), so they show as historical.
+        self.recorded_floor = 0
+        # Whether the changes now made are those of an imported history.
+        self.importing = False
 
     def emit(
         self,
@@ -200,12 +205,13 @@ class ChangeSet:
                 cause=cause,
                 effective_us=effective_us,
                 position=position,
-                recorded_us=recorded_us,
+                recorded_us=max(recorded_us, self.recorded_floor),
                 event_ids=(event.event_id,) if event is not None else (),
                 event_name=getattr(event, "name", "") if event is not None else "",
                 deadline_us=deadline_us,
                 correction=correction,
                 corrected_since_us=corrected_since_us,
+                imported=self.importing,
                 **extra,
             )
         )
