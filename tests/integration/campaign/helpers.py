@@ -8,6 +8,7 @@ from typing import Any
 import nats
 import psycopg
 from cohortflow.campaigns.v1 import campaigns_pb2 as pb
+from cohortflow.segments.v1 import segments_pb2
 from cohortflow.types.v1 import types_pb2
 
 from services.campaign.bootstrap import CampaignApp
@@ -15,6 +16,16 @@ from services.common.jetstream import ChangeStreamSettings
 from services.eventlog.events import EventTracked, event_uuid
 from tests.integration.campaign.conftest import SHOP
 from tests.support.campaign import campaign, publish
+
+# A segment of every app user who ever completed an order.
+BUYERS = segments_pb2.Condition(
+    events=segments_pb2.EventCondition(
+        name="Order Completed",
+        aggregate=segments_pb2.EventCondition.AGGREGATE_COUNT,
+        op=">=",
+        value=1,
+    )
+)
 
 
 async def create(stub: Any, message: pb.Campaign, metadata=SHOP) -> str:

@@ -6,17 +6,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import grpc
 import pytest
 from cohortflow.campaigns.v1 import campaigns_pb2 as pb
-from cohortflow.campaigns.v1 import inbox_pb2
+from cohortflow.campaigns.v1 import campaigns_pb2_grpc, inbox_pb2
+from cohortflow.segments.v1 import segments_pb2, segments_pb2_grpc
 from cohortflow.types.v1 import types_pb2
 
 from services.campaign.adapters.conversions import ConversionFollower, open_conversion_recorder
 from services.campaign.bootstrap import CampaignApp
+from services.common.grpc.errors import bad_request_of
 from services.eventlog.partitioned import PartitionedLog, open_partitioned_log
 from services.migrate import migrate
-from tests.integration.campaign.conftest import SHOP, AppFactory
+from tests.integration.campaign.conftest import KEYS, SHOP, AppFactory
 from tests.integration.campaign.helpers import (
+    BUYERS,
     create,
     deliver,
     deliveries,
@@ -27,6 +31,7 @@ from tests.integration.campaign.helpers import (
 from tests.support.campaign import FakeClock, campaign, lifecycle, membership, seconds
 from tests.support.infra import PostgresForTests
 from tests.support.partitioned import route
+from tests.support.projector import in_process_projector
 
 PARTITIONS = 4
 
@@ -171,3 +176,34 @@ async def test_a_message_reads_its_trigger_event_from_the_partition_holding_it(
             inbox_pb2.ListInboxMessagesRequest(user_id=user), metadata=SHOP
         )
         assert [m.body for m in reply.messages] == [f"your {event.properties['plan']} plan"]
+
+
+async def test_segments_are_looked_up_at_partition_zeros_head(
+    start_app: AppFactory, placement: str, database_url: str, nats_server
+) -> None:
+    """Segment definitions are saved in partition 0: a segment created a moment ago is found
+    and an unknown one refused after waiting for partition 0's head (a valid position)."""
+    async with in_process_projector(
+        database_url, nats_server.url, KEYS, COHORTFLOW_PLACEMENT=placement
+    ) as projector:
+        app = await start_app(
+            segments=None,
+            CAMPAIGN_SEGMENTS_ADDRESS=projector.address,
+            COHORTFLOW_PLACEMENT=placement,
+        )
+        async with (
+            grpc.aio.insecure_channel(projector.address) as to_projector,
+            grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as to_campaign,
+        ):
+            await segments_pb2_grpc.SegmentServiceStub(to_projector).CreateSegment(
+                segments_pb2.CreateSegmentRequest(
+                    segment_id="buyers", segment=segments_pb2.Segment(condition=BUYERS)
+                ),
+                metadata=SHOP,
+            )
+            campaigns = campaigns_pb2_grpc.CampaignServiceStub(to_campaign)
+            assert await create(campaigns, campaign(segment_id="buyers"))
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await create(campaigns, campaign(segment_id="ghosts"))
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "does not exist" in bad_request_of(refused.value)[0][1]
