@@ -16,7 +16,10 @@ from cohortflow.types.v1 import types_pb2
 from services.campaign.adapters.conversions import ConversionFollower, open_conversion_recorder
 from services.campaign.bootstrap import CampaignApp
 from services.common.grpc.errors import bad_request_of
+from services.eventlog.events import EventTracked
+from services.eventlog.keyring import Keyring
 from services.eventlog.partitioned import PartitionedLog, open_partitioned_log
+from services.ingest.sealer import Sealer
 from services.migrate import migrate
 from tests.integration.campaign.conftest import KEYS, SHOP, AppFactory
 from tests.integration.campaign.helpers import (
@@ -83,6 +86,14 @@ def users_in_every_partition(log: PartitionedLog, per_partition: int) -> list[st
     return [u for users in by_partition.values() for u in users]
 
 
+def seal(log: PartitionedLog, events: list[EventTracked]) -> list[EventTracked]:
+    """The events as ingest stores them: every property sealed (the keyring opens them)."""
+    sealer = Sealer(Keyring(log.home.log_recorder.datastore), clear_properties=())
+    out = sealer.seal_all(events)
+    assert all("plan" not in e.properties for e in out)
+    return out
+
+
 async def test_goal_events_in_every_partition_convert_each_exposure_once_across_a_restart(
     campaign_app: CampaignApp,
     campaigns,
@@ -96,7 +107,9 @@ async def test_goal_events_in_every_partition_convert_each_exposure_once_across_
         campaigns,
         winback(
             conversion_goal=pb.ConversionGoal(
-                event_name="Purchased", attribution_window=seconds(86_400)
+                event_name="Purchased",
+                property_equals={"plan": types_pb2.Value(string_value="pro")},
+                attribution_window=seconds(86_400),
             ),
         ),
     )
@@ -113,7 +126,9 @@ async def test_goal_events_in_every_partition_convert_each_exposure_once_across_
     # Two of each partition's three users buy; the first of them twice, before and after
     # the restart: their exposure converts once, with the first purchase.
     first = {u: purchase("shop", u, clock.now, "pro") for u in users[0::3] + users[1::3]}
-    route(log, first.values())
+    # The third buys another plan than the goal's: no conversion.
+    other_plan = [purchase("shop", u, clock.now, "free") for u in users[2::3]]
+    route(log, seal(log, [*first.values(), *other_plan]))
     follower = ConversionFollower(
         log, open_conversion_recorder(database_url), campaign_app.catalog.goals, batch=2
     )
@@ -126,7 +141,7 @@ async def test_goal_events_in_every_partition_convert_each_exposure_once_across_
     assert tracked_positions(database_url) == heads
     # Restarted: it resumes each partition where it was, and follows what comes next.
     again = [purchase("shop", u, clock.now + 60_000_000, "pro") for u in users[0::3]]
-    route(log, again)
+    route(log, seal(log, again))
     restarted = ConversionFollower(
         log, open_conversion_recorder(database_url), campaign_app.catalog.goals, batch=2
     )
@@ -154,13 +169,13 @@ async def test_a_message_reads_its_trigger_event_from_the_partition_holding_it(
     )
     users = users_in_every_partition(log, 1)
     events = {u: purchase("shop", u, clock.now, f"plan-{u}") for u in users}
-    route(log, events.values())
     # One user's event is in another partition than theirs (an anonymous history's).
     moved_user = "user-moved"
+    events[moved_user] = purchase("shop", moved_user, clock.now, "plan-moved")
+    sealed = dict(zip(events, seal(log, list(events.values())), strict=True))
+    route(log, [sealed[u] for u in users])
     home = log.deployment.partition_of("shop", moved_user)
-    moved = purchase("shop", moved_user, clock.now, "plan-moved")
-    log.append((home + 1) % PARTITIONS, [log.encode(moved)])
-    events[moved_user] = moved
+    log.append((home + 1) % PARTITIONS, [log.encode(sealed[moved_user])])
     await deliver(
         campaign_app,
         nats_server.url,
