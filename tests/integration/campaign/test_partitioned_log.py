@@ -1,12 +1,15 @@
 """Campaign on a log of 4 partitions in two databases: conversions follow every partition
-(each tracked on its own, exactly once across a restart of the follower) and a message
-reads its triggering event from the partition that holds it."""
+(each tracked on its own, exactly once across a restart of the follower, one that cannot
+be read holding back only itself), a message reads its triggering event from the partition
+that holds it, and segment lookups wait for partition 0's head."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import grpc
+import psycopg
 import pytest
 from cohortflow.campaigns.v1 import campaigns_pb2 as pb
 from cohortflow.campaigns.v1 import campaigns_pb2_grpc, inbox_pb2
@@ -35,6 +38,7 @@ from tests.support.campaign import FakeClock, campaign, lifecycle, membership, s
 from tests.support.infra import PostgresForTests
 from tests.support.partitioned import route
 from tests.support.projector import in_process_projector
+from tests.support.waiting import eventually
 
 PARTITIONS = 4
 
@@ -222,3 +226,33 @@ async def test_segments_are_looked_up_at_partition_zeros_head(
                 await create(campaigns, campaign(segment_id="ghosts"))
             assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert "does not exist" in bad_request_of(refused.value)[0][1]
+
+
+async def test_a_partition_that_cannot_be_read_holds_back_only_itself(
+    log: PartitionedLog, database_url: str, clock: FakeClock
+) -> None:
+    users = users_in_every_partition(log, 1)
+    route(log, [purchase("shop", u, clock.now, "pro") for u in users])
+    heads = {log.deployment.log_name(p): log.head(p) for p in range(PARTITIONS)}
+    broken = log.deployment.database_of(1)
+    with psycopg.connect(broken, autocommit=True) as conn:
+        conn.execute("ALTER TABLE cohortflow_p1_events RENAME TO cohortflow_p1_away")
+    follower = ConversionFollower(
+        log, open_conversion_recorder(database_url), lambda: {}, poll_s=0.05
+    )
+
+    async def followed(expected: dict[str, int]) -> bool:
+        return await asyncio.to_thread(tracked_positions, database_url) == expected
+
+    stop = asyncio.Event()
+    running = asyncio.create_task(follower.run(stop))
+    try:
+        without_1 = {n: h for n, h in heads.items() if n != "cohortflow_p1"}
+        await eventually(lambda: followed(without_1), "partitions 0, 2, 3 followed", within=20)
+        with psycopg.connect(broken, autocommit=True) as conn:
+            conn.execute("ALTER TABLE cohortflow_p1_away RENAME TO cohortflow_p1_events")
+        await eventually(lambda: followed(heads), "partition 1 followed", within=20)
+    finally:
+        stop.set()
+        await running
+        follower.close()
