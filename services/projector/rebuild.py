@@ -26,11 +26,13 @@ import psycopg
 from psycopg import sql
 
 from services.common.jetstream import ChangeSubjects
-from services.eventlog.store import LOG_NAME, open_event_log
+from services.eventlog.partitioned import PartitionLog
+from services.eventlog.store import EventLog, open_event_log
 from services.projector import read_contract, schema
 from services.projector.adapters.follower import LogFollower
-from services.projector.adapters.store import open_store
+from services.projector.adapters.store import ProjectorStore, open_store
 from services.projector.config import Policies
+from services.projector.partitions.scope import SINGLE, Scope
 from services.projector.rebuild_schema import (
     SUBJECT_PREFIX,
     SchemaExists,
@@ -119,26 +121,54 @@ def rebuild(
         )
         closing.callback(store.datastore.close)
         head = until if until is not None else log.head_position()
-        follower = LogFollower(log, database_url, batch_size=2000, wait_s=0.2)
-        stop = threading.Event()
         started = time.perf_counter()
-        last_report = [0.0]
-        projection = Projection(log, store, follower, policies)
-
-        def committed() -> None:
-            elapsed = time.perf_counter() - started
-            position = projection.position
-            if position >= head:
-                stop.set()
-            if position >= head or elapsed - last_report[0] >= 0.5:
-                last_report[0] = elapsed
-                on_progress(Progress(position, head, position / max(elapsed, 1e-6), elapsed))
-
-        projection._on_commit = committed
-        if head > 0:
-            projection.run(stop)
+        reported = Reporter(head, on_progress)
+        done = fold(log, store, database_url, policies, head, reported)
     elapsed = time.perf_counter() - started
-    return Progress(projection.position, head, projection.position / max(elapsed, 1e-6), elapsed)
+    return Progress(done, head, done / max(elapsed, 1e-6), elapsed)
+
+
+class Reporter:
+    """Progress over `head` positions in all, at most twice a second (and at the end)."""
+
+    def __init__(self, head: int, on_progress: Callable[[Progress], None]) -> None:
+        self.head = head
+        self._on_progress = on_progress
+        self._started = time.perf_counter()
+        self._last = 0.0
+
+    def __call__(self, position: int) -> None:
+        elapsed = time.perf_counter() - self._started
+        if position >= self.head or elapsed - self._last >= 0.5:
+            self._last = elapsed
+            rate = position / max(elapsed, 1e-6)
+            self._on_progress(Progress(position, self.head, rate, elapsed))
+
+
+def fold(
+    source: EventLog | PartitionLog,
+    store: ProjectorStore,
+    database_url: str,
+    policies: Policies,
+    head: int,
+    on_commit: Callable[[int], None] = lambda position: None,
+) -> int:
+    """Fold `source` (the log, or one partition's) into `store` up to notification `head`
+    with the projector's own engine; `on_commit(position)` after each commit. Returns the
+    position reached."""
+    follower = LogFollower(source, database_url, batch_size=2000, wait_s=0.2)
+    stop = threading.Event()
+    projection = Projection(source, store, follower, policies)
+
+    def committed() -> None:
+        if projection.position >= head:
+            stop.set()
+        on_commit(projection.position)
+
+    projection._on_commit = committed
+    if head > 0:
+        projection.run(stop)
+    return projection.position
 
 
 @dataclass
@@ -152,8 +182,9 @@ class CheckResult:
         return self.first_difference is None
 
 
-def check(database_url: str, name: str) -> CheckResult:
-    """Compare the rebuilt change sequence with the live one, up to where both are."""
+def check(database_url: str, name: str, scope: Scope = SINGLE) -> CheckResult:
+    """Compare the rebuilt change sequence with the live one, up to where both are (of the
+    partition `scope` names; the whole sequence in a one-partition deployment)."""
     live_tracking = sql.SQL("public.{}").format(sql.Identifier(schema.TRACKING_TABLE))
     rebuilt_tracking = sql.SQL("{}.{}").format(
         sql.Identifier(name), sql.Identifier(schema.TRACKING_TABLE)
@@ -164,11 +195,14 @@ def check(database_url: str, name: str) -> CheckResult:
         for table in (live_tracking, rebuilt_tracking):
             row = conn.execute(
                 sql.SQL("SELECT notification_id FROM {} WHERE application_name = %s").format(table),
-                (LOG_NAME,),
+                (scope.log_name,),
             ).fetchone()
             positions.append(int(row[0]) if row else 0)
-        through = min(positions)
-        query = sql.SQL("SELECT {cols} FROM {schema}.{table} WHERE position <= %s ORDER BY id")
+        through = scope.position(min(positions))
+        query = sql.SQL(
+            "SELECT {cols} FROM {schema}.{table} WHERE partition = %s AND position <= %s"
+            " ORDER BY id"
+        )
         live = conn.cursor(name="live_changes")
         live.execute(
             query.format(
@@ -176,7 +210,7 @@ def check(database_url: str, name: str) -> CheckResult:
                 schema=sql.Identifier("public"),
                 table=sql.Identifier(schema.CHANGES_TABLE),
             ),
-            (through,),
+            (scope.partition, through),
         )
         other = stack.enter_context(psycopg.connect(database_url)).cursor(name="rebuilt_changes")
         other.execute(
@@ -185,7 +219,7 @@ def check(database_url: str, name: str) -> CheckResult:
                 schema=sql.Identifier(name),
                 table=sql.Identifier(schema.CHANGES_TABLE),
             ),
-            (through,),
+            (scope.partition, through),
         )
         compared = 0
         while True:
@@ -264,6 +298,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = ProjectorSettings()
     url, name = settings.database_url, args.schema
+    if settings.deployment().partitions > 1:
+        print(
+            "rebuild: this deployment is partitioned; use `cohortflow rebuild --check"
+            " [--partition N]`",
+            file=sys.stderr,
+        )
+        return 2
 
     def show(p: Progress) -> None:
         print(
