@@ -59,20 +59,7 @@ def rebuild_partitioned(
     from services.projector.partitions import rebuild as partitioned
 
     say = _say()
-    urls = partitioned.databases_of(deployment, partitions)
-    done = with_progress(
-        urls,
-        name,
-        lambda show: partitioned.rebuild_partitions(
-            deployment, name, policies, partitions, on_progress=show
-        ),
-        keep=keep,
-    )
-    shown = ", ".join(str(p) for p in partitions)
-    say(
-        f"rebuilt partitions {shown} ({done.position:,} positions) into schema {name} in"
-        f" {done.seconds:,.1f} s ({done.events_per_second:,.0f} positions/s)"
-    )
+    urls = _rebuilt(deployment, name, policies, partitions, None, keep=keep)
     with cleaned_up(urls, name, "check", keep=keep):
         if check:
             checked = partitioned.check_partitions(deployment, name, partitions)
@@ -101,20 +88,9 @@ def replay_partitioned(
     from services.eventlog.partitions import decode_position, encode_position
     from services.projector import rebuild as rebuilding
     from services.projector import replay_check
-    from services.projector.partitions import rebuild as partitioned
 
     say = _say()
-    urls = partitioned.databases_of(deployment, partitions)
-    done = with_progress(
-        urls,
-        name,
-        lambda show: partitioned.rebuild_partitions(
-            deployment, name, policies, partitions, until=heads, on_progress=show
-        ),
-        keep=keep,
-    )
-    count = len(partitions)
-    say(f"rebuilt {done.position:,} positions of {count} partitions in {done.seconds:.1f} s")
+    urls = _rebuilt(deployment, name, policies, partitions, heads, keep=keep)
     compared, different = 0, False
     with cleaned_up(urls, name, "compare", keep=keep):
         for p in partitions:
@@ -129,7 +105,7 @@ def replay_partitioned(
             if result.identical:
                 say(
                     f"partition {p}: identical: {result.compared:,} changes published live"
-                    f" (through position {result.through_position:,}) equal the replay's"
+                    f" (through its notification {heads[p]:,}) equal the replay's"
                 )
             else:
                 different = True
@@ -141,6 +117,36 @@ def replay_partitioned(
         f" {len(partitions)} partitions"
     )
     say(leave_all(urls, name, keep=keep))
+
+
+def _rebuilt(
+    deployment: Deployment,
+    name: str,
+    policies: Policies,
+    partitions: list[int],
+    until: dict[int, int] | None,
+    *,
+    keep: bool,
+) -> list[str]:
+    """Rebuild `partitions` (to `until`, default their heads) under a progress bar, say
+    so; the databases where schema `name` now is."""
+    from services.projector.partitions import rebuild as partitioned
+
+    urls = partitioned.databases_of(deployment, partitions)
+    done = with_progress(
+        urls,
+        name,
+        lambda show: partitioned.rebuild_partitions(
+            deployment, name, policies, partitions, until=until, on_progress=show
+        ),
+        keep=keep,
+    )
+    shown = ", ".join(str(p) for p in partitions)
+    _say()(
+        f"rebuilt partitions {shown} ({done.position:,} positions) into schema {name} in"
+        f" {done.seconds:,.1f} s ({done.events_per_second:,.0f} positions/s)"
+    )
+    return urls
 
 
 def _say() -> Callable[[str], None]:

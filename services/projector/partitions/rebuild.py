@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from services.common.jetstream import ChangeSubjects
 from services.eventlog.partitioned import open_partitioned_log
-from services.eventlog.partitions import Deployment
+from services.eventlog.partitions import Deployment, decode_position
 from services.projector.adapters.store import open_store
 from services.projector.config import Policies
 from services.projector.partitions.scope import Scope
@@ -112,9 +112,10 @@ class PartitionCheck:
     def line(self) -> str:
         result = self.result
         if result.identical:
+            _partition, through = decode_position(result.through_position)
             return (
                 f"partition {self.partition}: identical: {result.compared:,} changes through"
-                f" position {result.through_position:,}"
+                f" its notification {through:,}"
             )
         return f"partition {self.partition}: DIFFERENT: {result.first_difference}"
 

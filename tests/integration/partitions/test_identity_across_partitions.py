@@ -4,24 +4,20 @@ exactly as one fold of the whole log merges them, and later anonymous events fol
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-import pytest
 
-from services.eventlog.partitioned import PartitionedLog, open_partitioned_log
+from services.eventlog.partitioned import PartitionedLog
 from services.eventlog.partitions import partition_of
-from services.migrate import migrate
 from services.projector.config import Policies
 from services.projector.domain.engine import Engine
-from tests.support.infra import PostgresForTests
+from tests.integration.partitions.conftest import P
 from tests.support.logevents import DAY, HOUR, MINUTE, T0, track
 from tests.support.partitioned import apart, route, story, wait_folded, wait_live
 from tests.support.projector import in_process_projector
 from tests.support.segment_history import save_segments
 
-P = 4
 SEGMENTS = {
     "carts-3-in-7d": {
         "events": {
@@ -34,15 +30,6 @@ SEGMENTS = {
     },
     "from-berlin": {"geo": {"cities": ["Berlin"]}},
 }
-
-
-@pytest.fixture
-def partitioned(postgres: PostgresForTests) -> Iterator[tuple[str, PartitionedLog]]:
-    url = postgres.create_database()
-    log = open_partitioned_log(migrate(url, partitions=P), pool_size=2)
-    yield url, log
-    log.close()
-    postgres.drop_database(url)
 
 
 async def test_an_anonymous_history_is_handed_over_to_its_users_partition(

@@ -6,32 +6,18 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-import pytest
 
-from services.eventlog.partitioned import PartitionedLog, open_partitioned_log
-from services.migrate import migrate
+from services.eventlog.partitioned import PartitionedLog
 from services.projector.partitions.settled import wait_settled
+from tests.integration.partitions.conftest import P
 from tests.support.cli import COMMAND
-from tests.support.infra import PostgresForTests
 from tests.support.partitioned import apart, route, story, wait_live
 from tests.support.processes import REPO
 from tests.support.projector import in_process_projector
 from tests.support.segment_history import SEGMENTS, history, save_segments
-
-P = 4
-
-
-@pytest.fixture
-def partitioned(postgres: PostgresForTests) -> Iterator[tuple[str, PartitionedLog]]:
-    url = postgres.create_database()
-    log = open_partitioned_log(migrate(url, partitions=P), pool_size=2)
-    yield url, log
-    log.close()
-    postgres.drop_database(url)
 
 
 def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
