@@ -19,6 +19,7 @@ from tests.bench import (
     durability,
     ingest,
     memory,
+    partitions,
     projector,
     replay,
     segments,
@@ -37,6 +38,7 @@ BENCHMARKS = {
     "durability": durability.run,
     "memory": memory.run,
     "console": console.run,
+    "partitions": partitions.run,
 }
 
 
