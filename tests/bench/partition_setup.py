@@ -28,6 +28,7 @@ from services.eventlog.partitioned import PartitionedLog, open_partitioned_log
 from services.eventlog.partitions import Deployment, user_key
 from services.migrate import migrate
 from services.projector import schema
+from services.projector.partitions.leases import PARTITION_LOCKS
 from tests.support.partitioned import builds_appended
 from tests.support.processes import ServiceProcess
 from tests.support.segment_history import save_segments
@@ -173,6 +174,18 @@ def standing(url: str, deployment: Deployment) -> tuple[int, int, int]:
         ).fetchone()
         unsent = int(row[0]) if row else 0
     return heads, folded, unsent
+
+
+def shares(url: str) -> list[int]:
+    """How many partitions each worker process holds now (by its lease connection)."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND classid = %s AND database = (SELECT oid FROM pg_database"
+            " WHERE datname = current_database()) GROUP BY pid",
+            (PARTITION_LOCKS,),
+        )
+        return sorted(int(r[0]) for r in rows)
 
 
 @dataclass

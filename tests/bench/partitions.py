@@ -8,9 +8,10 @@ the partitioned log, each beside one partition (P = 1), with CPU time per event.
    segments of the segments benchmark, defined and built first) routed into P = 1 and
    P = 8; each case folds a fresh copy from the start with real `python -m
    services.projector` processes publishing to an embedded NATS server: P = 1 with its
-   one projector, P = 8 with 1 and with 2 worker processes. The rate is measured while
-   10% to 90% of the log is folded (start-up and the tail outside), with the CPU time
-   of each projector process, of PostgreSQL's backends and of NATS in that window.
+   one projector, P = 8 with 1 and with 2 worker processes. The rate is measured from
+   when 10% of the log is folded and the partitions are shared out evenly until 90% is
+   (start-up, the first rebalance and the tail outside), with the CPU time of each
+   projector process, of PostgreSQL's backends and of NATS in that window.
 3. A reading: the CPU split per event projected to 16 and 64 cores, and what saturates.
 """
 
@@ -34,6 +35,7 @@ from tests.bench.partition_setup import (
     cpu_between,
     prepare_template,
     projector_env,
+    shares,
     standing,
 )
 from tests.bench.report import Report, Row, percentile, sibling_database
@@ -42,11 +44,12 @@ from tests.support.processes import ServiceProcess, ingest_env
 
 NAME = "partitions"
 P = 8
-# (users, days) of the synthetic history: the default run, and --heavy.
-SIZES = {False: (20_000, 7), True: (100_000, 14)}
+# (users, days) of the synthetic history, and TrackBatch calls per ingest caller: the
+# default run, and --heavy.
+SIZES = {False: (20_000, 7, 25), True: (100_000, 14, 100)}
 
 
-def _ingest(report: Report, database_url: str, workdir: Path, partitions: int, scale: int) -> None:
+def _ingest(report: Report, database_url: str, workdir: Path, partitions: int, calls: int) -> None:
     env, address, _ = ingest_env(database_url, "bench:bench-key")
     env["LOG_LEVEL"] = "WARNING"
     service = ServiceProcess("services.ingest", env, workdir)
@@ -54,7 +57,7 @@ def _ingest(report: Report, database_url: str, workdir: Path, partitions: int, s
         service.wait_healthy(address)
         meter = CpuMeter(database_url, {"ingest": [service.process.pid]})
         before = meter.sample()
-        result = run_load(LoadSpec(address, "bench-key", "batch", 4, 25 * scale), processes=2)
+        result = run_load(LoadSpec(address, "bench-key", "batch", 4, calls), processes=2)
         spent = cpu_between(before, meter.sample())
     finally:
         service.terminate()
@@ -74,13 +77,13 @@ def _ingest(report: Report, database_url: str, workdir: Path, partitions: int, s
     )
 
 
-def _window(samples: list[tuple[float, CpuSample]]) -> tuple[tuple[float, CpuSample], ...]:
-    """The samples where 10% and 90% of the log were folded (the first and last if the run
-    was too short to tell)."""
-    start = next((s for s in samples if s[0] >= 0.1), samples[0])
-    end = next((s for s in samples if s[0] >= 0.9), samples[-1])
-    if end[1].at - start[1].at < 0.5:
-        start, end = samples[0], samples[-1]
+def _window(samples: list[tuple[float, bool, CpuSample]]) -> tuple[tuple[float, CpuSample], ...]:
+    """The samples where 10% (and the partitions shared out evenly) and 90% of the log
+    were folded; the first and last if the run was too short to tell."""
+    start = next(((f, c) for f, even, c in samples if f >= 0.1 and even), None)
+    end = next(((f, c) for f, _even, c in samples if f >= 0.9), None)
+    if start is None or end is None or end[1].at - start[1].at < 0.5:
+        start, end = (samples[0][0], samples[0][2]), (samples[-1][0], samples[-1][2])
     return start, end
 
 
@@ -99,12 +102,14 @@ def _fold(
         ]
         roles = {f"projector-{i}": [p.process.pid] for i, p in enumerate(procs)}
         meter = CpuMeter(url, {**roles, "nats": [nats.process.pid]})
-        samples: list[tuple[float, CpuSample]] = []
+        samples: list[tuple[float, bool, CpuSample]] = []
+        even = [P // processes] * processes if deployment.partitions > 1 else []
         started = time.perf_counter()
         try:
             while True:
                 heads, folded, unsent = standing(url, deployment)
-                samples.append((folded / max(heads, 1), meter.sample()))
+                balanced = not even or shares(url) == even
+                samples.append((folded / max(heads, 1), balanced, meter.sample()))
                 if folded >= heads and unsent == 0:
                     break
                 for proc in procs:
@@ -135,7 +140,7 @@ def _fold(
 def _projector_cases(
     report: Report, database_url: str, workdir: Path, heavy: bool, nats: EmbeddedNats
 ) -> dict[str, dict[str, dict[str, Any]]]:
-    users, days = SIZES[heavy]
+    users, days, _calls = SIZES[heavy]
     measured: dict[str, dict[str, dict[str, Any]]] = {}
     for workload, segments in (("lifecycle + RFM", {}), ("50 segments", fifty_segments())):
         cases = measured[workload] = {}
@@ -168,11 +173,11 @@ def _compared(cases: dict[str, dict[str, Any]], key: str) -> dict[str, Any]:
 
 
 def run(report: Report, database_url: str, workdir: Path, heavy: bool = False) -> None:
-    scale = 4 if heavy else 1
-    _ingest(report, database_url, workdir, 1, scale)
+    calls = SIZES[heavy][2]
+    _ingest(report, database_url, workdir, 1, calls)
     with sibling_database(database_url, "ing8", migrated=False) as url:
         migrate(url, partitions=P)
-        _ingest(report, url, workdir, P, scale)
+        _ingest(report, url, workdir, P, calls)
     nats = EmbeddedNats(workdir / "partitions-nats")
     nats.start()
     try:
