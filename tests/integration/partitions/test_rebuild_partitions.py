@@ -4,8 +4,10 @@ its live read models; a tampered row is reported with its partition."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
+import sys
 from typing import Any
 
 import psycopg
@@ -20,9 +22,14 @@ from tests.support.projector import in_process_projector
 from tests.support.segment_history import SEGMENTS, history, save_segments
 
 
-def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+async def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`cohortflow ARGS` on the deployment (off the event loop the projector runs on)."""
+    return await asyncio.to_thread(run, url, [*COMMAND, *args])
+
+
+def run(url: str, command: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*COMMAND, *args],
+        command,
         env={**os.environ, "DATABASE_URL": url},
         cwd=REPO,
         capture_output=True,
@@ -61,14 +68,14 @@ async def test_each_partition_rebuilds_to_its_live_changes_and_a_tampered_row_na
         await wait_live(log, len(SEGMENTS))
         await wait_settled(log.deployment, timeout_s=60)
 
-        done = cli(url, "rebuild", "--check", "--schema", "rb_all")
+        done = await cli(url, "rebuild", "--check", "--schema", "rb_all")
         assert done.returncode == 0, done.stdout + done.stderr
         compared = identical(done.stdout)
         assert set(compared) == set(range(P)), done.stdout
         assert sum(compared.values()) > 50, done.stdout
         assert "dropped schema rb_all" in done.stdout
 
-        one = cli(url, "rebuild", "--check", "--partition", "2", "--schema", "rb_two")
+        one = await cli(url, "rebuild", "--check", "--partition", "2", "--schema", "rb_two")
         assert one.returncode == 0, one.stdout + one.stderr
         assert identical(one.stdout) == {2: compared[2]}
 
@@ -78,20 +85,24 @@ async def test_each_partition_rebuilds_to_its_live_changes_and_a_tampered_row_na
                 "UPDATE projector_changes SET to_value = 'tampered' WHERE id ="
                 " (SELECT min(id) FROM projector_changes WHERE partition = 2)"
             )
-        bad = cli(url, "rebuild", "--check", "--schema", "rb_bad")
+        bad = await cli(url, "rebuild", "--check", "--schema", "rb_bad")
         assert bad.returncode == 1, bad.stdout + bad.stderr
         assert set(identical(bad.stdout)) == {0, 1, 3}, bad.stdout
         assert "check: partition 2: DIFFERENT: change #1 differs" in bad.stderr, bad.stderr
         assert "to_value: live='tampered'" in bad.stderr
-        elsewhere = cli(url, "rebuild", "--check", "--partition", "1", "--schema", "rb_one")
+        elsewhere = await cli(url, "rebuild", "--check", "--partition", "1", "--schema", "rb_one")
         assert elsewhere.returncode == 0, elsewhere.stdout + elsewhere.stderr
 
     # Refusals: a partition the deployment lacks; a swap (one-partition deployments only).
-    missing = cli(url, "rebuild", "--check", "--partition", "4")
+    missing = await cli(url, "rebuild", "--check", "--partition", "4")
     assert missing.returncode == 2
     assert "partition 4 does not exist: this deployment has partitions 0..3" in flat(missing)
-    swap = cli(url, "rebuild", "--swap")
+    swap = await cli(url, "rebuild", "--swap")
     assert swap.returncode == 2 and "this one has 4 partitions" in flat(swap)
+    module = await asyncio.to_thread(
+        run, url, [sys.executable, "-m", "services.projector.rebuild", "--check"]
+    )
+    assert module.returncode == 2 and "cohortflow rebuild --check" in module.stderr
     with psycopg.connect(url) as conn:
         left = conn.execute(
             "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'rb\\_%'"
