@@ -28,7 +28,8 @@ from services.eventlog.partitioned import PartitionedLog, open_partitioned_log
 from services.eventlog.partitions import Deployment, user_key
 from services.migrate import migrate
 from services.projector import schema
-from services.projector.partitions.leases import PARTITION_LOCKS
+from services.projector.partitions.leases import PARTITION_LOCKS, PRESENCE_LOCKS
+from services.projector.rebuild import PROJECTOR_LOCK
 from tests.support.partitioned import builds_appended
 from tests.support.processes import ServiceProcess
 from tests.support.segment_history import save_segments
@@ -174,6 +175,32 @@ def standing(url: str, deployment: Deployment) -> tuple[int, int, int]:
         ).fetchone()
         unsent = int(row[0]) if row else 0
     return heads, folded, unsent
+
+
+@contextlib.contextmanager
+def held_back(url: str, partitions: int) -> Iterator[None]:
+    """Hold every partition's lease (the projector lock of a one-partition deployment)
+    while the block runs: projector processes started in it come up but fold nothing
+    until it ends."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        if partitions > 1:
+            for p in range(partitions):
+                conn.execute("SELECT pg_advisory_lock(%s, %s)", (PARTITION_LOCKS, p))
+        else:
+            conn.execute("SELECT pg_advisory_lock(%s)", (PROJECTOR_LOCK,))
+        yield
+
+
+def workers(url: str) -> int:
+    """Worker processes announced (holding their presence lock) in the database."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND classid = %s AND database = (SELECT oid FROM pg_database"
+            " WHERE datname = current_database())",
+            (PRESENCE_LOCKS,),
+        ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def shares(url: str) -> list[int]:

@@ -8,7 +8,10 @@ the partitioned log, each beside one partition (P = 1), with CPU time per event.
    segments of the segments benchmark, defined and built first) routed into P = 1 and
    P = 8; each case folds a fresh copy from the start with real `python -m
    services.projector` processes publishing to an embedded NATS server: P = 1 with its
-   one projector, P = 8 with 1 and with 2 worker processes. The fold rate is measured
+   one projector, P = 8 with 1 and with 2 worker processes. The processes start while
+   the benchmark holds every partition's lease (the projector lock with P = 1), so each
+   is up, and the workers know one another, before any folding: then it lets go, and
+   each takes its share at once. The fold rate is measured
    from when 10% of the log is folded and the partitions are shared out evenly until 90%
    is (start-up, the first rebalance and the tail outside); CPU time per event (of each
    projector process, of PostgreSQL's backends and of NATS) from that start until every
@@ -34,10 +37,12 @@ from tests.bench.partition_setup import (
     CpuSample,
     copy_of,
     cpu_between,
+    held_back,
     prepare_template,
     projector_env,
     shares,
     standing,
+    workers,
 )
 from tests.bench.report import Report, Row, percentile, sibling_database
 from tests.bench.segments import fifty_segments
@@ -97,16 +102,21 @@ def _fold(
     with copy_of(template, case) as url:
         deployment = load_deployment(url, None, "")
         stream = f"BENCH_{case.upper()}_{uuid.uuid4().hex[:6]}"
-        procs = [
-            ServiceProcess("services.projector", projector_env(url, nats.url, stream), workdir)
-            for _ in range(processes)
-        ]
-        roles = {f"projector-{i}": [p.process.pid] for i, p in enumerate(procs)}
-        meter = CpuMeter(url, {**roles, "nats": [nats.process.pid]})
+        envs = [projector_env(url, nats.url, stream) for _ in range(processes)]
+        procs: list[ServiceProcess] = []
         samples: list[tuple[float, bool, CpuSample]] = []
         even = [P // processes] * processes if deployment.partitions > 1 else []
-        started = time.perf_counter()
         try:
+            with held_back(url, deployment.partitions):
+                for env in envs:
+                    procs.append(ServiceProcess("services.projector", env, workdir))
+                for proc, env in zip(procs, envs, strict=True):
+                    proc.wait_healthy(env["PROJECTOR_LISTEN"], timeout=120)
+                while deployment.partitions > 1 and workers(url) < processes:
+                    time.sleep(0.1)
+            roles = {f"projector-{i}": [p.process.pid] for i, p in enumerate(procs)}
+            meter = CpuMeter(url, {**roles, "nats": [nats.process.pid]})
+            started = time.perf_counter()
             while True:
                 heads, folded, unsent = standing(url, deployment)
                 balanced = not even or shares(url) == even
