@@ -24,6 +24,7 @@ from services.campaign.adapters.connections import connection_pool
 from services.campaign.adapters.consumer import ChangeConsumer
 from services.campaign.adapters.conversions import ConversionFollower, open_conversion_recorder
 from services.campaign.adapters.dispatcher import Dispatcher
+from services.campaign.adapters.erasures import ErasureSweeper
 from services.campaign.adapters.housekeeping import Housekeeper
 from services.campaign.adapters.poison import PoisonLog
 from services.campaign.adapters.profiles import PostgresProfileReader
@@ -66,6 +67,7 @@ class CampaignApp:
     follower: ConversionFollower
     scheduler: BroadcastScheduler
     housekeeper: Housekeeper
+    erasures: ErasureSweeper
     renderer: Renderer
     segments: SegmentDirectory
     readiness: Readiness
@@ -88,6 +90,7 @@ class CampaignApp:
             self.follower,
             self.scheduler,
             self.housekeeper,
+            self.erasures,
             self.due_sends,
         )
         for loop in loops:
@@ -272,6 +275,7 @@ async def start_campaign(
             # Ids of changes the stream has dropped can never come back (plus a week).
             retention_days=(stream.max_age_days or 3650) + 7,
         ),
+        erasures=ErasureSweeper(pool, poll_s=settings.erasure_poll_s),
         renderer=renderer,
         segments=segments,
         # The API needs only the database; the whole service ("") needs NATS as well.

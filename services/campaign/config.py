@@ -17,6 +17,8 @@ class CampaignSettings(ServiceSettings):
     # Prometheus metrics endpoint (0 disables it).
     metrics_port: int = Field(9103, alias="CAMPAIGN_METRICS_PORT")
     metrics_host: str = Field("127.0.0.1", alias="CAMPAIGN_METRICS_HOST")
+    # How often erased users' inbox messages and delivery payloads are looked for.
+    erasure_poll_s: float = Field(2.0, alias="CAMPAIGN_ERASURE_POLL_S", gt=0)
     db_pool_size: int = Field(8, alias="CAMPAIGN_DB_POOL_SIZE", ge=2)
     # Largest request (bytes) the gRPC server reads; larger ones get RESOURCE_EXHAUSTED.
     max_receive_bytes: int = Field(

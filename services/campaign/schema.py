@@ -11,8 +11,18 @@ CHANGES_SEEN = "campaign_changes_seen"
 INBOX = "campaign_inbox"
 POISON = "campaign_poison_messages"
 BROADCAST_RUNS = "campaign_broadcast_runs"
+ERASURES_SWEPT = "campaign_erasures_swept"
 
 STATEMENTS = [
+    # Erasures (eventlog's cohortflow_erasures) whose inbox and delivery data are gone.
+    f"""
+    CREATE TABLE IF NOT EXISTS {ERASURES_SWEPT} (
+        app_id text NOT NULL,
+        request_id text NOT NULL,
+        swept_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (app_id, request_id)
+    )
+    """,
     # One row per (campaign, user, triggering change): the delivery decision, then
     # its fate. send_id is the idempotency key of every provider call.
     f"""

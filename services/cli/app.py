@@ -23,6 +23,7 @@ from services.cli import (
     simulate_command,
 )
 from services.cli.demo_commands import demo
+from services.cli.erase_command import erase
 from services.cli.history_jobs_command import history_imports
 from services.cli.import_command import import_file
 
@@ -68,6 +69,7 @@ def global_options(
 app.command("track")(ingest_commands.track)
 app.command("identify")(ingest_commands.identify)
 app.command("import")(import_file)
+app.command("erase")(erase)
 app.command("history-imports")(history_imports)
 app.command("profile")(profile_commands.profile)
 app.command("lifecycle")(profile_commands.lifecycle)

@@ -32,6 +32,7 @@ from services.console.users import ConsoleUsers
 from services.devstack.apps import DEV_APP_ID, DEV_KEY_FILE, DevApps, dev_apps
 from services.devstack.embedded import EmbeddedNats, EmbeddedPostgres, wait_for_port
 from services.devstack.ports import Listen, PortPlan, PortProblem
+from services.devstack.projectors import extra_projectors, partitions_setting, projector_workers
 from services.migrate import migrate
 
 DEV_CONSOLE_USER = "dev"
@@ -59,6 +60,9 @@ class ServiceSpec:
     # ("0" there turns it off) and default port
     http_env: str | None = None
     default_http_port: int = 0
+    # False for a second projector process: its ports are chosen, never taken from the
+    # variables (which name the first one's)
+    own_settings: bool = True
 
 
 SERVICES = [
@@ -129,6 +133,23 @@ def _ports_file(var: Path) -> dict[str, int]:
     return {k: v for k, v in data.items() if isinstance(v, int) and 0 < v < 65536}
 
 
+def _child(plan: PortPlan, spec: ServiceSpec, environ: dict[str, str]) -> Child:
+    off = {v for v in (spec.metrics_env, spec.http_env) if v and environ.get(v, "").strip() == "0"}
+    if not spec.own_settings:  # a second projector: ports of its own, metrics if the first has
+        metrics = None if off else plan.metrics(spec.name, "", spec.default_metrics_port)
+        return Child(spec, plan.listen(spec.name, "", spec.default_port), metrics)
+    return Child(
+        spec,
+        plan.listen(spec.name, spec.listen_env, spec.default_port),
+        plan.metrics(spec.name, spec.metrics_env, spec.default_metrics_port)
+        if spec.metrics_env
+        else None,
+        plan.listen(f"{spec.name}_http", spec.http_env, spec.default_http_port)
+        if spec.http_env and spec.http_env not in off
+        else None,
+    )
+
+
 def _pump(name: str, stream, out) -> None:
     for line in iter(stream.readline, b""):
         out.write(f"[{name:<9}] {line.decode(errors='replace').rstrip()}\n")
@@ -164,21 +185,15 @@ class Stack:
             if v and environ.get(v, "").strip() != "0"
         ]
         try:
+            partitions_setting(environ)  # checked before anything starts
+            specs: list[ServiceSpec] = []
+            for spec in SERVICES:
+                specs.append(spec)
+                if spec.name == "projector":
+                    specs += extra_projectors(spec, projector_workers(environ))
             plan = PortPlan(environ, remembered, settings)
-            children = [
-                Child(
-                    spec,
-                    plan.listen(spec.name, spec.listen_env, spec.default_port),
-                    plan.metrics(spec.name, spec.metrics_env, spec.default_metrics_port)
-                    if spec.metrics_env
-                    else None,
-                    plan.listen(f"{spec.name}_http", spec.http_env, spec.default_http_port)
-                    if spec.http_env and environ.get(spec.http_env, "").strip() != "0"
-                    else None,
-                )
-                for spec in SERVICES
-            ]
-        except PortProblem as problem:
+            children = [_child(plan, spec, environ) for spec in specs]
+        except (PortProblem, ValueError) as problem:
             raise StackProblem(str(problem)) from None
         return plan, children
 
@@ -199,7 +214,14 @@ class Stack:
         if not nats_url:
             self.nats = EmbeddedNats(self.var / "nats", plan.server("nats"))
             nats_url = self.nats.start()
-        migrate(database_url)
+        try:
+            deployment = migrate(
+                database_url,
+                partitions=partitions_setting(environ),
+                placement=environ.get("COHORTFLOW_PLACEMENT", ""),
+            )
+        except ValueError as problem:
+            raise StackProblem(str(problem)) from None
         console_user = dev_console_user(self.var, database_url, self.apps.apps)
         env = {
             **environ,
@@ -235,6 +257,10 @@ class Stack:
         self._show("database", database_url, "DATABASE_URL" if not self.postgres else "embedded")
         self._show("nats", nats_url, "NATS_URL" if not self.nats else "embedded")
         more = " + ".join(self.apps.sources) or "more: COHORTFLOW_API_KEYS=app:key,..."
+        given = partitions_setting(environ)
+        self._show(
+            "partitions", str(deployment.partitions), "COHORTFLOW_PARTITIONS" if given else ""
+        )
         self._show("apps", ", ".join(self.apps.apps), more)
         kept = self.shown_var / DEV_KEY_FILE
         self._show("api key", f"{self.apps.dev_key}  (app {DEV_APP_ID!r})", f"kept in {kept}")

@@ -12,7 +12,7 @@ import json
 import psycopg
 
 from services.common.database import conninfo_parts
-from services.eventlog.partitions import Deployment, PlacementError, parse_placement
+from services.eventlog.partitions import Deployment, PlacementError, log_name, parse_placement
 
 DEPLOYMENT_TABLE = "cohortflow_deployment"
 
@@ -44,6 +44,8 @@ def deployment_from_settings(home_url: str, partitions: int | None, placement: s
 def record_deployment(conn: psycopg.Connection, deployment: Deployment) -> Deployment:
     """Record `deployment` unless one is recorded; the recorded one must agree with it."""
     conn.execute(CREATE_STATEMENT)
+    if deployment.partitions > 1:
+        _refuse_over_one_log(conn, deployment)
     identities = [_identity(url) for url in deployment.placement]
     conn.execute(
         f"INSERT INTO {DEPLOYMENT_TABLE} (partitions, databases) VALUES (%s, %s)"
@@ -52,6 +54,24 @@ def record_deployment(conn: psycopg.Connection, deployment: Deployment) -> Deplo
     )
     _check(conn, deployment, explicit=True)
     return deployment
+
+
+def _refuse_over_one_log(conn: psycopg.Connection, deployment: Deployment) -> None:
+    """A database whose events are in the one-partition log, recorded before partitions
+    existed, has one partition: recording more would leave those events unread."""
+    if conn.execute(f"SELECT 1 FROM {DEPLOYMENT_TABLE}").fetchone() is not None:
+        return  # recorded: `_check` compares
+    table = f"{log_name(0, 1)}_events"
+    exists = conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()
+    if not exists or exists[0] is None:
+        return
+    if conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None:
+        msg = (
+            f"COHORTFLOW_PARTITIONS={deployment.partitions}, but this database's events are in"
+            f" one log (table {table}, from before partitions): it has 1 partition; set"
+            " COHORTFLOW_PARTITIONS=1 or leave it unset"
+        )
+        raise DeploymentMismatch(msg)
 
 
 def _check(conn: psycopg.Connection, deployment: Deployment, *, explicit: bool) -> int | None:

@@ -80,6 +80,9 @@ class EventTracked(LogEvent):
     # The history import job that brought it (HistoryImportService), "" for a live event.
     # Events stored before the field existed decode with the class default, "".
     history_job: str = ""
+    # Properties (but the clear ones) and context, sealed with the user's key; "" when
+    # nothing is sealed (and in events stored before sealing). See sealing.py.
+    sealed: str = ""
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,32 @@ class UserIdentified(LogEvent):
     location: dict[str, Any] = field(default_factory=dict)
     # As EventTracked.history_job.
     history_job: str = ""
+    # Traits, time traits, contact, consents, time zone and location, sealed (sealing.py).
+    sealed: str = ""
+
+
+@dataclass(frozen=True)
+class UserErased(LogEvent):
+    """A user's personal data was erased (PrivacyService.EraseUser): the keys of the user
+    and of the anonymous ids linked to them are destroyed, so every sealed field of their
+    events reads as erased from now on, in a replay too. Appended to the user's partition
+    after the keys are gone; its id comes from the request id (a retry stores it once)."""
+
+    KIND = "erase"
+
+    app_id: str
+    user_id: str
+    request_id: str
+    # Who asked (the API key's name) and when (microseconds, the keyring's clock).
+    requested_by: str
+    erased_time_us: int
+    # The destroyed keys (hex) and their subjects (the user id, "anonymous:<id>").
+    key_ids: list[str] = field(default_factory=list)
+    subjects: list[str] = field(default_factory=list)
+
+
+def erasure_uuid(app_id: str, request_id: str) -> uuid.UUID:
+    return event_uuid(app_id, UserErased.KIND, request_id)
 
 
 # Reserved event names ("$" prefix) with a meaning to the projector.

@@ -63,6 +63,9 @@ class AnonymousHandedOver(LogEvent):
     user_id: str
     state: dict[str, Any]
     linked_us: int = 0
+    # The state's personal fields, sealed with the anonymous id's key (sealing.seal_state;
+    # the event id is the associated data): "" when there were none.
+    sealed: str = ""
 
 
 @dataclass(frozen=True)

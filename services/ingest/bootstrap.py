@@ -6,12 +6,20 @@ import asyncio
 import contextlib
 from dataclasses import dataclass, field
 
-from cohortflow.ingest.v1 import history_pb2, history_pb2_grpc, ingest_pb2, ingest_pb2_grpc
+from cohortflow.ingest.v1 import (
+    history_pb2,
+    history_pb2_grpc,
+    ingest_pb2,
+    ingest_pb2_grpc,
+    privacy_pb2,
+    privacy_pb2_grpc,
+)
 
 from services.common.grpc.auth import ApiKeys
 from services.common.grpc.server import Registration, Served, create_server
 from services.common.probes import DatabaseProbe, watch
 from services.common.readiness import Check, Readiness
+from services.eventlog.keyring import Keyring
 from services.eventlog.partitioned import PartitionedLog, open_partitioned_log
 from services.eventlog.partitions import Deployment
 from services.ingest.adapters.history_jobs import HistoryJobs
@@ -20,7 +28,9 @@ from services.ingest.adapters.history_staging import HistoryStaging
 from services.ingest.adapters.identity_links import IdentityLinks
 from services.ingest.appender import Appender
 from services.ingest.config import IngestSettings
+from services.ingest.erasures import Erasures
 from services.ingest.grpc.history_servicer import HistoryImportServicer
+from services.ingest.grpc.privacy_servicer import PrivacyServicer
 from services.ingest.grpc.servicer import IngestServicer, wall_clock_us
 from services.ingest.history_appender import HistoryAppender
 from services.ingest.history_imports import HistoryImports
@@ -28,8 +38,10 @@ from services.ingest.history_loop import HistoryLoop
 from services.ingest.http.api import HttpLimits, TrackingApi
 from services.ingest.http.server import HttpEdge, start_http
 from services.ingest.routing import PartitionedAppender, PartitionWriter
+from services.ingest.sealer import Sealer
 
 SERVICE_NAME = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name
+PRIVACY_SERVICE_NAME = privacy_pb2.DESCRIPTOR.services_by_name["PrivacyService"].full_name
 HISTORY_SERVICE_NAME = history_pb2.DESCRIPTOR.services_by_name["HistoryImportService"].full_name
 
 
@@ -82,6 +94,12 @@ async def start_ingest(settings: IngestSettings, keys: ApiKeys) -> IngestApp:
     # Ready = every database it writes to takes appends: a probe of its own for each, and
     # every append transaction reports to the check of its partition's database.
     databases = database_checks(event_log.deployment, settings.health_failures)
+    keyring = Keyring(
+        event_log.home.log_recorder.datastore,
+        cache_size=settings.key_cache_size,
+        active_ttl_s=settings.key_ttl_s,
+    )
+    sealer = Sealer(keyring, settings.clear_property_names()) if settings.seal_personal else None
     appender = PartitionedAppender(
         event_log,
         [
@@ -95,6 +113,7 @@ async def start_ingest(settings: IngestSettings, keys: ApiKeys) -> IngestApp:
             for partition in range(event_log.partitions)
         ],
         links,
+        sealer,
     )
     history = _history(settings, event_log, links)
     servicer = IngestServicer(
@@ -108,6 +127,7 @@ async def start_ingest(settings: IngestSettings, keys: ApiKeys) -> IngestApp:
         settings.limits(),
         wall_clock_us,
         on_finished=history.kick,
+        sealer=sealer,
     )
     served = await create_server(
         settings.listen,
@@ -126,6 +146,11 @@ async def start_ingest(settings: IngestSettings, keys: ApiKeys) -> IngestApp:
                 HISTORY_SERVICE_NAME,
                 checked=False,
             ),
+            Registration(
+                privacy_pb2_grpc.add_PrivacyServiceServicer_to_server,
+                PrivacyServicer(Erasures(keyring, event_log)),
+                PRIVACY_SERVICE_NAME,
+            ),
         ],
         keys,
         reuse_port=settings.reuse_port,
@@ -139,7 +164,11 @@ async def start_ingest(settings: IngestSettings, keys: ApiKeys) -> IngestApp:
         log=event_log,
         history=history,
         readiness=Readiness(
-            served, {name: checks for name in ("", SERVICE_NAME, HISTORY_SERVICE_NAME)}
+            served,
+            {
+                name: checks
+                for name in ("", SERVICE_NAME, HISTORY_SERVICE_NAME, PRIVACY_SERVICE_NAME)
+            },
         ),
         probes=[DatabaseProbe(url, settings.db_connect_timeout_s) for url in databases],
     )

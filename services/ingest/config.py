@@ -51,10 +51,21 @@ class IngestSettings(ServiceSettings):
     # History imports: how often the appender looks for finished jobs (it also looks at
     # once when this process finishes one).
     history_poll_s: float = Field(2.0, alias="INGEST_HISTORY_POLL_S", gt=0, le=60)
+    # Seal personal fields with a key per user (crypto-shredding erasure, README "Erasure").
+    seal_personal: bool = Field(True, alias="INGEST_SEAL_PERSONAL")
+    # Numeric event properties kept clear in the log (comma-separated): every app's RFM
+    # amount property, so erasing one user never moves another's RFM scores.
+    clear_properties: str = Field("revenue", alias="INGEST_CLEAR_PROPERTIES")
+    # Cached user keys (per process) and how long a cached live key is used unchecked.
+    key_cache_size: int = Field(100_000, alias="INGEST_KEY_CACHE_SIZE", ge=1)
+    key_ttl_s: float = Field(30.0, alias="INGEST_KEY_TTL_S", ge=0)
     # Database connections of this process.
     db_pool_size: int = Field(4, alias="INGEST_DB_POOL_SIZE", ge=1)
     # Seconds to wait for a database connection (per attempt; 10 attempts before UNAVAILABLE).
     db_connect_timeout_s: int = Field(2, alias="INGEST_DB_CONNECT_TIMEOUT_S", ge=1)
+
+    def clear_property_names(self) -> frozenset[str]:
+        return frozenset(n.strip() for n in self.clear_properties.split(",") if n.strip())
 
     def http_address(self) -> tuple[str, int] | None:
         """(host, port) of the HTTP API, or None when it is off."""

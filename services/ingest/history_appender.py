@@ -155,8 +155,6 @@ class HistoryAppender:
         # Rows this job stored before a crash count as appended; others in the log (a
         # live event with the same id) are skipped.
         appended = sum(1 for mark in held.values() if mark == str(job.job_id))
-        if self._links is not None:
-            self._record_links(job.app_id, planner.rows)
         ticks = {tick: self._tick(job.app_id, tick) for tick in planner.ticks}
         wanted = set(ids)
         for partition, items in enumerate(planner.batches()):
@@ -164,6 +162,13 @@ class HistoryAppender:
             if stored:
                 outcome = self._log.append(partition, stored).outcome
                 appended += sum(1 for key in outcome.inserted if key in wanted)
+        # The chunk's links are recorded once it is in the log, not before: a chunk planned
+        # again after a crash must route the anonymous rows that precede its Identify to
+        # the anonymous id's partition, as the first plan did (the router learns the link
+        # at the Identify's place). A live event of the anonymous id appended meanwhile
+        # reaches the old partition and is sent on by the projector (a straggler).
+        if self._links is not None:
+            self._record_links(job.app_id, planner.rows)
         self._progress.advance(job.job_id, planner.cursor, len(planner.rows), appended)
 
     def _held(self, ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
@@ -189,7 +194,7 @@ class HistoryAppender:
 
     def _finish(self, job: Job) -> None:
         planner = ChunkPlanner(job.cursor, self._log.partitions, lambda row: 0)
-        planner.end_of_history()  # at most one tick: the end of the last event's minute
+        planner.end_of_history()  # at most one tick: the end of the last event's hour
         marker = _marker(HistoryImportFinished, job, events=job.appended)
         before = [self._tick(job.app_id, tick) for tick in planner.ticks]
         self._progress.finished(job.job_id, self._everywhere(marker, before))
@@ -225,7 +230,7 @@ class HistoryAppender:
         return out
 
     def _record_links(self, app_id: str, rows: list[StagedRow]) -> None:
-        """Links of the chunk's Identify events, before they are appended (as live)."""
+        """Links of the chunk's Identify events, once the chunk is appended."""
         assert self._links is not None
         for row in rows:
             if row.key[1] == IDENTIFY_RANK and row.user_id and row.anonymous_id:

@@ -25,6 +25,7 @@ from services.ingest.domain.history_clock import IDENTIFY_RANK, TRACK_RANK
 from services.ingest.domain.history_job import check_upload
 from services.ingest.domain.history_upload import judge_upload
 from services.ingest.domain.model import EventDraft, IdentifyDraft, Limits, Violation
+from services.ingest.sealer import Sealer
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,10 @@ class HistoryImports:
         limits: Limits,
         clock_us: Callable[[], int],
         on_finished: Callable[[], None] = lambda: None,
+        sealer: Sealer | None = None,
     ) -> None:
+        """`sealer`: seals personal fields before events are staged (never staged clear)."""
+        self._sealer = sealer
         self._jobs = jobs
         self._staging = staging
         self._log = log
@@ -116,6 +120,8 @@ class HistoryImports:
             None if problems else identified_event(app_id, draft, now, history_job=mark)
             for draft, problems in zip(identifies, identify_problems, strict=True)
         ]
+        if self._sealer is not None:
+            built = self._sealer.seal_all(built)
         problems = [*event_problems, *identify_problems]
         outcomes = self._stage(app_id, job_id, built, problems)
         if outcomes is None:

@@ -19,6 +19,7 @@ from services.eventlog.partitions import ANONYMOUS_PREFIX, Deployment, encode_po
 from services.eventlog.store import AppendOutcome, append_new
 from services.ingest.adapters.identity_links import IdentityLinks
 from services.ingest.appender import Appended, Appender
+from services.ingest.sealer import Sealer
 
 
 def partition_for(
@@ -60,13 +61,18 @@ class PartitionedAppender:
         log: PartitionedLog,
         appenders: Sequence[Appender],
         links: IdentityLinks | None,
+        sealer: Sealer | None = None,
     ) -> None:
+        """`sealer`: seals the personal fields of each event with its user's key first."""
         self._log = log
         self._appenders = list(appenders)
         self._links = links
+        self._sealer = sealer
 
     async def append(self, events: Sequence[Any]) -> list[Appended]:
         """Store events (once each) in their partitions; their positions, in order."""
+        if self._sealer is not None and events:
+            events = await self._sealer.seal(events)
         if len(self._appenders) == 1:
             return await self._appenders[0].append(events)
         partitions = await self._route(events)

@@ -14,6 +14,7 @@ from services.campaign.adapters.store import open_campaign_store
 from services.common.database import ensure_database
 from services.common.jetstream import ChangeSubjects
 from services.console import schema as console_schema
+from services.eventlog import keyring
 from services.eventlog.deployment_store import deployment_from_settings, record_deployment
 from services.eventlog.partitioned import open_partitioned_log
 from services.eventlog.partitions import Deployment
@@ -25,6 +26,7 @@ from services.projector.partitions import leases
 
 # Table definitions of every service, in order. Each statement is idempotent.
 SCHEMAS = [
+    keyring.STATEMENTS,
     ingest_schema.STATEMENTS,
     [leases.CREATE_STATEMENT],
     projector_schema.STATEMENTS,

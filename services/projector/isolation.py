@@ -25,18 +25,23 @@ from __future__ import annotations
 import dataclasses
 import math
 import threading
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from eventsourcing.persistence import Mapper, Notification
 from eventsourcing.utils import get_topic
 
+from services.eventlog.events import UserErased
+from services.eventlog.keyring import Keyring
 from services.eventlog.partition_events import (
+    AnonymousHandedOver,
     AppWideFactRelayed,
     EventForwarded,
     SegmentPartitionBuilt,
 )
 from services.eventlog.partitioned import PartitionLog
+from services.eventlog.sealing import key_id_of, open_state, sealed_key_ids, unseal
 from services.eventlog.segments import Segment
 from services.eventlog.store import EventLog
 from services.projector.adapters.poison import condition, describe, refused, screen, transient
@@ -87,25 +92,55 @@ class Folder:
     and the quarantine see positions that name the partition (`scope`); the notifications,
     and the positions the runner tracks, are the partition's own ids."""
 
-    def __init__(self, mapper: Mapper[Any], builds: StoredBuilds, scope: Scope = SINGLE) -> None:
+    def __init__(
+        self,
+        mapper: Mapper[Any],
+        builds: StoredBuilds,
+        scope: Scope = SINGLE,
+        keys: Keyring | None = None,
+    ) -> None:
+        """`keys`: the keyring that opens sealed personal fields (none: they stay sealed,
+        read as erased)."""
         self._mapper = mapper
         self._builds = builds
         self._scope = scope
-        self.relaying = Relaying(scope, mapper)
+        self._keys = keys
+        self.relaying = Relaying(scope, mapper, keys)
+
+    def prefetch(self, notifications: Sequence[Notification]) -> None:
+        """Read the keys of a batch's sealed events at once (the fold then hits the cache)."""
+        if self._keys is not None:
+            wanted = sealed_key_ids(n.state for n in notifications)
+            if wanted:
+                self._keys.keys(wanted)
 
     def decode(self, notification: Notification) -> object:
         """The event (a copy of an app-wide fact: the original)."""
         try:
-            event = self._mapper.to_domain_event(notification)
+            event: object = self._mapper.to_domain_event(notification)
             if isinstance(event, AppWideFactRelayed):
                 return self.relaying.unwrap(event)
             if isinstance(event, EventForwarded):
-                return self.relaying.unwrap_forwarded(event)
-            return event
+                event = self.relaying.unwrap_forwarded(event)
+            return self._unsealed(event)
         except Exception as error:
             if transient(error):
                 raise
             raise FoldFailed(notification, None, UNDECODABLE, error) from error
+
+    def _unsealed(self, event: object) -> object:
+        """The event with its sealed fields opened (erased ones empty)."""
+        key_id = key_id_of(event)
+        if key_id is not None:
+            key = self._keys.keys((key_id,))[key_id] if self._keys is not None else None
+            if isinstance(event, AnonymousHandedOver):
+                aad = event.originator_id.bytes
+                state = open_state(event.state, event.sealed, key, aad)
+                return dataclasses.replace(event, state=state, sealed="")
+            return unseal(event, key)  # type: ignore[arg-type]
+        if isinstance(event, UserErased) and self._keys is not None:
+            self._keys.forget(uuid.UUID(k) for k in event.key_ids)
+        return event
 
     def fold(self, engine: Engine, notification: Notification) -> Quarantined | None:
         """Apply one event; its quarantine record instead if it can never be stored."""

@@ -26,6 +26,7 @@ import psycopg
 from psycopg import sql
 
 from services.common.jetstream import ChangeSubjects
+from services.eventlog.keyring import ERASURES_TABLE
 from services.eventlog.partitioned import PartitionLog
 from services.eventlog.store import EventLog, open_event_log
 from services.projector import read_contract, schema
@@ -182,9 +183,14 @@ class CheckResult:
         return self.first_difference is None
 
 
-def check(database_url: str, name: str, scope: Scope = SINGLE) -> CheckResult:
+def check(
+    database_url: str, name: str, scope: Scope = SINGLE, home_url: str | None = None
+) -> CheckResult:
     """Compare the rebuilt change sequence with the live one, up to where both are (of the
-    partition `scope` names; the whole sequence in a one-partition deployment)."""
+    partition `scope` names; the whole sequence in a one-partition deployment), but for the
+    changes of erased users (and their anonymous ids), whom the home database (`home_url`,
+    default `database_url`) records."""
+    erased = _erased(home_url or database_url)
     live_tracking = sql.SQL("public.{}").format(sql.Identifier(schema.TRACKING_TABLE))
     rebuilt_tracking = sql.SQL("{}.{}").format(
         sql.Identifier(name), sql.Identifier(schema.TRACKING_TABLE)
@@ -199,9 +205,11 @@ def check(database_url: str, name: str, scope: Scope = SINGLE) -> CheckResult:
             ).fetchone()
             positions.append(int(row[0]) if row else 0)
         through = scope.position(min(positions))
+        # An erased user's changes before their erasure differ by design (the live fold read
+        # their personal fields, the rebuild reads them erased): everyone else's must not.
         query = sql.SQL(
-            "SELECT {cols} FROM {schema}.{table} WHERE partition = %s AND position <= %s"
-            " ORDER BY id"
+            "SELECT {cols} FROM {schema}.{table} c WHERE partition = %s AND position <= %s"
+            " AND NOT (c.app_id || chr(31) || c.user_id) = ANY(%s) ORDER BY id"
         )
         live = conn.cursor(name="live_changes")
         live.execute(
@@ -210,7 +218,7 @@ def check(database_url: str, name: str, scope: Scope = SINGLE) -> CheckResult:
                 schema=sql.Identifier("public"),
                 table=sql.Identifier(schema.CHANGES_TABLE),
             ),
-            (scope.partition, through),
+            (scope.partition, through, erased),
         )
         other = stack.enter_context(psycopg.connect(database_url)).cursor(name="rebuilt_changes")
         other.execute(
@@ -219,7 +227,7 @@ def check(database_url: str, name: str, scope: Scope = SINGLE) -> CheckResult:
                 schema=sql.Identifier(name),
                 table=sql.Identifier(schema.CHANGES_TABLE),
             ),
-            (scope.partition, through),
+            (scope.partition, through, erased),
         )
         compared = 0
         while True:
@@ -235,6 +243,13 @@ def check(database_url: str, name: str, scope: Scope = SINGLE) -> CheckResult:
                 )
             if not a:
                 return CheckResult(compared, through, None)
+
+
+def _erased(home_url: str) -> list[str]:
+    """ "app<US>user" of every erased user and each of their anonymous ids."""
+    with psycopg.connect(home_url) as conn:
+        rows = conn.execute(f"SELECT app_id, user_id, subjects FROM public.{ERASURES_TABLE}")
+        return [f"{app}\x1f{user}" for app, u, s in rows for user in (u, *(s or []))]
 
 
 def _difference(index: int, live: tuple[Any, ...], rebuilt: tuple[Any, ...]) -> str:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 import structlog
 from prometheus_client import Gauge
 
+from services.eventlog.keyring import Keyring
 from services.eventlog.partitioned import PartitionLog
 from services.eventlog.partitions import partition_of
 from services.eventlog.store import EventLog
@@ -52,7 +53,9 @@ class Projection:
         policies: PolicySource,
         on_commit: Callable[[], None] = lambda: None,
         on_health: Callable[[bool], None] = lambda healthy: None,
+        keys: Keyring | None = None,
     ) -> None:
+        """`keys`: the keyring of the home database (default: the log's own database)."""
         self._log = log
         self._store = store
         self._follower = follower
@@ -61,7 +64,8 @@ class Projection:
         self._on_health = on_health
         self._quarantine = QuarantineQueries(store)
         self.scope = store.scope
-        self._folder = Folder(log.mapper, StoredBuilds(store), store.scope)
+        keyring = keys if keys is not None else Keyring(log.log_recorder.datastore)
+        self._folder = Folder(log.mapper, StoredBuilds(store), store.scope, keyring)
         self.position = 0
         # The last notification id handed to the committer: where the next batch starts.
         self._prepared_through = 0
@@ -220,6 +224,7 @@ class Projection:
                 started = time.perf_counter()
                 last = 0
                 records: list[Quarantined] = []
+                self._folder.prefetch(batch)
                 for notification in batch:
                     if notification.topic in BUILT_TOPICS:
                         self._commit_before_build(committer, engine, last, started, records)

@@ -17,11 +17,13 @@ from tests.bench import (
     campaign,
     console,
     durability,
+    history_import,
     ingest,
     memory,
     partitions,
     projector,
     replay,
+    sealing,
     segments,
     simulation,
 )
@@ -38,6 +40,8 @@ BENCHMARKS = {
     "durability": durability.run,
     "memory": memory.run,
     "console": console.run,
+    "history": history_import.run,
+    "sealing": sealing.run,
     "partitions": partitions.run,
 }
 

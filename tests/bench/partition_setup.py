@@ -23,14 +23,13 @@ from psycopg import sql
 from services.common.database import with_database
 from services.common.net import free_port
 from services.eventlog.deployment_store import DEPLOYMENT_TABLE
-from services.eventlog.events import ClockTicked
 from services.eventlog.partitioned import PartitionedLog, open_partitioned_log
 from services.eventlog.partitions import Deployment, user_key
 from services.migrate import migrate
 from services.projector import schema
 from services.projector.partitions.leases import PARTITION_LOCKS, PRESENCE_LOCKS
 from services.projector.rebuild import PROJECTOR_LOCK
-from tests.support.partitioned import builds_appended
+from tests.support.partitioned import EVERYWHERE, builds_appended
 from tests.support.processes import ServiceProcess
 from tests.support.segment_history import save_segments
 
@@ -50,7 +49,7 @@ def route_all(log: PartitionedLog, events: Iterable[object], chunk: int = 2000) 
             pending[partition] = []
 
     for event in events:
-        if isinstance(event, ClockTicked):
+        if isinstance(event, EVERYWHERE):
             targets: Iterable[int] = range(deployment.partitions)
         else:
             count += 1

@@ -228,6 +228,8 @@ def test_a_setting_that_cannot_be_honoured_is_refused_before_anything_starts(
             ({"PROJECTOR_LISTEN": f"127.0.0.1:{port}"}, f"port {port} is in use"),
             ({"CAMPAIGN_METRICS_PORT": "lots"}, "expected a port number (0 disables)"),
             ({"COHORTFLOW_API_KEYS": "shop"}, "entry 1 must look like app_id:key"),
+            ({"PROJECTOR_WORKERS": "two"}, "expected a whole number from 1 to 16"),
+            ({"COHORTFLOW_PARTITIONS": "0"}, "expected a whole number from 1 to 1024"),
         ]:
             done = subprocess.run(
                 [sys.executable, "-m", "services.devstack", "run", "--var", str(var)],

@@ -5,6 +5,8 @@ from __future__ import annotations
 import psycopg
 
 from services.eventlog.events import EventTracked, UserIdentified
+from services.eventlog.keyring import Keyring
+from services.eventlog.sealing import unseal_all
 from services.eventlog.store import open_event_log
 
 
@@ -18,6 +20,16 @@ def stored_rows(database_url: str) -> list[tuple[int, str]]:
 
 
 def stored_events(database_url: str) -> list[EventTracked | UserIdentified]:
+    """Every stored event in log order, personal fields unsealed as readers see them."""
+    log = open_event_log(database_url, pool_size=1)
+    try:
+        return unseal_all(sealed_events(database_url), Keyring(log.log_recorder.datastore))
+    finally:
+        log.close()
+
+
+def sealed_events(database_url: str) -> list[EventTracked | UserIdentified]:
+    """Every stored event in log order, as stored (personal fields sealed)."""
     log = open_event_log(database_url, pool_size=1)
     try:
         notifications = log.recorder.select_notifications(start=None, limit=1_000_000)

@@ -17,8 +17,10 @@ from services.eventlog.events import (
     HistoryImportStarted,
     UserIdentified,
 )
+from services.eventlog.keyring import Keyring
 from services.eventlog.partitioned import open_partitioned_log
 from services.eventlog.partitions import Deployment, encode_position
+from services.eventlog.sealing import unseal_all
 from services.ingest.domain.history_clock import IDENTIFY_RANK, TRACK_RANK, SortKey
 from tests.support.ingest import auth
 
@@ -87,16 +89,18 @@ class Entry:
 
 
 def partition_logs(deployment: Deployment) -> list[list[Entry]]:
-    """Every partition's log, decoded, in log order."""
+    """Every partition's log, decoded (personal fields unsealed), in log order."""
     log = open_partitioned_log(deployment, pool_size=1)
+    keys = Keyring(log.home.log_recorder.datastore)
     try:
         out = []
         for partition in range(deployment.partitions):
             notes = log.recorder(partition).select_notifications(start=None, limit=1_000_000)
+            events = unseal_all([log.mapper.to_domain_event(n) for n in notes], keys)
             out.append(
                 [
-                    Entry(encode_position(partition, n.id), log.mapper.to_domain_event(n))
-                    for n in notes
+                    Entry(encode_position(partition, n.id), event)
+                    for n, event in zip(notes, events, strict=True)
                 ]
             )
         return out

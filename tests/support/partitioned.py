@@ -3,21 +3,53 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import psycopg
 
-from services.eventlog.events import ClockTicked, EventTracked, UserIdentified
-from services.eventlog.partitioned import PartitionedLog
+from services.eventlog.events import (
+    AppClockTicked,
+    ClockTicked,
+    EventTracked,
+    HistoryImportFinished,
+    HistoryImportStarted,
+    UserIdentified,
+)
+from services.eventlog.partitioned import PartitionedLog, open_partitioned_log
 from services.eventlog.partitions import partition_of, user_key
+from services.migrate import migrate
+from tests.support.infra import PostgresForTests
 from tests.support.logevents import DAY, HOUR, T0, identify, tick, track
+
+
+@contextmanager
+def partitioned_database(
+    postgres: PostgresForTests, partitions: int, placement: str = ""
+) -> Iterator[tuple[str, PartitionedLog]]:
+    """A new home database migrated with `partitions` (placed as `placement` says), its
+    URL and log; dropped afterwards."""
+    url = postgres.create_database()
+    log = open_partitioned_log(
+        migrate(url, partitions=partitions, placement=placement), pool_size=1
+    )
+    try:
+        yield url, log
+    finally:
+        log.close()
+        postgres.drop_database(url)
+
+
+# What ingest appends to every partition.
+EVERYWHERE = (ClockTicked, HistoryImportStarted, AppClockTicked, HistoryImportFinished)
 
 
 def route(
     log: PartitionedLog, events: Iterable[object], links: dict[tuple[str, str], str] | None = None
 ) -> None:
-    """Append user events to their user's partition and ticks to every partition, in
-    order (one transaction per run of events bound for the same partition). With `links`,
+    """Append user events to their user's partition and ticks (and a history import's
+    markers and app ticks) to every partition, in order (one transaction per run of
+    events bound for the same partition). With `links`,
     as ingest does: an Identify naming both ids links them, and later events naming only
     the anonymous id go to the user's partition."""
     run: list[object] = []
@@ -28,7 +60,7 @@ def route(
             log.append(run_partition, [log.encode(e) for e in run])
 
     for event in events:
-        if isinstance(event, ClockTicked):
+        if isinstance(event, EVERYWHERE):
             flush()
             run, run_partition = [], None
             log.append_everywhere([log.encode(event)])

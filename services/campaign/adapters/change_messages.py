@@ -53,6 +53,7 @@ def decode_change(headers: Mapping[str, str] | None, data: bytes) -> Change:
         "event_ids": tuple(header.cause.event_ids),
         "event_name": header.cause.event_name,
         "correction": header.correction,
+        "imported": header.imported,
     }
     if isinstance(message, changes_pb2.MembershipChanged):
         if message.direction == changes_pb2.MembershipChanged.DIRECTION_UNSPECIFIED:

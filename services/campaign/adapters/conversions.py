@@ -21,6 +21,8 @@ from services.campaign.domain.conversions import Conversion, Exposure, Tracked, 
 from services.campaign.domain.model import ConversionGoal
 from services.campaign.schema import DELIVERIES
 from services.eventlog.events import EventTracked
+from services.eventlog.keyring import Keyring
+from services.eventlog.sealing import unseal_all
 from services.eventlog.store import LOG_NAME, EventLog
 
 VIEW_NAME = "campaign_conversions"  # tracking table: campaign_conversions_tracking
@@ -102,6 +104,7 @@ class ConversionFollower:
         self._batch = batch
         self._poll_s = poll_s
         self._topics = [get_topic(EventTracked)]
+        self._keys = Keyring(log.log_recorder.datastore)
 
     def close(self) -> None:
         self._recorder.datastore.close()
@@ -117,9 +120,12 @@ class ConversionFollower:
         goals = self._goals()
         wanted = {(app, g.event_name) for app, by_id in goals.items() for g in by_id.values()}
         tracked: list[Tracked] = []
-        for notification in notifications:
-            event = self._log.mapper.to_domain_event(notification)
-            if isinstance(event, EventTracked) and (event.app_id, event.name) in wanted:
+        events = [self._log.mapper.to_domain_event(n) for n in notifications]
+        goal_events = [
+            e for e in events if isinstance(e, EventTracked) and (e.app_id, e.name) in wanted
+        ]
+        for event in unseal_all(goal_events, self._keys):
+            if isinstance(event, EventTracked):
                 tracked.append(
                     Tracked(
                         event.app_id,

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from psycopg_pool import AsyncConnectionPool
 
 from services.campaign.domain.eligibility import Profile
+from services.eventlog.keyring import ERASURES_TABLE
 
 PROFILES_V1 = "contract_profiles_v1"
 
@@ -15,7 +16,10 @@ PROFILES_V1 = "contract_profiles_v1"
 # keeps the LATERAL subquery from being pulled up into a join; see deliveries.py).
 _SELECT = f"""
 SELECT p.app_id, p.user_id, p.traits, p.email, p.phone, p.push_token, p.consents, p.timezone,
-       p.country, p.city, p.lifecycle_state, p.rfm_group
+       p.country, p.city, p.lifecycle_state, p.rfm_group,
+       EXISTS (
+           SELECT 1 FROM {ERASURES_TABLE} e WHERE e.app_id = k.app_id AND e.user_id = k.user_id
+       )
 FROM unnest(%s::text[], %s::text[]) AS k(app_id, user_id)
 CROSS JOIN LATERAL (
     SELECT * FROM {PROFILES_V1} t WHERE t.app_id = k.app_id AND t.user_id = k.user_id
@@ -47,6 +51,7 @@ class PostgresProfileReader:
                 city=row[9],
                 lifecycle_state=row[10],
                 rfm_group=row[11],
+                erased=row[12],
             )
             for row in rows
         }

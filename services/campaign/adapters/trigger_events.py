@@ -13,6 +13,8 @@ from eventsourcing.persistence import StoredEvent
 
 from services.campaign.domain.ports import TriggerEvent
 from services.eventlog.events import EventTracked, event_uuid
+from services.eventlog.keyring import Keyring
+from services.eventlog.sealing import unseal_all
 from services.eventlog.store import EventLog
 
 
@@ -20,6 +22,8 @@ class LogTriggerEvents:
     def __init__(self, log: EventLog) -> None:
         self._log = log
         recorder = log.log_recorder
+        # Sealed properties open with their user's key (erased: the template sees none).
+        self._keys = Keyring(recorder.datastore)
         self._select = (
             f"SELECT originator_id, originator_version, topic, state FROM "
             f'"{recorder.datastore.schema}"."{recorder.events_table_name}"'
@@ -32,6 +36,7 @@ class LogTriggerEvents:
             curs.execute(self._select, (ids,))  # type: ignore[arg-type]
             rows = curs.fetchall()
         out: dict[str, TriggerEvent] = {}
+        events = []
         for row in rows:
             stored = StoredEvent(
                 originator_id=row["originator_id"],
@@ -39,7 +44,8 @@ class LogTriggerEvents:
                 topic=row["topic"],
                 state=bytes(row["state"]),
             )
-            event = self._log.mapper.to_domain_event(stored)
+            events.append(self._log.mapper.to_domain_event(stored))
+        for event in unseal_all(events, self._keys):
             if isinstance(event, EventTracked):
                 out[event.event_id] = TriggerEvent(
                     event.event_id, event.name, event.event_time_us, dict(event.properties)

@@ -38,6 +38,8 @@ class Change:
     event_name: str = ""
     # A late event showed an earlier change wrong; this one sets the record straight.
     correction: bool = False
+    # Made while the app folded an imported history: it happened before the app came.
+    imported: bool = False
     # When it took effect in the user's time (0: not known, then recorded_us counts).
     effective_us: int = 0
     extra: dict[str, str] = field(default_factory=dict)

@@ -1,6 +1,7 @@
 """The delivery decision for one campaign, one user, one triggering change.
 
-Order of the checks (the first that fails is the recorded reason): a real
+Order of the checks (the first that fails is the recorded reason): the user is not
+erased (PrivacyService.EraseUser) -> a real
 transition (no correction, not stale: see freshness.py) -> global holdout ->
 assignment (variant or control, always recorded) -> re-entry -> consent -> contact
 address -> quiet hours (delay or drop) -> frequency caps (app-wide per channel,
@@ -62,6 +63,8 @@ class Profile:
     city: str = ""
     lifecycle_state: str = ""
     rfm_group: str = ""
+    # Erased (PrivacyService.EraseUser): never sent anything again.
+    erased: bool = False
 
     def address(self, channel: Channel, definition: CampaignDefinition) -> str:
         if channel is Channel.EMAIL:
@@ -157,6 +160,8 @@ def decide(
         definition.control_percent,
         definition.variants,
     )
+    if profile.erased:
+        return Decision(group, SUPPRESSED, "erased")
     skipped = skip_reason(definition, change, now_us)
     if skipped:
         return Decision(group, SUPPRESSED, skipped)

@@ -8,8 +8,9 @@ win-back to someone who never left. So a segment, lifecycle or RFM trigger skips
 unless the campaign asks for them; each skip is recorded as a suppressed delivery with
 its reason. Broadcasts are fired by the scheduler and never skipped here.
 
-Flags a change may carry are listed in `_FLAGS` with the campaign's opt-in: a new one
-(e.g. the `historical` flag of imported history) is one more entry there.
+Flags a change may carry are listed in `_FLAGS` with the campaign's opt-in: `correction`,
+and `imported` (made while the app folded an imported history; no opt-in: it happened
+before the app came, however recent).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from services.campaign.domain.model import CampaignDefinition
 
 CORRECTION = "correction"
 STALE_CHANGE = "stale_change"
-SKIP_REASONS = frozenset({CORRECTION, STALE_CHANGE})
+IMPORTED_HISTORY = "imported_history"
+SKIP_REASONS = frozenset({CORRECTION, STALE_CHANGE, IMPORTED_HISTORY})
 
 _US = 1_000_000
 
@@ -36,7 +38,12 @@ class _Flag:
     wanted: Callable[[CampaignDefinition], bool]
 
 
-_FLAGS = (_Flag(CORRECTION, lambda c: c.correction, lambda d: d.fire_on_corrections),)
+_FLAGS = (
+    _Flag(CORRECTION, lambda c: c.correction, lambda d: d.fire_on_corrections),
+    # What an imported history changed happened before the app came: never a trigger,
+    # whatever its age (a campaign's longer max_trigger_age is for late live events).
+    _Flag(IMPORTED_HISTORY, lambda c: c.imported, lambda _d: False),
+)
 
 
 def age_us(change: Change, now_us: int) -> int:

@@ -42,6 +42,7 @@ REASONS = {
     "reentry": "already sent to this user (the campaign's re-entry rule)",
     "correction": "a late event corrected the past: not a real transition now",
     "stale_change": "the change took effect longer ago than the campaign's maximum trigger age",
+    "imported_history": "part of an imported history: it happened before the app came",
     "left_segment": "the user left the segment before the send was due",
     "lifecycle_changed": "the user's lifecycle state changed before the send was due",
     "paused": "the campaign was paused before the send was due",

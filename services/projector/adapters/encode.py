@@ -19,6 +19,7 @@ CAUSES = {
     kinds.LATE_EVENT: changes_pb2.Cause.KIND_LATE_EVENT,
     kinds.REDEFINITION: changes_pb2.Cause.KIND_REDEFINITION,
     kinds.RECOMPUTATION: changes_pb2.Cause.KIND_RECOMPUTATION,
+    kinds.ERASURE: changes_pb2.Cause.KIND_ERASURE,
 }
 DIRECTIONS = {
     "entered": changes_pb2.MembershipChanged.DIRECTION_ENTERED,
@@ -63,6 +64,7 @@ def header(change: Change) -> changes_pb2.ChangeHeader:
         position=change.position,
         recorded_time=timestamp(change.recorded_us),
         correction=change.correction,
+        imported=change.imported,
         **lateness_fields(change.effective_us, change.recorded_us),
     )
 

@@ -18,6 +18,8 @@ TIME = "time"
 LATE_EVENT = "late_event"
 REDEFINITION = "redefinition"
 RECOMPUTATION = "recomputation"
+# The user was erased (UserErased): they leave every segment.
+ERASURE = "erasure"
 
 
 _NAMESPACE_BYTES = CHANGES_NAMESPACE.bytes
@@ -77,3 +79,5 @@ class Change:
     segment_version: int = 0
     # False for changes of a silent redefinition: recorded, not published.
     published: bool = True
+    # Made while the app folded an imported history (history_mode.py).
+    imported: bool = False

@@ -135,6 +135,8 @@ class Drained:
     elsewhere: list[Elsewhere] = field(default_factory=list)
     # Partitioned: purchasers' current RFM values (None: no longer a purchaser).
     rfm_values: dict[UserKey, RfmValues | None] = field(default_factory=dict)
+    # Erased users (and their anonymous ids): their facts lose their properties.
+    erased_users: list[UserKey] = field(default_factory=list)
 
 
 class ChangeSet:
@@ -149,6 +151,8 @@ class ChangeSet:
         self.users: set[UserKey] = set()
         self.profiles: set[UserKey] = set()
         self.deleted: set[UserKey] = set()
+        # Users erased (UserErased): their facts lose their properties.
+        self.erased: set[UserKey] = set()
         self.apps: set[str] = set()
         self.aliases: set[tuple[str, str]] = set()
         self.segments: set[str] = set()
@@ -161,6 +165,11 @@ class ChangeSet:
         self._rfm_values: dict[UserKey, RfmValues | None] = {}
         # The user (app, id) of another partition whose event was just applied here.
         self.forward: UserKey | None = None
+        # Changes are recorded no earlier than this: the recorded clock while an app folds
+        # its history by its own clock (history_mode.py), so they show as historical.
+        self.recorded_floor = 0
+        # Whether the changes now made are those of an imported history.
+        self.importing = False
 
     def emit(
         self,
@@ -194,12 +203,13 @@ class ChangeSet:
                 cause=cause,
                 effective_us=effective_us,
                 position=position,
-                recorded_us=recorded_us,
+                recorded_us=max(recorded_us, self.recorded_floor),
                 event_ids=(event.event_id,) if event is not None else (),
                 event_name=getattr(event, "name", "") if event is not None else "",
                 deadline_us=deadline_us,
                 correction=correction,
                 corrected_since_us=corrected_since_us,
+                imported=self.importing,
                 **extra,
             )
         )
@@ -263,11 +273,12 @@ class ChangeSet:
             consumed_builds=self._consumed_builds,
             elsewhere=self._elsewhere,
             rfm_values=self._rfm_values,
+            erased_users=sorted(self.erased),
         )
         self._rfm_values = {}
         self._changes, self._merges, self._facts = [], [], []
         self._segment_records, self._consumed_builds, self._elsewhere = [], [], []
-        for keys in (self.users, self.profiles, self.deleted, self.apps, self.aliases):
+        for keys in (self.users, self.profiles, self.deleted, self.erased, self.apps, self.aliases):
             keys.clear()
         self.segments.clear()
         return drained

@@ -28,14 +28,19 @@ class DeadlineQueue:
     the user's deadline now: an entry that comes due after it moved later is re-armed there.
     """
 
-    __slots__ = ("_current", "_heap", "_queued")
+    __slots__ = ("_current", "_heap", "_queued", "held")
 
     def __init__(self, current: Callable[[UserKey], int | None]) -> None:
         self._current = current
         self._heap: list[tuple[int, UserKey]] = []
         self._queued: dict[UserKey, int] = {}
+        # Apps whose users' deadlines go to a queue of their own (history mode).
+        self.held: dict[str, DeadlineQueue] = {}
 
     def schedule(self, key: UserKey, deadline: int) -> None:
+        if self.held and key[0] in self.held:
+            self.held[key[0]].schedule(key, deadline)
+            return
         queued = self._queued.get(key)
         if queued is None or deadline < queued:
             self._queued[key] = deadline
@@ -89,10 +94,30 @@ class Timers:
         if user.segment_deadline_us is not None:
             self.segments.schedule(user.key, user.segment_deadline_us)
 
-    def due(self, until: int) -> Iterator[tuple[Due, UserKey, int]]:
-        """Every deadline up to `until`, in time order (lifecycle first on a tie), each as it
-        comes up: firing one may queue more before the next is taken."""
+    def hold(self, app_id: str, users: list[User]) -> None:
+        """Keep the deadlines of an app's `users` apart from now on (the app folds its
+        history by its own clock): `due` no longer fires them, `due(app_id=...)` does."""
+        for queue in (self.lifecycle, self.segments):
+            queue.held[app_id] = DeadlineQueue(queue._current)
+            for key in [k for k in queue._queued if k[0] == app_id]:
+                del queue._queued[key]  # its entries in the heap are stale from now on
+        for user in users:
+            self.load(user)
+
+    def release(self, app_id: str, users: list[User]) -> None:
+        """The app's deadlines join everyone's again."""
+        for queue in (self.lifecycle, self.segments):
+            del queue.held[app_id]
+        for user in users:
+            self.load(user)
+
+    def due(self, until: int, app_id: str | None = None) -> Iterator[tuple[Due, UserKey, int]]:
+        """Every deadline up to `until` (of the held app `app_id`, else of the apps not
+        held), in time order (lifecycle first on a tie), each as it comes up: firing one
+        may queue more before the next is taken."""
         lifecycle, segments = self.lifecycle, self.segments
+        if app_id is not None:
+            lifecycle, segments = lifecycle.held[app_id], segments.held[app_id]
         while True:
             life = lifecycle.head(until)
             seg = segments.head(until)
@@ -116,3 +141,17 @@ def overdue(user: User, before: int) -> tuple[Due, int] | None:
     if seg is not None and seg < before:
         return Due.SEGMENTS, seg
     return None
+
+
+def catch_up(user: User | None, before: int) -> Iterator[tuple[Due, User, int]]:
+    """Before an event of `user` from ahead of the recorded clock (at `before`): their own
+    deadlines before the event's time, in time order, each to fire (dated at its deadline)
+    before the next is asked for: what happened to the user between the last tick and
+    their event comes before it. At most MAX_CATCH_UP."""
+    if user is None:
+        return
+    for _ in range(MAX_CATCH_UP):
+        due = overdue(user, before)
+        if due is None:
+            return
+        yield due[0], user, due[1]

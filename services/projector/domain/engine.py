@@ -17,7 +17,7 @@ import copy
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from services.eventlog.events import ClockTicked, EventTracked, UserIdentified
+from services.eventlog.events import ClockTicked, EventTracked, UserErased, UserIdentified
 from services.eventlog.partition_events import (
     AnonymousHandedOver,
     AnonymousLinked,
@@ -27,8 +27,10 @@ from services.eventlog.segments import Segment
 from services.projector.domain import location
 from services.projector.domain.changes import TIME
 from services.projector.domain.changeset import ChangeSet, Drained, UserKey
-from services.projector.domain.deadlines import MAX_CATCH_UP, Due, Timers, overdue
+from services.projector.domain.deadlines import Due, Timers, catch_up
+from services.projector.domain.erasure import Erasure
 from services.projector.domain.fold_state import FoldState, PolicySource, policy_source
+from services.projector.domain.history_mode import HistoryMode
 from services.projector.domain.identity import Identity
 from services.projector.domain.lifecycle_fold import LifecycleFold
 from services.projector.domain.policy import AppPolicy
@@ -75,6 +77,8 @@ class Engine:
         self._rfm = RfmFold(state, self._segments, recorded=rfm_recorded)
         self._identity = Identity(state, self._lifecycle, self._rfm, self._segments)
         self._versions = Versions(state, self._identity, self._segments)
+        self._history = HistoryMode(state, self._timers, self._rfm, self._fire)
+        self._erasure = Erasure(state, self._segments)
         self._require_builds = require_builds
 
     # ---- the state -----------------------------------------------------------------------
@@ -113,6 +117,7 @@ class Engine:
 
     def load_app(self, app_id: str, data: dict[str, Any]) -> None:
         self._rfm.load_app(app_id, data)
+        self._history.load(app_id, data.get("history"))
 
     def load_alias(self, app_id: str, anonymous_id: str, user_id: str) -> None:
         self._identity.aliases[(app_id, anonymous_id)] = user_id
@@ -150,6 +155,10 @@ class Engine:
     # ---- applying the log ----------------------------------------------------------------
 
     def apply(self, event: object, position: int) -> None:
+        """Fold one log event (by its app's mode: history_mode.py)."""
+        self._history.fold(event, position, self._apply)
+
+    def _apply(self, event: object, position: int) -> None:
         if isinstance(event, EventTracked):
             self._track(event, position)
         elif isinstance(event, ClockTicked):
@@ -169,6 +178,8 @@ class Engine:
             self._identity.link_elsewhere(event, position)
         elif isinstance(event, AnonymousHandedOver):
             self._identity.take_handed_over(event, position)
+        elif isinstance(event, UserErased):
+            self._erasure.erase(event, position)
         elif isinstance(event, RfmCutPointsRecorded):
             self._rfm.cut_points_recorded(
                 event.app_id, event.quintiles, event.tick_time_us, position
@@ -210,17 +221,9 @@ class Engine:
             self._segments.due(user, deadline, position)
 
     def _catch_up(self, key: UserKey, when: int, position: int) -> None:
-        """Before an event from ahead of the recorded clock (at `when`), fire its user's own
-        deadlines before the event's time, in time order, each dated at its deadline: what
-        happened to the user between the last tick and their event comes before it."""
-        user = self._state.users.get(key)
-        if user is None:
-            return
-        for _ in range(MAX_CATCH_UP):
-            due = overdue(user, when)
-            if due is None:
-                return
-            self._fire(due[0], user, due[1], position)
+        """Before an event from ahead of the recorded clock (at `when`): deadlines.catch_up."""
+        for due, user, deadline in catch_up(self._state.users.get(key), when):
+            self._fire(due, user, deadline, position)
 
     def forwarded(self) -> UserKey | None:
         """After `apply`: the user of another partition the event was for (it was not

@@ -9,7 +9,7 @@ from cut points that do not count it. `rfm.py` holds the scoring rules.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from services.eventlog.events import EventTracked, UserIdentified
 from services.eventlog.vocabulary import RfmGroup
@@ -20,6 +20,9 @@ from services.projector.domain.rfm_index import RfmIndex
 from services.projector.domain.segments.compile import USES_RFM
 from services.projector.domain.segments.membership import Membership
 from services.projector.domain.user import User, day_of
+
+if TYPE_CHECKING:
+    from services.projector.domain.history_mode import AppHistory
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,7 @@ class CauseEvent:
 
 @dataclass
 class AppState:
-    """One app's RFM state."""
+    """One app's state of the fold: RFM, and its history mode (history_mode.py)."""
 
     quintiles: rfm.Quintiles = field(default_factory=rfm.Quintiles)
     # Index of the recompute interval of the last RFM recomputation.
@@ -46,14 +49,19 @@ class AppState:
     pending: dict[str, list[Any]] = field(default_factory=dict)
     # The purchasers' values, sorted (derived from the users; rebuilt after loading).
     index: RfmIndex | None = None
+    # While the app imports its history: its own clock and parked live events.
+    history: AppHistory | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "quintiles": self.quintiles.to_dict(),
             "rfm_slot": self.rfm_slot,
             "rfm_day": self.rfm_day,
             "pending": {user: self.pending[user] for user in sorted(self.pending)},
         }
+        if self.history is not None:
+            data["history"] = self.history.to_dict()
+        return data
 
 
 class RfmFold:
@@ -122,10 +130,13 @@ class RfmFold:
             app.pending.pop(user_id, None)
             self._put(self._index(app_id)[0], app_id, user_id, None)
 
-    def recompute_due(self, now_us: int, position: int) -> None:
-        """At the clock's move to `now_us`: recompute each app whose interval began."""
-        for app_id in sorted(self.apps):
-            app = self.apps[app_id]
+    def recompute_due(self, now_us: int, position: int, only: str | None = None) -> None:
+        """At the clock's move to `now_us`: recompute each app whose interval began (of the
+        apps on the recorded clock; `only`: that app, at the move of its own clock)."""
+        for app_id in sorted(self.apps) if only is None else (only,):
+            app = self.app(app_id)
+            if only is None and app.history is not None:
+                continue  # folding its history by its own clock
             slot = now_us // (self._state.policies(app_id).rfm.recompute_minutes * 60_000_000)
             if slot > app.rfm_slot:
                 app.rfm_slot = slot

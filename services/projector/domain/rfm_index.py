@@ -67,16 +67,20 @@ class RfmIndex:
         self._recency = _Column()
         self._frequency = _Column()
         self._monetary = _Column()
+        # The cut points of the values as they are (None: they moved since).
+        self._quintiles: Quintiles | None = None
 
     def rebuild(self, values: Mapping[str, RfmValues | None]) -> None:
         """Every purchaser's values at once (faster than one by one)."""
         self.values = {u: v for u, v in values.items() if v is not None}
+        self._quintiles = None
         self._recency = _Column([(float(v.last_purchase_us), u) for u, v in self.values.items()])
         self._frequency = _Column([(float(v.purchases), u) for u, v in self.values.items()])
         self._monetary = _Column([(v.amount, u) for u, v in self.values.items()])
 
     def put(self, user_id: str, values: RfmValues | None) -> None:
         """The user's values now (None: no purchase left in the window)."""
+        self._quintiles = None
         old = self.values.pop(user_id, None)
         if old is not None:
             for column, value in self._pairs(old):
@@ -94,15 +98,21 @@ class RfmIndex:
         ]
 
     def quintiles(self) -> Quintiles:
-        """Cut points of all purchasers now: what Quintiles.of over all values gives."""
-        if not self.values:
-            return Quintiles()
-        return Quintiles(
-            recency=self._recency.cuts(high=True),
-            frequency=self._frequency.cuts(high=False),
-            monetary=self._monetary.cuts(high=False),
-            purchasers=len(self.values),
-        )
+        """Cut points of all purchasers now: what Quintiles.of over all values gives
+        (computed once per state of the values: an app's clock ticking through a history
+        recomputes far more often than purchases move them)."""
+        if self._quintiles is None:
+            self._quintiles = (
+                Quintiles(
+                    recency=self._recency.cuts(high=True),
+                    frequency=self._frequency.cuts(high=False),
+                    monetary=self._monetary.cuts(high=False),
+                    purchasers=len(self.values),
+                )
+                if self.values
+                else Quintiles()
+            )
+        return self._quintiles
 
     def moved(self, old: Quintiles, new: Quintiles) -> set[str] | None:
         """Users whose scores differ between `old` and `new` cut points (None: anyone may,

@@ -76,6 +76,8 @@ class User:
     left: dict[str, int] = field(default_factory=dict)
     # The RFM values behind `rfm_scores`: [last purchase time, purchases, amount] or [].
     rfm_values: list[float] = field(default_factory=list)
+    # Erased (UserErased): personal fields cleared, never in a segment again.
+    erased: bool = False
 
     @property
     def key(self) -> tuple[str, str]:

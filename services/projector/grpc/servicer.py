@@ -31,7 +31,7 @@ from services.projector.domain.changes import historical
 from services.projector.domain.policy import DAY_US
 from services.projector.domain.user import User
 
-_CAUSE_NAMES = {"event", "time", "late_event", "redefinition", "recomputation"}
+_CAUSE_NAMES = {"event", "time", "late_event", "redefinition", "recomputation", "erasure"}
 
 
 def _ts(moment: datetime | None) -> timestamp_pb2.Timestamp | None:

@@ -34,6 +34,13 @@ CREATE TABLE IF NOT EXISTS {WORKERS_TABLE} (
 """
 
 
+# The server's keepalive on the lease connection: a worker whose host vanished (no FIN, no
+# RST) is found dead after idle + interval * count seconds, about 25 s, and its locks go;
+# PostgreSQL's default leaves that to the kernel (two hours on Linux). Ignored over a
+# Unix socket.
+KEEPALIVE = {"tcp_keepalives_idle": 10, "tcp_keepalives_interval": 5, "tcp_keepalives_count": 3}
+
+
 class LeaseLost(Exception):
     """The lease connection broke: every partition of this worker is gone."""
 
@@ -53,6 +60,8 @@ class Leases:
     def join(self) -> None:
         """Connect, announce this worker and hold its presence lock."""
         conn = psycopg.connect(self._url, autocommit=True, connect_timeout=10)
+        for setting, value in KEEPALIVE.items():
+            conn.execute(f"SET {setting} = {int(value)}")
         conn.execute("SELECT pg_advisory_lock(%s, %s)", (PRESENCE_LOCKS, self._key))
         conn.execute(
             f"INSERT INTO {WORKERS_TABLE} (worker_id, presence_key) VALUES (%s, %s)"
@@ -86,6 +95,23 @@ class Leases:
         except psycopg.Error as error:
             self._lost(error)
         return sorted({str(r[0]) for r in rows} | {self.worker_id})
+
+    def taken(self) -> set[int]:
+        """The partitions whose lease some worker (this one included) holds right now."""
+        try:
+            rows = (
+                self._connection()
+                .execute(
+                    "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                    " AND classid = %s AND objsubid = 2 AND database = (SELECT oid"
+                    " FROM pg_database WHERE datname = current_database())",
+                    (PARTITION_LOCKS,),
+                )
+                .fetchall()
+            )
+        except psycopg.Error as error:
+            self._lost(error)
+        return {int(r[0]) for r in rows}
 
     def try_take(self, partition: int) -> bool:
         try:

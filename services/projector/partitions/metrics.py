@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import Counter, Gauge
 
 LEASE_CHANGES = Counter(
@@ -26,3 +28,16 @@ PARTITION_LAG = Gauge(
     "Partition head minus committed position",
     ["partition"],
 )
+PARTITIONS = Gauge("cohortflow_projector_partitions", "Partitions of the deployment (P)")
+PARTITIONS_UNHELD = Gauge(
+    "cohortflow_projector_partitions_unheld",
+    "Partitions whose lease no worker holds, as this worker saw at its last look (every second)",
+)
+
+
+def forget_partition(partition: int) -> None:
+    """Drop a partition's progress series when this process stops folding it: its next
+    holder reports them, and a stale lag here would keep an alert firing."""
+    for gauge in (PARTITION_POSITION, PARTITION_HEAD, PARTITION_LAG):
+        with contextlib.suppress(KeyError):
+            gauge.remove(str(partition))

@@ -127,7 +127,12 @@ def check_partitions(
     return [
         PartitionCheck(
             p,
-            check(deployment.database_of(p), name, Scope(p, deployment.partitions)),
+            check(
+                deployment.database_of(p),
+                name,
+                Scope(p, deployment.partitions),
+                home_url=deployment.home_url,
+            ),
         )
         for p in partitions
     ]

@@ -16,6 +16,7 @@ from typing import Any
 from eventsourcing.persistence import Mapper, Notification, StoredEvent
 from eventsourcing.utils import get_topic
 
+from services.eventlog.keyring import Keyring
 from services.eventlog.partition_events import (
     AnonymousHandedOver,
     AnonymousLinked,
@@ -25,6 +26,7 @@ from services.eventlog.partition_events import (
     mail_uuid,
 )
 from services.eventlog.partitions import ANONYMOUS_PREFIX, partition_of
+from services.eventlog.sealing import seal_state
 from services.eventlog.segments import Segment
 from services.projector.domain.changeset import Elsewhere
 from services.projector.partitions.mail import Mail
@@ -42,12 +44,23 @@ class Relaying:
     """One partition's side of relaying: what it sends (partition 0) and what it has
     folded of partition 0's facts (every other partition)."""
 
-    def __init__(self, scope: Scope, mapper: Mapper[Any]) -> None:
+    def __init__(self, scope: Scope, mapper: Mapper[Any], keys: Keyring | None = None) -> None:
+        """`keys`: seals the personal part of a handed-over state (the anonymous id's key)."""
         self._scope = scope
         self._mapper = mapper
+        self._keys = keys
         self.relayed_through = 0
         self.sent: list[int] = []  # partition 0: positions of the facts relayed since a drain
         self._mail: list[Mail] = []
+
+    def _sealed_state(
+        self, app_id: str, anonymous_id: str, state: dict[str, Any], event_id: uuid.UUID
+    ) -> tuple[dict[str, Any], str]:
+        if self._keys is None:
+            return state, ""
+        subject = (app_id, ANONYMOUS_PREFIX + anonymous_id)
+        key_id, key = self._keys.active_keys([subject])[subject]
+        return seal_state(state, key_id, key, event_id.bytes)
 
     def reset(self, relayed_through: int) -> None:
         """Back to what is committed (after a resume)."""
@@ -97,20 +110,25 @@ class Relaying:
                 )
             else:
                 target = self._partition_of(item.app_id, item.user_id)
+                event_id = mail_uuid(
+                    "hand_over",
+                    self._scope.partition,
+                    item.position,
+                    item.app_id,
+                    item.anonymous_id,
+                )
+                state, sealed = self._sealed_state(
+                    item.app_id, item.anonymous_id, item.state or {}, event_id
+                )
                 event = AnonymousHandedOver(
-                    originator_id=mail_uuid(
-                        "hand_over",
-                        self._scope.partition,
-                        item.position,
-                        item.app_id,
-                        item.anonymous_id,
-                    ),
+                    originator_id=event_id,
                     originator_version=1,
                     app_id=item.app_id,
                     anonymous_id=item.anonymous_id,
                     user_id=item.user_id,
-                    state=item.state or {},
+                    state=state,
                     linked_us=item.linked_us,
+                    sealed=sealed,
                 )
             self._mail.append(Mail(target, self._mapper.to_stored_event(event)))
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import structlog
 from eventsourcing.postgres import PostgresDatastore
 
+from services.eventlog.keyring import Keyring
 from services.eventlog.partitioned import PartitionedLog
 from services.eventlog.partitions import encode_position
 from services.projector import schema
@@ -28,7 +29,7 @@ from services.projector.adapters.follower import LogFollower
 from services.projector.adapters.store import ProjectorStore
 from services.projector.adapters.ticker import tick_at
 from services.projector.domain.fold_state import PolicySource
-from services.projector.partitions import metrics
+from services.projector.partitions import gauges, metrics
 from services.projector.partitions.assignment import assigned
 from services.projector.partitions.leases import LeaseLost, Leases
 from services.projector.partitions.mail import MailRelay
@@ -82,6 +83,8 @@ class PartitionWorker:
         self._on_commit = on_commit
         self._on_health = on_health
         self._leases = Leases(self._deployment.home_url, self.worker_id)
+        # The keys of sealed fields, in the home database: one cache for every partition.
+        self._keyring = Keyring(log.home.log_recorder.datastore)
         self._held: dict[int, _Held] = {}
         self._guard = threading.Lock()
         self._last_tick = 0
@@ -180,6 +183,10 @@ class PartitionWorker:
                 if self._leases.try_take(partition):
                     self._start(partition)
             self._restart_dead()
+            metrics.PARTITIONS.set(self._deployment.partitions)
+            taken = self._leases.taken()
+            metrics.PARTITIONS_UNHELD.set(self._deployment.partitions - len(taken))
+            gauges.refresh(self._log, self._positions(), self._stores.values())
             self._tick()
             self._report_health()
             stop.wait(self._settings.rebalance_s)
@@ -200,6 +207,7 @@ class PartitionWorker:
             self._policies,
             on_commit=lambda: self._on_commit(partition),
             on_health=lambda healthy: self._report_health(),
+            keys=self._keyring,
         )
         builder = SegmentBuilder(
             store,
@@ -229,6 +237,7 @@ class PartitionWorker:
             thread.join(60)
         if release:
             self._leases.release(partition)
+        metrics.forget_partition(partition)
 
     def _drop_all(self, *, release: bool) -> None:
         for partition in self.held():
@@ -243,6 +252,16 @@ class PartitionWorker:
                 _log.error("a partition's threads ended; starting them again", partition=partition)
                 self._drop(partition, release=False)
                 self._start(partition)
+
+    def _positions(self) -> dict[int, int | None]:
+        """The committed position of each partition held (None while its projection is
+        still loading: it sets the partition's gauges when it has resumed)."""
+        with self._guard:
+            items = list(self._held.items())
+        return {
+            p: held.projection.position if held.projection.ready.is_set() else None
+            for p, held in items
+        }
 
     def _tick(self) -> None:
         """Append the recorded clock's tick to the partitions held, once per interval."""

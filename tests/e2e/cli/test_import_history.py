@@ -20,6 +20,8 @@ from services.eventlog.events import (
     HistoryImportStarted,
     UserIdentified,
 )
+from services.eventlog.keyring import Keyring
+from services.eventlog.sealing import unseal_all
 from services.eventlog.store import open_event_log
 from services.ingest.domain.history_clock import history_ticks
 from tests.support.cli import Suite, summary_of
@@ -33,7 +35,8 @@ def _log(suite: Suite) -> list[Any]:
     log = open_event_log(suite.database_url, pool_size=1)
     try:
         notes = log.recorder.select_notifications(start=None, limit=1_000_000)
-        return [log.mapper.to_domain_event(n) for n in notes]
+        keys = Keyring(log.log_recorder.datastore)
+        return unseal_all([log.mapper.to_domain_event(n) for n in notes], keys)
     finally:
         log.close()
 

@@ -18,7 +18,7 @@ from services.common.grpc.auth import ApiKeys
 from services.common.grpc.errors import bad_request_of
 from services.ingest.bootstrap import SERVICE_NAME, IngestApp, start_ingest
 from services.ingest.config import IngestSettings
-from tests.support.eventlog import stored_events, stored_rows
+from tests.support.eventlog import sealed_events, stored_events, stored_rows
 from tests.support.ingest import (
     ACCEPTED,
     DUPLICATE,
@@ -197,6 +197,16 @@ async def test_identify_is_stored_idempotently(shop: IngestClient, database_url:
     (stored,) = stored_events(database_url)
     assert stored.consents == {"email": True, "sms": False}
     assert stored.location == {"country": "DE", "city": "Berlin"}
+    # In the log itself every personal field is sealed with the user's key; the anonymous
+    # id's key is recorded as the user's (so erasing the user erases it too).
+    (sealed,) = sealed_events(database_url)
+    assert (sealed.traits, sealed.contact, sealed.consents, sealed.location) == ({}, {}, {}, {})
+    assert sealed.timezone == "" and sealed.sealed and "alice@" not in sealed.sealed
+    with psycopg.connect(database_url) as conn:
+        owners = conn.execute(
+            "SELECT subject, owner FROM cohortflow_user_keys ORDER BY subject"
+        ).fetchall()
+    assert owners == [("alice", "alice"), ("anonymous:device-1", "alice")]
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await shop.identify(event_id="", user_id="bob", contact=ingest_pb2.Contact(email="nope"))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT

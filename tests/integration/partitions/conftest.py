@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.eventlog.partitioned import PartitionedLog, open_partitioned_log
-from services.migrate import migrate
+from services.eventlog.partitioned import PartitionedLog
 from tests.support.infra import PostgresForTests
+from tests.support.partitioned import partitioned_database
 
 P = 4
 
@@ -16,8 +16,5 @@ P = 4
 @pytest.fixture
 def partitioned(postgres: PostgresForTests) -> Iterator[tuple[str, PartitionedLog]]:
     """(home database URL, the log of its P partitions)."""
-    url = postgres.create_database()
-    log = open_partitioned_log(migrate(url, partitions=P), pool_size=2)
-    yield url, log
-    log.close()
-    postgres.drop_database(url)
+    with partitioned_database(postgres, P) as deployment:
+        yield deployment

@@ -239,3 +239,9 @@ def test_global_holdout_comes_first_and_control_is_withheld(clock: FakeClock) ->
     assert (decision.group, decision.status, decision.due_us) == ("control", "control", clock.now)
     # Control users are refused for the same reasons as everyone else.
     assert run(clock, all_control, who=profile(consents={})).reason == "no_consent"
+
+
+@pytest.mark.parametrize("channel", [Channel.IN_APP, Channel.EMAIL, Channel.WEBHOOK])
+def test_an_erased_user_is_sent_nothing_and_the_reason_says_so(clock, channel) -> None:
+    decision = run(clock, live(channel=channel), who=profile(erased=True))
+    assert (decision.status, decision.reason) == ("suppressed", "erased")

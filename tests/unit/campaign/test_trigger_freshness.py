@@ -12,7 +12,13 @@ from services.campaign.domain.eligibility import (
     UserHistory,
     decide,
 )
-from services.campaign.domain.freshness import CORRECTION, STALE_CHANGE, age_us, skip_reason
+from services.campaign.domain.freshness import (
+    CORRECTION,
+    IMPORTED_HISTORY,
+    STALE_CHANGE,
+    age_us,
+    skip_reason,
+)
 from services.campaign.domain.model import (
     BroadcastTrigger,
     CampaignDefinition,
@@ -98,6 +104,14 @@ def test_a_campaign_can_ask_for_corrections_and_for_older_changes() -> None:
     # Asking for one does not let the other through.
     assert decided(campaign(fire_on_corrections=True), late)[1] == STALE_CHANGE
     assert decided(campaign(max_trigger_age_s=7 * 86_400), corrected)[1] == CORRECTION
+
+
+def test_a_change_of_an_imported_history_never_fires_however_recent() -> None:
+    imported = lifecycle(1, "active", "dormant", at=NOW - MINUTE, imported=True)
+    assert decided(campaign(), imported) == (SUPPRESSED, IMPORTED_HISTORY)
+    assert decided(campaign(max_trigger_age_s=31 * 86_400), imported)[1] == IMPORTED_HISTORY
+    # The live change after the import fires as usual.
+    assert decided(campaign(), lifecycle(2, "active", "dormant", at=NOW - MINUTE)) == (PENDING, "")
 
 
 def test_the_default_max_age_is_an_hour_measured_against_the_deciding_clock() -> None:

@@ -67,14 +67,15 @@ class Container:
         return self.workload["spec"]["template"]["spec"]
 
     def env(self) -> dict[str, str | None]:
-        """Variable -> value (None for a secret or field reference)."""
+        """Variable -> value (None for a secret or field reference; a ConfigMap key's value)."""
         maps = {m["metadata"]["name"]: m.get("data", {}) for m in k8s_kind("ConfigMap")}
         out: dict[str, str | None] = {}
         for source in self.spec.get("envFrom", []):
             ref = source["configMapRef"]["name"]  # KeyError: envFrom of a Secret (hides names)
             out.update(maps[ref])
         for item in self.spec.get("env", []):
-            out[item["name"]] = item.get("value")
+            ref = item.get("valueFrom", {}).get("configMapKeyRef")
+            out[item["name"]] = maps[ref["name"]][ref["key"]] if ref else item.get("value")
         return out
 
 

@@ -118,3 +118,27 @@ def test_stream_replicas_follow_the_nats_cluster_size() -> None:
     for server in servers:
         aliases = compose_services()[server]["networks"]["default"]["aliases"]
         assert f"{server}.nats" in aliases, "the route names of deploy/nats/nats-server.conf"
+
+
+def test_projector_workers_share_the_partitions() -> None:
+    """Two or more projector services alike but for their published ports, no more of
+    them than the partitions (the default of COHORTFLOW_PARTITIONS) they share, which the
+    migration records and ingest routes to."""
+    workers = {
+        n: s
+        for n, s in compose_services().items()
+        if service_of(s.get("command", [])) == "projector"
+    }
+    assert len(workers) >= 2
+    environments = [s["environment"] for s in workers.values()]
+    assert all(env == environments[0] for env in environments)
+    partitions = environments[0]["COHORTFLOW_PARTITIONS"]
+    assert partitions.startswith("${COHORTFLOW_PARTITIONS:-")
+    assert len(workers) <= int(partitions.removeprefix("${COHORTFLOW_PARTITIONS:-").rstrip("}"))
+    for name, service in compose_services().items():
+        if service_of(service.get("command", [])) in ("ingest", "migrate"):
+            env = service["environment"]
+            assert env["COHORTFLOW_PARTITIONS"] == partitions, f"{name}: the workers' P"
+            assert env["COHORTFLOW_PLACEMENT"] == environments[0]["COHORTFLOW_PLACEMENT"]
+    published = [p.rsplit(":", 1)[0] for s in workers.values() for p in s["ports"]]
+    assert len(published) == len(set(published)), "each worker on host ports of its own"

@@ -220,3 +220,18 @@ def test_service_routes_to_ports_its_pods_declare(service: dict) -> None:
         }
         for port in service["spec"]["ports"]:
             assert port["targetPort"] in declared, f"{port['targetPort']} not declared"
+
+
+def test_projector_workers_share_the_partitions_of_the_deployment() -> None:
+    """More than one projector replica, no more than the partitions they share; every
+    container that opens the partitioned log is given the same P and the placement map."""
+    (projector,) = [c for c in k8s_containers() if c.service == "projector"]
+    replicas = projector.workload["spec"]["replicas"]
+    partitions = int(projector.env()["COHORTFLOW_PARTITIONS"] or 0)
+    assert 2 <= replicas <= partitions
+    for container in k8s_containers():
+        if container.service in ("ingest", "projector", "migrate"):
+            assert container.env()["COHORTFLOW_PARTITIONS"] == str(partitions), container.name
+            (placement,) = [e for e in container.spec["env"] if e["name"] == "COHORTFLOW_PLACEMENT"]
+            ref = placement["valueFrom"]["secretKeyRef"]
+            assert ref["name"] == "cohortflow-db" and ref["optional"] is True

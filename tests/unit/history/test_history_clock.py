@@ -13,7 +13,7 @@ from services.ingest.domain.history_clock import (
     TRACK_RANK,
     due_ticks,
     history_ticks,
-    next_minute,
+    next_tick,
     sort_key,
 )
 
@@ -22,35 +22,34 @@ def us(text: str) -> int:
     return datetime_to_us(datetime.fromisoformat(text).replace(tzinfo=UTC))
 
 
-def test_a_tick_ends_every_minute_with_an_event_and_no_other_minute() -> None:
-    times = [us("2025-03-01T10:00:05"), us("2025-03-01T10:00:59"), us("2025-03-01T10:03:00")]
-    assert history_ticks(times) == [us("2025-03-01T10:01:00"), us("2025-03-01T10:04:00")]
+def test_a_tick_ends_every_hour_with_an_event_and_no_other_hour() -> None:
+    times = [us("2025-03-01T10:00:05"), us("2025-03-01T10:59:59"), us("2025-03-01T13:00:00")]
+    assert history_ticks(times) == [us("2025-03-01T11:00:00"), us("2025-03-01T14:00:00")]
 
 
 def test_every_midnight_the_history_crosses_ticks_even_without_events() -> None:
     times = [us("2025-03-01T23:00:00"), us("2025-03-04T01:30:10")]
     assert history_ticks(times) == [
-        us("2025-03-01T23:01:00"),
         us("2025-03-02T00:00:00"),
         us("2025-03-03T00:00:00"),
         us("2025-03-04T00:00:00"),
-        us("2025-03-04T01:31:00"),
+        us("2025-03-04T02:00:00"),
     ]
 
 
-def test_a_minute_ending_at_midnight_gives_one_tick() -> None:
+def test_an_hour_ending_at_midnight_gives_one_tick() -> None:
     times = [us("2025-03-01T23:59:30"), us("2025-03-02T00:00:00")]
-    assert history_ticks(times) == [us("2025-03-02T00:00:00"), us("2025-03-02T00:01:00")]
+    assert history_ticks(times) == [us("2025-03-02T00:00:00"), us("2025-03-02T01:00:00")]
 
 
 def test_a_tick_goes_after_events_before_it_and_before_events_at_its_time() -> None:
-    # An event exactly at a minute's end comes after that minute's tick.
-    previous, at_tick = us("2025-03-01T10:00:30"), us("2025-03-01T10:01:00")
+    # An event exactly at an hour's end comes after that hour's tick.
+    previous, at_tick = us("2025-03-01T10:00:30"), us("2025-03-01T11:00:00")
     assert due_ticks(previous, at_tick) == [at_tick]
-    # Events within one minute have no tick between them.
-    assert due_ticks(previous, us("2025-03-01T10:00:59")) == []
-    # After the last event: the end of its minute.
-    assert due_ticks(previous, None) == [next_minute(previous)]
+    # Events within one hour have no tick between them.
+    assert due_ticks(previous, us("2025-03-01T10:59:59")) == []
+    # After the last event: the end of its hour.
+    assert due_ticks(previous, None) == [next_tick(previous)]
 
 
 def test_the_ticks_between_consecutive_events_make_up_the_whole_rule() -> None:

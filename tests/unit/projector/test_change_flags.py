@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from cohortflow.changes.v1 import changes_pb2
 
+from services.campaign.adapters.change_messages import decode_change
 from services.common.jetstream import ChangeSubjects
 from services.projector.adapters.encode import encode
 from services.projector.domain.changes import Change
 from services.projector.domain.engine import Engine
 from services.projector.domain.policy import AppPolicy, LifecyclePolicy
-from tests.support.logevents import DAY, HOUR, MINUTE, T0, tick, ticks, track
+from tests.support.logevents import DAY, HOUR, MINUTE, T0, history, tick, ticks, track
 
 SECOND = 1_000_000
 
@@ -77,3 +78,23 @@ def test_changes_made_well_after_they_took_effect_are_historical() -> None:
     (older,) = fold([tick(T0 + 2 * HOUR), track("v", T0)])
     assert not header(recent).historical and header(recent).lateness.ToSeconds() == 59 * 60
     assert header(older).historical
+
+
+def test_changes_of_an_imported_history_are_imported_and_historical_on_the_stream() -> None:
+    imported = history([track("u", T0), track("u", T0 + 20 * DAY)], app="app")
+    changes = fold([tick(T0 + 60 * DAY), *imported, track("v", T0 + 60 * DAY + MINUTE)])
+    flags = [(c.user_id, c.to_value, header(c).imported, header(c).historical) for c in changes]
+    assert flags == [
+        ("u", "new", True, True),
+        ("u", "active", True, True),
+        ("u", "dormant", True, True),
+        ("u", "reactivated", True, True),
+        # At Finished, as the app's clock rejoins the recorded clock:
+        ("u", "active", True, True),
+        ("u", "dormant", True, True),
+        ("u", "churned", True, True),
+        ("v", "new", False, False),
+    ]
+    # Read back by the campaign as it reads the stream.
+    _subject, type_name, payload = encode(changes[0], ChangeSubjects("test"))
+    assert decode_change({"Cohortflow-Type": type_name}, payload).imported

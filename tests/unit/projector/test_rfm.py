@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from services.projector.domain import rfm
 from services.projector.domain.engine import Engine
 from services.projector.domain.policy import AppPolicy, RfmPolicy
+from services.projector.domain.rfm_index import RfmIndex
 from tests.support.logevents import DAY, HOUR, MINUTE, T0, purchase, tick, track
 
 SECOND = 1_000_000
@@ -257,3 +258,17 @@ def test_change_ids_are_standard_uuid5() -> None:
     for args in [("app", "u", 1, "lifecycle", 10), ("a", "ü", 99, "rfm", 2**40)]:
         name = "\x1f".join(str(a) for a in args)
         assert change_id(*args) == str(uuid.uuid5(CHANGES_NAMESPACE, name))  # type: ignore[arg-type]
+
+
+def test_the_index_cut_points_are_computed_once_per_state_of_the_values() -> None:
+    index = RfmIndex()
+    index.rebuild({f"u{n}": rfm.RfmValues(T0 + n * DAY, n + 1, 10.0 * n) for n in range(10)})
+    first = index.quintiles()
+    assert index.quintiles() is first  # nothing moved: the same cut points
+    index.put("u0", rfm.RfmValues(T0 + 20 * DAY, 50, 900.0))
+    moved = index.quintiles()
+    assert moved is not first and moved != first
+    values = list(index.values.values())
+    assert moved == rfm.Quintiles.of(values)
+    index.put("u0", None)
+    assert index.quintiles().purchasers == 9

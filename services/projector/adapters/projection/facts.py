@@ -13,6 +13,10 @@ _COPY = (
     " FROM STDIN WITH (FORMAT BINARY)"
 )
 _TYPES = ["text", "text", "text", "int8", "int8", "jsonb"]
+_ERASE = (
+    f"UPDATE {schema.FACTS_TABLE} SET props = '{{}}'"
+    " WHERE app_id = %s AND user_id = %s AND props <> '{}'"
+)
 _MOVE = f"UPDATE {schema.FACTS_TABLE} SET user_id = %s WHERE app_id = %s AND user_id = %s"
 
 
@@ -25,3 +29,5 @@ def write(curs: Cursor[DictRow], rows: FactRows) -> None:
                 copy.write_row(row)
     if rows.moved:
         curs.executemany(_MOVE, rows.moved)
+    if rows.erased:
+        curs.executemany(_ERASE, rows.erased)

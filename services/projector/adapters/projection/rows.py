@@ -77,6 +77,8 @@ class FactRows:
     facts: list[tuple[Any, ...]] = field(default_factory=list)
     # (user id, app, anonymous user id): the anonymous facts now are the user's.
     moved: list[tuple[str, str, str]] = field(default_factory=list)
+    # (app, user id) of erased users: their facts lose their properties.
+    erased: list[tuple[str, str]] = field(default_factory=list)
 
 
 class MemberRow(NamedTuple):
@@ -235,6 +237,7 @@ def prepare(drained: Drained, subjects: ChangeSubjects) -> PreparedBatch:
                 for f in drained.facts
             ],
             moved=[(m.user_id, m.app_id, m.anonymous_user_id) for m in drained.merges],
+            erased=list(drained.erased_users),
         ),
         segments=SegmentRows(
             merged=[(m.app_id, m.anonymous_user_id) for m in drained.merges],

@@ -257,6 +257,8 @@ class Membership:
         change of that segment (so each user's history per segment stays in order): a late
         event from before that change shows the change was premature, and the new one is
         flagged a correction (as are, by the caller, those of segments that follow it)."""
+        if inside and user.erased:
+            return at, False  # an erased user enters no segment
         previous = user.memberships[segment_id][1] if not inside else user.left.get(segment_id)
         if previous is not None and at < previous:
             when = getattr(event, "event_time_us", None)
