@@ -11,6 +11,7 @@ The first part to reach its own ceiling saturates first.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 CORES = (16, 64)
@@ -69,6 +70,26 @@ def projection(measured: dict[str, dict[str, dict[str, Any]]], case: str) -> lis
         lines.append(
             f"- {workload}, {cores} cores: about {rate:,.0f} events/s; {first} saturates first."
         )
+    for workload, cases in measured.items():
+        one = cases.get(case.replace("2 processes", "1 process"))
+        if one:
+            used = one["to published events/s"] * sum(
+                float(one[k]) for k in ("projector CPU us/ev", "PG CPU us/ev", "NATS CPU us/ev")
+            )
+            cores = used / 1e6
+            machine = os.cpu_count() or 1
+            reading = (
+                "all the machine has: a second process has no core to run on"
+                if cores >= 0.9 * machine
+                else f"less than the machine's {machine}: the run waited on more than its own"
+                " CPU (commits' and NATS' fsyncs, other load on the machine), so the"
+                " CPU-bound figures above are ceilings, not forecasts"
+            )
+            lines.append(
+                f"- {workload}: with one process, fold, PostgreSQL and NATS together kept"
+                f" {cores:.1f} cores busy on average (from the window's start until every"
+                f" change was published), {reading}."
+            )
     lines.append(
         "- Past one stream's cap, more streams (one per group of partitions) spread the"
         " change stream; past one server's cores, the placement map spreads partitions over"

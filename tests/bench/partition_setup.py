@@ -1,5 +1,6 @@
 """What the partitions benchmark stands on: histories routed into P partitions, prepared
-once in a template database and copied for every run, and CPU time per process.
+once in a template database and copied for every run; leases held back until every
+projector process is up; how far the fold has come.
 
 A template holds a migrated deployment (P partitions), optionally 50 segments defined and
 built on the empty log by a projector process, then the synthetic history routed as
@@ -13,10 +14,8 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
 import psycopg
 from psycopg import sql
 
@@ -212,59 +211,3 @@ def shares(url: str) -> list[int]:
             (PARTITION_LOCKS,),
         )
         return sorted(int(r[0]) for r in rows)
-
-
-@dataclass
-class CpuSample:
-    """CPU seconds (user + system) so far: of each process we started, by role, and of the
-    PostgreSQL backends serving the benchmark's database (per backend pid)."""
-
-    at: float
-    roles: dict[str, float]
-    backends: dict[int, float]
-
-
-class CpuMeter:
-    """CPU time of the processes of a run (`roles`: name -> pids) and of PostgreSQL's
-    backends connected to `database` (read from /proc through psutil; PostgreSQL's shared
-    background processes, WAL writer and checkpointer, are not counted)."""
-
-    def __init__(self, database_url: str, roles: dict[str, list[int]]) -> None:
-        self._url = database_url
-        self._roles = roles
-        self.backends_readable = True
-
-    def sample(self) -> CpuSample:
-        roles = {role: sum(_cpu(pid) for pid in pids) for role, pids in self._roles.items()}
-        backends: dict[int, float] = {}
-        with psycopg.connect(self._url, autocommit=True) as conn:
-            pids = [
-                int(r[0])
-                for r in conn.execute(
-                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-                    " AND pid <> pg_backend_pid()"
-                )
-            ]
-        for pid in pids:
-            try:
-                backends[pid] = _cpu(pid, strict=True)
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                self.backends_readable = False  # another pid namespace or user: not ours
-        return CpuSample(time.perf_counter(), roles, backends)
-
-
-def cpu_between(a: CpuSample, b: CpuSample) -> dict[str, float]:
-    """CPU seconds each role (and 'postgres', the backends) spent from `a` to `b`."""
-    spent = {role: b.roles[role] - a.roles.get(role, 0.0) for role in b.roles}
-    spent["postgres"] = sum(cpu - a.backends.get(pid, 0.0) for pid, cpu in b.backends.items())
-    return spent
-
-
-def _cpu(pid: int, *, strict: bool = False) -> float:
-    try:
-        times = psutil.Process(pid).cpu_times()
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        if strict:
-            raise
-        return 0.0
-    return float(times.user + times.system)

@@ -29,14 +29,12 @@ from typing import Any
 from services.devstack.embedded import EmbeddedNats
 from services.eventlog.deployment_store import load_deployment
 from services.migrate import migrate
+from tests.bench.cpu_meter import CpuMeter, CpuSample, cpu_between
 from tests.bench.history import synthetic
 from tests.bench.load import LoadSpec, run_load
 from tests.bench.partition_projection import projection
 from tests.bench.partition_setup import (
-    CpuMeter,
-    CpuSample,
     copy_of,
-    cpu_between,
     held_back,
     prepare_template,
     projector_env,
