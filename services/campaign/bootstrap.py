@@ -22,6 +22,7 @@ from services.campaign.adapters.catalog import CampaignCatalog
 from services.campaign.adapters.channels import EmailSender, PushSender, SmsSender, WebhookSender
 from services.campaign.adapters.connections import connection_pool
 from services.campaign.adapters.consumer import ChangeConsumer
+from services.campaign.adapters.contract_reads import ContractPools
 from services.campaign.adapters.conversions import ConversionFollower, open_conversion_recorder
 from services.campaign.adapters.dispatcher import Dispatcher
 from services.campaign.adapters.erasures import ErasureSweeper
@@ -78,6 +79,8 @@ class CampaignApp:
     settings: CampaignSettings
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # Pools of the deployment's other databases, where the read contract is read too.
+    contract_pools: list[AsyncConnectionPool] = field(default_factory=list)
 
     @property
     def port(self) -> int:
@@ -129,9 +132,22 @@ class CampaignApp:
                 await closing()
         await self.probe.close()
         await self.pool.close()
+        for other in self.contract_pools:
+            await other.close()
         self.follower.close()
         self.log.close()
         self.store.close()
+
+
+async def _contract_pools(settings: CampaignSettings, home: AsyncConnectionPool) -> ContractPools:
+    """The service's pool, and one for each other database holding partitions."""
+    deployment = await asyncio.to_thread(settings.deployment)
+    pools = {settings.database_url: home}
+    for url in deployment.databases():
+        if url not in pools:
+            pools[url] = connection_pool(url, max(2, settings.db_pool_size // 2))
+            await pools[url].open(wait=True, timeout=30)
+    return ContractPools(pools, deployment, home)
 
 
 def build_senders(settings: CampaignSettings, http: httpx.AsyncClient) -> dict[str, ChannelSender]:
@@ -166,6 +182,7 @@ async def start_campaign(
     stream = stream or ChangeStreamSettings()
     pool = connection_pool(settings.database_url, settings.db_pool_size)
     await pool.open(wait=True, timeout=30)
+    contract = await _contract_pools(settings, pool)
     store = open_campaign_store(settings.database_url)
     catalog = CampaignCatalog(store)
     await asyncio.to_thread(catalog.refresh)
@@ -198,7 +215,7 @@ async def start_campaign(
     decider = Decider(
         pool,
         catalog,
-        PostgresProfileReader(pool),
+        PostgresProfileReader(contract),
         LogTriggerEvents(log),
         clock,
         renderer,
@@ -231,7 +248,7 @@ async def start_campaign(
     scheduler = BroadcastScheduler(
         pool,
         catalog,
-        segment_members or PostgresSegmentMembers(pool),
+        segment_members or PostgresSegmentMembers(contract),
         decider,
         clock,
         misfire_s=settings.broadcast_misfire_s,
@@ -257,6 +274,7 @@ async def start_campaign(
         max_receive_bytes=settings.max_receive_bytes,
     )
     app = CampaignApp(
+        contract_pools=contract.others(pool),
         served=served,
         pool=pool,
         store=store,

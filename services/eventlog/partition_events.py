@@ -49,6 +49,9 @@ class AnonymousLinked(LogEvent):
     user_id: str
     # When the Identify that linked them took effect (the merge is dated from then).
     linked_us: int = 0
+    # That Identify (event id and time): the cause of the changes the merge makes.
+    event_id: str = ""
+    event_time_us: int = 0
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,8 @@ class AnonymousHandedOver(LogEvent):
     user_id: str
     state: dict[str, Any]
     linked_us: int = 0
+    event_id: str = ""
+    event_time_us: int = 0
     # The state's personal fields, sealed with the anonymous id's key (sealing.seal_state;
     # the event id is the associated data): "" when there were none.
     sealed: str = ""

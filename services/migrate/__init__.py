@@ -80,10 +80,15 @@ def _recorded_partitions(conn: psycopg.Connection) -> int | None:
 
 
 def _create_read_models(url: str, home: psycopg.Connection | None) -> None:
-    """The projector's tables in a database that holds partitions (home included)."""
+    """The projector's tables in a database that holds partitions (home included), and
+    its read contract over them (campaign reads it in every such database)."""
     if home is None:
         with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
-            for statements in (projector_schema.STATEMENTS, rollup_schema.STATEMENTS):
+            for statements in (
+                projector_schema.STATEMENTS,
+                rollup_schema.STATEMENTS,
+                read_contract.STATEMENTS,
+            ):
                 for statement in statements:
                     conn.execute(statement)
     store = open_store(url, ChangeSubjects("unused"), create_table=True, pool_size=1)

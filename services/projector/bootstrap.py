@@ -29,14 +29,16 @@ from services.eventlog.partitioned import PartitionedLog, open_partitioned_log
 from services.eventlog.partitions import Deployment
 from services.eventlog.store import EventLog, open_event_log
 from services.projector.adapters.builds import SegmentBuilder
+from services.projector.adapters.fanout import Fanout
 from services.projector.adapters.follower import LogFollower
+from services.projector.adapters.history_queries import HistoryQueries
 from services.projector.adapters.outbox import OutboxQueries
 from services.projector.adapters.quarantine import QuarantineQueries
 from services.projector.adapters.queries import ProfileQueries
 from services.projector.adapters.relay import OutboxRelay
 from services.projector.adapters.rollup_queries import RollupQueries
 from services.projector.adapters.rollups import RollupFolder
-from services.projector.adapters.segment_queries import HistoryQueries, SegmentQueries
+from services.projector.adapters.segment_queries import SegmentQueries
 from services.projector.adapters.store import ProjectorStore, open_store
 from services.projector.adapters.ticker import Ticker
 from services.projector.config import Policies, ProjectorSettings
@@ -84,6 +86,7 @@ class ProjectorApp:
     relay_nc: NATS | None = None
     nats_closers: list = field(default_factory=list)
     health_tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    reads: Fanout | None = None
 
     @property
     def healthy(self) -> bool:
@@ -138,6 +141,8 @@ class ProjectorApp:
             with contextlib.suppress(Exception):
                 await close()
         self.log.close()
+        if self.reads is not None:
+            self.reads.close()
         for store in (self.store, *self.stores):
             store.datastore.close()
 
@@ -227,10 +232,15 @@ async def start_projector(
         threading.Thread(target=target, args=(stop_threads,), name=name)
         for name, target in folding.threads
     ]
-    rollups = RollupFolder(store, poll_s=settings.rollup_poll_s)
-    threads.append(threading.Thread(target=rollups.run, args=(stop_threads,), name="rollups"))
+    # Each database folds its own changes into its own rollups; reads fan out over them.
+    for n, each in enumerate((store, *folding.stores)):
+        rollups = RollupFolder(each, poll_s=settings.rollup_poll_s)
+        threads.append(
+            threading.Thread(target=rollups.run, args=(stop_threads,), name=f"rollups{n}")
+        )
+    reads = Fanout(folding.by_url, deployment) if folding.by_url else Fanout.of(store)
     servicer = ProfileServicer(
-        ProfileQueries(store),
+        ProfileQueries(reads),
         lambda partition: holder["app"].committed(partition),
         read_wait_s=settings.read_wait_s,
         partitions=deployment.partitions,
@@ -238,8 +248,8 @@ async def start_projector(
     segment_commands = SegmentCommands(home_log)
     segments = SegmentServicer(
         segment_commands,
-        SegmentQueries(store),
-        HistoryQueries(store, timeout_s=settings.query_timeout_s),
+        SegmentQueries(reads),
+        HistoryQueries(reads, timeout_s=settings.query_timeout_s),
         servicer.caught_up,
     )
     served = await create_server(
@@ -253,12 +263,12 @@ async def start_projector(
             ),
             Registration(
                 operations_pb2_grpc.add_OperationsServiceServicer_to_server,
-                OperationsServicer(QuarantineQueries(store)),
+                OperationsServicer(QuarantineQueries(reads)),
                 OPERATIONS_SERVICE,
             ),
             Registration(
                 analytics_pb2_grpc.add_AnalyticsServiceServicer_to_server,
-                AnalyticsServicer(RollupQueries(store), segment_commands),
+                AnalyticsServicer(RollupQueries(reads), segment_commands),
                 ANALYTICS_SERVICE,
             ),
         ],
@@ -284,6 +294,7 @@ async def start_projector(
         lock=folding.lock,
         worker=folding.worker,
         stores=folding.stores,
+        reads=reads,
     )
     holder["app"] = app
     app.relay_task = loop.create_task(_relay_forever(app, settings, streams))
@@ -315,6 +326,8 @@ class _Folding:
     lock: ProjectorLock | None = None
     worker: PartitionWorker | None = None
     stores: list[ProjectorStore] = field(default_factory=list)
+    # Every database's store by its URL (partitioned; empty: only `store`).
+    by_url: dict[str, ProjectorStore] = field(default_factory=dict)
 
 
 async def _single(
@@ -382,4 +395,6 @@ def _partitioned(
     )
     home = stores[deployment.home_url]
     others = [store for url, store in stores.items() if url != deployment.home_url]
-    return _Folding(log, home, [("worker", worker.run)], worker=worker, stores=others)
+    return _Folding(
+        log, home, [("worker", worker.run)], worker=worker, stores=others, by_url=stores
+    )

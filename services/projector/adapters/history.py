@@ -149,17 +149,21 @@ def filter_sql(f: Filter, source: Source = EVENT) -> sql.Composable:
 
 
 def _where(
-    app_id: str, names: list[str], where: tuple[Filter, ...], through: int
+    app_id: str, names: list[str], where: tuple[Filter, ...], through: int | None
 ) -> sql.Composable:
     parts = [
         sql.SQL("app_id = {}").format(sql.Literal(app_id)),
         sql.SQL("name = ANY({})").format(sql.Literal(names)),
-        # The partition's own facts up to `through` (all of them with one partition).
-        sql.SQL("position BETWEEN {} AND {}").format(
-            sql.Literal(partition_floor(through)), sql.Literal(through)
-        ),
         *(filter_sql(f) for f in where),
     ]
+    if through is not None:
+        # The partition's own facts up to `through` (all of them with one partition).
+        parts.insert(
+            2,
+            sql.SQL("position BETWEEN {} AND {}").format(
+                sql.Literal(partition_floor(through)), sql.Literal(through)
+            ),
+        )
     return sql.SQL(" AND ").join(parts)
 
 

@@ -54,7 +54,8 @@ def _holds(number: float, op: str, value: float) -> bool:
 @dataclass
 class _Compiler:
     app_id: str
-    through: int
+    # The log position facts are read up to; None: every fact the snapshot holds.
+    through: int | None
     now_us: int
     trackers: dict[str, tuple[str, tr.TrackerSpec]] = field(default_factory=dict)
 
@@ -249,7 +250,9 @@ class _Compiler:
         return sql.SQL("{} AS NOT MATERIALIZED ({})").format(sql.Identifier(alias), body)
 
 
-def members_query(app_id: str, definition: Definition, through: int, now_us: int) -> sql.Composable:
+def members_query(
+    app_id: str, definition: Definition, through: int | None, now_us: int
+) -> sql.Composable:
     """SELECT user_id of every member as of log position `through` and clock `now_us`."""
     compiler = _Compiler(app_id, through, now_us)
     condition = compiler.node(definition.root)
@@ -284,7 +287,12 @@ def members_query(app_id: str, definition: Definition, through: int, now_us: int
 
 
 def preview_query(
-    app_id: str, segment_id: str, definition: Definition, through: int, now_us: int, sample: int
+    app_id: str,
+    segment_id: str,
+    definition: Definition,
+    through: int | None,
+    now_us: int,
+    sample: int,
 ) -> sql.Composed:
     """One row: members, entering, exiting, and samples of each (vs the live members)."""
     members = members_query(app_id, definition, through, now_us)

@@ -17,6 +17,8 @@ from typing import Any
 from psycopg import Cursor
 
 from services.projector import schema
+from services.projector.adapters.fanout import Fanout, first_page
+from services.projector.adapters.store import ProjectorStore
 
 # Longest text kept of an id or name, and of a detail.
 ID_CHARS = 200
@@ -71,23 +73,32 @@ def write_records(curs: Cursor[Any], records: Sequence[Quarantined]) -> None:
 
 
 class QuarantineQueries:
-    """Reads of the quarantine (for OperationsService and the metrics)."""
+    """Reads of the quarantine (for OperationsService and the metrics), in every database
+    of the deployment: positions name their partition, so merged by position the pages are
+    one query's."""
 
-    def __init__(self, store: Any) -> None:
-        self._store = store
+    def __init__(self, stores: Any) -> None:
+        self._fan = Fanout.of(stores)
 
     def page(self, app_id: str, after_position: int, limit: int) -> list[Quarantined]:
         """The app's records with a position after `after_position`, oldest first."""
-        with self._store.cursor() as curs:
-            curs.execute(
-                f"SELECT {_COLUMNS} FROM {schema.QUARANTINE_TABLE}"
-                " WHERE app_id = %s AND position > %s ORDER BY position LIMIT %s",
-                (app_id, after_position, limit),
-            )
-            return [Quarantined(**row) for row in curs.fetchall()]
+
+        def query(store: ProjectorStore) -> list[Quarantined]:
+            with store.cursor() as curs:
+                curs.execute(
+                    f"SELECT {_COLUMNS} FROM {schema.QUARANTINE_TABLE}"
+                    " WHERE app_id = %s AND position > %s ORDER BY position LIMIT %s",
+                    (app_id, after_position, limit),
+                )
+                return [Quarantined(**row) for row in curs.fetchall()]
+
+        return first_page(self._fan.each(query), lambda r: r.position, limit)
 
     def count(self) -> int:
-        with self._store.cursor() as curs:
-            curs.execute(f"SELECT count(*) AS n FROM {schema.QUARANTINE_TABLE}")
-            row = curs.fetchone()
-            return int(row["n"]) if row else 0
+        def query(store: ProjectorStore) -> int:
+            with store.cursor() as curs:
+                curs.execute(f"SELECT count(*) AS n FROM {schema.QUARANTINE_TABLE}")
+                row = curs.fetchone()
+                return int(row["n"]) if row else 0
+
+        return sum(self._fan.each(query))

@@ -53,7 +53,8 @@ class QueryTooExpensive(Exception):
 
 
 class QueryHandle:
-    """The connection a worker thread is running a query on, so another thread can cancel it.
+    """The connections worker threads are running a query on (one per database a read fans
+    out to), so another thread can cancel it.
 
     `cancel` may come at any moment: before the query starts (then it never starts), while
     it runs (PostgreSQL is asked to cancel it, again until the worker has seen it), or after.
@@ -61,8 +62,7 @@ class QueryHandle:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._connection: psycopg.Connection[Any] | None = None
-        self._running = False
+        self._connections: set[psycopg.Connection[Any]] = set()
         self.cancelled = False
 
     @contextlib.contextmanager
@@ -70,12 +70,12 @@ class QueryHandle:
         with self._lock:
             if self.cancelled:
                 raise QueryCancelled
-            self._connection, self._running = connection, True
+            self._connections.add(connection)
         try:
             yield
         finally:
             with self._lock:
-                self._connection, self._running = None, False
+                self._connections.discard(connection)
 
     def cancel(self) -> None:
         """Cancel the query (blocks while asking PostgreSQL; run it off the event loop)."""
@@ -83,13 +83,14 @@ class QueryHandle:
             self.cancelled = True
         for _ in range(_CANCEL_TRIES):
             with self._lock:
-                connection = self._connection if self._running else None
-            if connection is None:
+                connections = list(self._connections)
+            if not connections:
                 return
-            with contextlib.suppress(psycopg.Error):
-                connection.cancel_safe(timeout=5)
+            for connection in connections:
+                with contextlib.suppress(psycopg.Error):
+                    connection.cancel_safe(timeout=5)
             # A cancel that arrives between two statements cancels nothing: ask again
-            # until the worker has come out of `running`.
+            # until the workers have come out of `running`.
             time.sleep(_CANCEL_SPACING_S)
 
 

@@ -1,15 +1,22 @@
-"""Reads of the daily rollups behind AnalyticsService; each touches rows per day, not per user."""
+"""Reads of the daily rollups behind AnalyticsService; each touches rows per day, not per user.
+
+Each database of a partitioned deployment folds its own changes into its own rollups; a
+read adds up every database's (users live in one partition, so their counts and flows
+simply add; adapters/fanout.py)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from services.projector import rollup_schema as rs
+from services.projector.adapters.fanout import Fanout, summed
 from services.projector.adapters.history import tune
 from services.projector.adapters.rollups import STATE_CODES, pairs_sql
 from services.projector.adapters.store import ProjectorStore
 
+T = TypeVar("T")
 # Memory for the hash aggregate of flows outside the windows (one per user who changed).
 FLOWS_WORK_MEM = "64MB"
 
@@ -45,7 +52,9 @@ def _series(curs: Any, app_id: str, start_day: int, end_day: int) -> list[dict[s
     return _cumulative(deltas, start_day, end_day, before)
 
 
-class RollupQueries:
+class _DatabaseRollups:
+    """The rollups of one database."""
+
     def __init__(self, store: ProjectorStore) -> None:
         self._store = store
 
@@ -86,9 +95,6 @@ class RollupQueries:
         """Users per lifecycle state at the end of each day of [start_day, end_day]."""
         with self._store.cursor() as curs:
             return _series(curs, app_id, start_day, end_day)
-
-    def lifecycle_at(self, app_id: str, day: int) -> dict[str, int]:
-        return self.lifecycle_series(app_id, day, day)[0]
 
     def lifecycle_flows(
         self, app_id: str, start_day: int, end_day: int
@@ -181,3 +187,62 @@ class RollupQueries:
                     deltas[row["day"]]["n"] = int(row["delta"])
             out[segment_id] = [d["n"] for d in _cumulative(deltas, start_day, end_day, before)]
         return out
+
+
+class RollupQueries:
+    """The rollups of every database of the deployment, added up."""
+
+    def __init__(self, stores: ProjectorStore | Fanout) -> None:
+        self._fan = Fanout.of(stores)
+
+    def _each(self, read: Callable[[_DatabaseRollups], T]) -> list[T]:
+        return self._fan.each(lambda store: read(_DatabaseRollups(store)))
+
+    def position(self) -> int:
+        """The position the rollups of partition 0's database have folded through."""
+        return _DatabaseRollups(self._fan.definitions).position()
+
+    def lifecycle_series(self, app_id: str, start_day: int, end_day: int) -> list[dict[str, int]]:
+        """Users per lifecycle state at the end of each day of [start_day, end_day]."""
+        parts = self._each(lambda db: db.lifecycle_series(app_id, start_day, end_day))
+        return [summed(days) for days in zip(*parts, strict=True)]
+
+    def lifecycle_at(self, app_id: str, day: int) -> dict[str, int]:
+        return self.lifecycle_series(app_id, day, day)[0]
+
+    def lifecycle_flows(
+        self, app_id: str, start_day: int, end_day: int
+    ) -> tuple[dict[tuple[str, str], int], dict[str, int], dict[str, int]]:
+        """(state at the end of start_day, state at the end of end_day) -> users; and the
+        users per state at both ends (see `_DatabaseRollups.lifecycle_flows`)."""
+        parts = self._each(lambda db: db.lifecycle_flows(app_id, start_day, end_day))
+        if len(parts) == 1:
+            return parts[0]
+        return (
+            summed(flows for flows, _, _ in parts),
+            summed(start for _, start, _ in parts),
+            summed(end for _, _, end in parts),
+        )
+
+    def rfm_groups(self, app_id: str) -> dict[str, int]:
+        """Users per RFM group now (as far as the rollups have folded)."""
+        return summed(self._each(lambda db: db.rfm_groups(app_id)))
+
+    def rfm_transitions(
+        self, app_id: str, start_day: int, end_day: int
+    ) -> list[tuple[str, str, int]]:
+        parts = self._each(lambda db: db.rfm_transitions(app_id, start_day, end_day))
+        if len(parts) == 1:
+            return parts[0]
+        totals = summed({(f, t): n for f, t, n in part} for part in parts)
+        return sorted(((f, t, n) for (f, t), n in totals.items()), key=lambda r: -r[2])
+
+    def segment_sizes(
+        self, app_id: str, segment_ids: list[str], start_day: int, end_day: int
+    ) -> dict[str, list[int]]:
+        """Members of each segment at the end of each day of [start_day, end_day]."""
+        parts = self._each(lambda db: db.segment_sizes(app_id, segment_ids, start_day, end_day))
+        return {
+            segment_id: [sum(days) for days in zip(*(p[segment_id] for p in parts), strict=True)]
+            for segment_id in segment_ids
+        }

@@ -1,23 +1,23 @@
-"""Reads behind SegmentService: definitions, members, memberships, the change feed."""
+"""Reads behind SegmentService: definitions, members, memberships, the change feed.
+
+Definitions and versions are read in partition 0's database; sizes, members and the
+change feed in every database, merged (adapters/fanout.py); one user's rows in theirs.
+"""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 from eventsourcing.persistence import OperationalError
 
-from services.common.segments.definition import Definition
-from services.eventlog.store import LOG_NAME
+from services.eventlog.partitions import POSITION_BITS
 from services.projector import rollup_schema as rs
 from services.projector import schema
-from services.projector.adapters.history import WORK_MEM, tune
-from services.projector.adapters.preview import preview_query
-from services.projector.adapters.query_guard import QUERY_TIMEOUT_S, QueryHandle, guarded
-from services.projector.adapters.rollups import DAY_US
+from services.projector.adapters.fanout import Fanout, first_page, summed
 from services.projector.adapters.store import ProjectorStore
+from services.projector.domain.segments.build_shares import combined_build
 
 # The members of segment s now, without counting them: the daily rollups' entries minus
 # exits of every day, as far as they are folded (%(folded)s, their last change row),
@@ -38,6 +38,11 @@ _COUNTED = (
     " WHERE m.app_id = s.app_id AND m.segment_id = s.segment_id)"
 )
 _LOCK_WAIT = "200ms"
+# The sizes of segments (by id) in a database without their rows (not partition 0's).
+_SIZES = (
+    "SELECT s.segment_id, {size} AS size FROM"
+    " (SELECT %(app)s::text AS app_id, unnest(%(ids)s::text[]) AS segment_id) s"
+)
 
 
 def _folded_up_to(curs: Any) -> int:
@@ -52,28 +57,61 @@ def _lock_not_available(error: BaseException) -> bool:
     return isinstance(cause, psycopg.errors.LockNotAvailable)
 
 
-class SegmentQueries:
-    def __init__(self, store: ProjectorStore) -> None:
-        self._store = store
-
-    def _sized(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        """Rows of `query` with its {size} filled in: from the rollups, or by counting
-        if the change table is locked."""
-        try:
-            with self._store.datastore.transaction(commit=False) as curs:
-                curs.execute("SELECT set_config('lock_timeout', %s, true)", (_LOCK_WAIT,))
-                folded = _folded_up_to(curs)
-                curs.execute(query.format(size=_SIZE), {**params, "folded": folded})
-                return list(curs.fetchall())
-        except OperationalError as error:
-            if not _lock_not_available(error):
-                raise
-        with self._store.cursor() as curs:
-            curs.execute(query.format(size=_COUNTED), params)
+def _sized(store: ProjectorStore, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of `query` with its {size} filled in: from the rollups, or by counting if the
+    change table is locked."""
+    try:
+        with store.datastore.transaction(commit=False) as curs:
+            # One snapshot: the rollups' position and their sums agree (a fold committed
+            # between two statements would count its changes twice).
+            curs.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            curs.execute("SELECT set_config('lock_timeout', %s, true)", (_LOCK_WAIT,))
+            folded = _folded_up_to(curs)
+            curs.execute(query.format(size=_SIZE), {**params, "folded": folded})
             return list(curs.fetchall())
+    except OperationalError as error:
+        if not _lock_not_available(error):
+            raise
+    with store.cursor() as curs:
+        curs.execute(query.format(size=_COUNTED), params)
+        return list(curs.fetchall())
+
+
+# A segment's changes after a watch's `after_position`: that position names a partition,
+# and orders only that partition's changes (those of the others all follow it).
+_AFTER_POSITION = f"(position >> {POSITION_BITS} <> %s >> {POSITION_BITS} OR position > %s)"
+
+
+class SegmentQueries:
+    def __init__(self, stores: ProjectorStore | Fanout) -> None:
+        self._fan = Fanout.of(stores)
+
+    @property
+    def databases(self) -> int:
+        """How many databases the change feed is read from (one cursor id each)."""
+        return len(self._fan.stores)
+
+    def _sized_rows(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Rows of `query` (keyed by segment_id) from partition 0's database, the only one
+        with the segments' rows, each with its `size` added up over every database."""
+        definitions = _sized(self._fan.definitions, query, params)
+        if self._fan.single or not definitions:
+            return definitions
+        ids = [row["segment_id"] for row in definitions]
+        others = [store for store in self._fan.stores if store is not self._fan.definitions]
+        sizes = summed(
+            {row["segment_id"]: int(row["size"]) for row in part}
+            for part in self._fan.each_of(
+                others, lambda store: _sized(store, _SIZES, {"app": params["app"], "ids": ids})
+            )
+        )
+        return [
+            {**row, "size": int(row["size"]) + sizes.get(row["segment_id"], 0)}
+            for row in definitions
+        ]
 
     def segment(self, app_id: str, segment_id: str) -> dict[str, Any] | None:
-        rows = self._sized(
+        rows = self._sized_rows(
             f"SELECT s.*, {{size}} AS size FROM {schema.SEGMENTS_TABLE} s"
             " WHERE app_id = %(app)s AND segment_id = %(segment)s",
             {"app": app_id, "segment": segment_id},
@@ -81,7 +119,7 @@ class SegmentQueries:
         return rows[0] if rows else None
 
     def version(self, app_id: str, segment_id: str, version: int) -> dict[str, Any] | None:
-        with self._store.cursor() as curs:
+        with self._fan.definitions.cursor() as curs:
             curs.execute(
                 f"SELECT * FROM {schema.SEGMENT_VERSIONS_TABLE}"
                 " WHERE app_id = %s AND segment_id = %s AND version = %s",
@@ -91,19 +129,23 @@ class SegmentQueries:
 
     def build_progress(self, app_id: str, segment_id: str, version: int) -> dict[str, Any] | None:
         """The build of a version, over every partition's share of it (None: not begun)."""
-        with self._store.cursor() as curs:
-            curs.execute(
-                f"SELECT * FROM {schema.SEGMENT_BUILD_PROGRESS_TABLE}"
-                " WHERE app_id = %s AND segment_id = %s AND version = %s"
-                " AND status IN ('running', 'stored', 'failed')",
-                (app_id, segment_id, version),
-            )
-            return combined_build(curs.fetchall())
+
+        def shares(store: ProjectorStore) -> list[dict[str, Any]]:
+            with store.cursor() as curs:
+                curs.execute(
+                    f"SELECT * FROM {schema.SEGMENT_BUILD_PROGRESS_TABLE}"
+                    " WHERE app_id = %s AND segment_id = %s AND version = %s"
+                    " AND status IN ('running', 'stored', 'failed')",
+                    (app_id, segment_id, version),
+                )
+                return list(curs.fetchall())
+
+        return combined_build([row for part in self._fan.each(shares) for row in part])
 
     def segments(
         self, app_id: str, after: str, limit: int, show_archived: bool
     ) -> list[dict[str, Any]]:
-        return self._sized(
+        return self._sized_rows(
             f"SELECT s.*, {{size}} AS size FROM {schema.SEGMENTS_TABLE} s"
             " WHERE app_id = %(app)s AND segment_id > %(after)s"
             " AND (%(archived)s OR state <> 'archived') ORDER BY segment_id LIMIT %(limit)s",
@@ -112,7 +154,7 @@ class SegmentQueries:
 
     def latest_definitions(self, app_id: str) -> dict[str, dict[str, Any]]:
         """segment_id -> latest definition, of the app's segments not archived."""
-        with self._store.cursor() as curs:
+        with self._fan.definitions.cursor() as curs:
             curs.execute(
                 f"SELECT v.segment_id, v.definition FROM {schema.SEGMENT_VERSIONS_TABLE} v"
                 f" JOIN {schema.SEGMENTS_TABLE} s ON s.app_id = v.app_id"
@@ -125,23 +167,28 @@ class SegmentQueries:
     def members(
         self, app_id: str, segment_id: str, after: str, limit: int
     ) -> tuple[list[dict[str, Any]], int]:
-        with self._store.cursor() as curs:
-            curs.execute(
-                f"SELECT user_id, since_us FROM {schema.SEGMENT_MEMBERS_TABLE}"
-                " WHERE app_id = %s AND segment_id = %s AND user_id > %s"
-                " ORDER BY user_id LIMIT %s",
-                (app_id, segment_id, after, limit),
-            )
-            rows = list(curs.fetchall())
-        total = self._sized(
-            f"SELECT {{size}} AS n FROM {schema.SEGMENTS_TABLE} s"
+        """A page of the members in user order after `after`, and how many there are."""
+
+        def page(store: ProjectorStore) -> list[dict[str, Any]]:
+            with store.cursor() as curs:
+                curs.execute(
+                    f"SELECT user_id, since_us FROM {schema.SEGMENT_MEMBERS_TABLE}"
+                    " WHERE app_id = %s AND segment_id = %s AND user_id > %s"
+                    " ORDER BY user_id LIMIT %s",
+                    (app_id, segment_id, after, limit),
+                )
+                return list(curs.fetchall())
+
+        rows = first_page(self._fan.each(page), lambda r: r["user_id"], limit)
+        total = self._sized_rows(
+            f"SELECT s.segment_id, {{size}} AS size FROM {schema.SEGMENTS_TABLE} s"
             " WHERE app_id = %(app)s AND segment_id = %(segment)s",
             {"app": app_id, "segment": segment_id},
         )
-        return rows, int(total[0]["n"]) if total else 0
+        return rows, int(total[0]["size"]) if total else 0
 
     def membership(self, app_id: str, segment_id: str, user_id: str) -> dict[str, Any] | None:
-        with self._store.cursor() as curs:
+        with self._fan.of_user(app_id, user_id).cursor() as curs:
             curs.execute(
                 f"SELECT version, since_us FROM {schema.SEGMENT_MEMBERS_TABLE}"
                 " WHERE app_id = %s AND segment_id = %s AND user_id = %s",
@@ -150,7 +197,7 @@ class SegmentQueries:
             return curs.fetchone()
 
     def user_segments(self, app_id: str, user_id: str) -> list[dict[str, Any]]:
-        with self._store.cursor() as curs:
+        with self._fan.of_user(app_id, user_id).cursor() as curs:
             curs.execute(
                 f"SELECT segment_id, version, since_us FROM {schema.SEGMENT_MEMBERS_TABLE}"
                 " WHERE app_id = %s AND user_id = %s ORDER BY segment_id",
@@ -159,219 +206,39 @@ class SegmentQueries:
             return list(curs.fetchall())
 
     def membership_changes(
-        self, app_id: str, segment_id: str, after_id: int, after_position: int, limit: int
-    ) -> list[dict[str, Any]]:
-        with self._store.cursor() as curs:
-            curs.execute(
-                f"SELECT * FROM {schema.CHANGES_TABLE}"
-                " WHERE app_id = %s AND kind = 'membership' AND id > %s AND position > %s"
-                " AND (%s = '' OR details->>'segment_id' = %s)"
-                " AND coalesce((details->>'published')::boolean, true)"
-                " ORDER BY id LIMIT %s",
-                (app_id, after_id, after_position, segment_id, segment_id, limit),
-            )
-            return list(curs.fetchall())
-
-
-def _rolled_up_size(curs: Any, app_id: str, segment_id: str, as_of_us: int) -> int | None:
-    """Members at the end of a UTC day (`as_of_us` its last microsecond) from the daily
-    rollups: entries minus exits dated up to that day as far as they are folded, plus
-    those of the changes committed since. A user's changes of one segment never go back
-    in time, so these sums count whose latest change up to then is an entry. None for
-    other times (counted from the changes themselves)."""
-    if (as_of_us + 1) % DAY_US:
-        return None
-    curs.execute(f"SELECT last_id FROM {rs.POSITION_TABLE} WHERE name = %s", (rs.FOLD_NAME,))
-    at = curs.fetchone()
-    if at is None:
-        return None
-    curs.execute(
-        f"SELECT coalesce(sum(delta), 0) AS n FROM {rs.SEGMENT_DAILY_TABLE}"
-        " WHERE app_id = %s AND segment_id = %s AND day <= %s",
-        (app_id, segment_id, (as_of_us + 1) // DAY_US - 1),
-    )
-    folded = curs.fetchone()
-    curs.execute(
-        "SELECT coalesce(sum(CASE WHEN to_value = 'entered' THEN 1 ELSE -1 END), 0) AS n"
-        f" FROM {schema.CHANGES_TABLE} WHERE id > %s AND app_id = %s AND kind = 'membership'"
-        " AND details->>'segment_id' = %s AND effective_us <= %s",
-        (at["last_id"], app_id, segment_id, as_of_us),
-    )
-    since = curs.fetchone()
-    return int(folded["n"] if folded else 0) + int(since["n"] if since else 0)
-
-
-class HistoryQueries:
-    """Previews and time travel: set-based over the facts and the change timeline.
-
-    Every query runs in a read-only transaction within `query_guard`'s limits: at most
-    `timeout_s` (or the `timeout_s` a call passes, e.g. what is left of its deadline), and
-    cancellable through the `handle` a call passes.
-    """
-
-    def __init__(
-        self, store: ProjectorStore, work_mem: str = WORK_MEM, timeout_s: float = QUERY_TIMEOUT_S
-    ) -> None:
-        self._store = store
-        self._work_mem = work_mem
-        self.timeout_s = timeout_s
-
-    @contextlib.contextmanager
-    def _reading(
-        self,
-        timeout_s: float | None,
-        handle: QueryHandle | None,
-        *,
-        snapshot: bool = False,
-        tuned: bool = False,
-    ) -> Iterator[Any]:
-        limit = self.timeout_s if timeout_s is None else min(timeout_s, self.timeout_s)
-        with self._store.datastore.transaction(commit=False) as curs:
-            if snapshot:
-                curs.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            if tuned:
-                tune(curs, self._work_mem)
-            with guarded(curs, limit, handle):
-                yield curs
-
-    def preview(
         self,
         app_id: str,
         segment_id: str,
-        definition: Definition,
-        sample: int,
-        *,
-        timeout_s: float | None = None,
-        handle: QueryHandle | None = None,
-    ) -> dict[str, Any]:
-        # One snapshot: the facts, the clock and the live members agree.
-        with self._reading(timeout_s, handle, snapshot=True, tuned=True) as curs:
-            curs.execute(
-                f"SELECT notification_id FROM {schema.TRACKING_TABLE} WHERE application_name = %s",
-                (LOG_NAME,),
-            )
-            row = curs.fetchone()
-            position = int(row["notification_id"]) if row else 0
-            curs.execute(f"SELECT value FROM {schema.META_TABLE} WHERE name = 'now_us'")
-            row = curs.fetchone()
-            now_us = int(row["value"]) if row else 0
-            curs.execute(preview_query(app_id, segment_id, definition, position, now_us, sample))
-            result = dict(curs.fetchone() or {})
-        return {**result, "position": position, "now_us": now_us}
-
-    def members_as_of(
-        self,
-        app_id: str,
-        segment_id: str,
-        as_of_us: int,
-        after: str,
+        after_ids: Sequence[int],
+        after_position: int,
         limit: int,
-        *,
-        timeout_s: float | None = None,
-        handle: QueryHandle | None = None,
-    ) -> tuple[list[dict[str, Any]], int]:
-        """A page of the members at `as_of_us` (each user's latest change of the segment
-        up to it is an entry), and how many there were."""
-        latest = (
-            f"SELECT DISTINCT ON (user_id) user_id, to_value, effective_us"
-            f" FROM {schema.CHANGES_TABLE}"
-            " WHERE app_id = %s AND kind = 'membership' AND details->>'segment_id' = %s"
-            " AND effective_us <= %s AND user_id > %s"
-            " ORDER BY user_id, effective_us DESC, sequence DESC"
-        )
-        with self._reading(timeout_s, handle, snapshot=True) as curs:
-            # Walk the as-of index in user order and stop at the page's end: the planner
-            # cannot estimate details->>'segment_id' and would sort every change instead.
-            curs.execute(
-                "SELECT set_config('enable_seqscan', 'off', true),"
-                " set_config('enable_bitmapscan', 'off', true), set_config('jit', 'off', true)"
-            )
-            curs.execute(
-                f"SELECT user_id, effective_us AS since_us FROM ({latest}) l"
-                " WHERE to_value = 'entered' ORDER BY user_id LIMIT %s",
-                (app_id, segment_id, as_of_us, after, limit),
-            )
-            rows = list(curs.fetchall())
-            curs.execute(
-                "SELECT set_config('enable_seqscan', 'on', true),"
-                " set_config('enable_bitmapscan', 'on', true)"
-            )
-            total = _rolled_up_size(curs, app_id, segment_id, as_of_us)
-            if total is None:
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """(database, change) of the published membership changes after `after_ids` (the
+        last change id read from each database) and `after_position`: up to `limit` of
+        each database, in its commit order, the databases interleaved by recorded time."""
+
+        def feed(index: int, store: ProjectorStore) -> list[tuple[int, dict[str, Any]]]:
+            with store.cursor() as curs:
                 curs.execute(
-                    f"SELECT count(*) AS n FROM ({latest}) l WHERE to_value = 'entered'",
-                    (app_id, segment_id, as_of_us, ""),
+                    f"SELECT * FROM {schema.CHANGES_TABLE}"
+                    " WHERE app_id = %s AND kind = 'membership' AND id > %s"
+                    f" AND {_AFTER_POSITION}"
+                    " AND (%s = '' OR details->>'segment_id' = %s)"
+                    " AND coalesce((details->>'published')::boolean, true)"
+                    " ORDER BY id LIMIT %s",
+                    (
+                        app_id,
+                        after_ids[index],
+                        after_position,
+                        after_position,
+                        segment_id,
+                        segment_id,
+                        limit,
+                    ),
                 )
-                row = curs.fetchone()
-                total = int(row["n"]) if row else 0
-        return rows, total
+                return [(index, row) for row in curs.fetchall()]
 
-    def membership_as_of(
-        self,
-        app_id: str,
-        segment_id: str,
-        user_id: str,
-        as_of_us: int,
-        *,
-        timeout_s: float | None = None,
-        handle: QueryHandle | None = None,
-    ) -> dict[str, Any] | None:
-        with self._reading(timeout_s, handle) as curs:
-            curs.execute(
-                f"SELECT to_value, effective_us, details FROM {schema.CHANGES_TABLE}"
-                " WHERE app_id = %s AND user_id = %s AND kind = 'membership'"
-                " AND details->>'segment_id' = %s AND effective_us <= %s"
-                " ORDER BY effective_us DESC, sequence DESC LIMIT 1",
-                (app_id, user_id, segment_id, as_of_us),
-            )
-            row = curs.fetchone()
-        if row is None or row["to_value"] != "entered":
-            return None
-        return {"since_us": row["effective_us"], "version": row["details"]["segment_version"]}
-
-    def membership_history(
-        self,
-        app_id: str,
-        user_id: str,
-        segment_id: str,
-        after_sequence: int,
-        limit: int,
-        *,
-        timeout_s: float | None = None,
-        handle: QueryHandle | None = None,
-    ) -> list[dict[str, Any]]:
-        with self._reading(timeout_s, handle) as curs:
-            curs.execute(
-                f"SELECT * FROM {schema.CHANGES_TABLE}"
-                " WHERE app_id = %s AND user_id = %s AND kind = 'membership' AND sequence > %s"
-                " AND (%s = '' OR details->>'segment_id' = %s) ORDER BY sequence LIMIT %s",
-                (app_id, user_id, after_sequence, segment_id, segment_id, limit),
-            )
-            return list(curs.fetchall())
-
-
-def combined_build(shares: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """One build of the partitions' shares: failed if one failed, stored when all are,
-    running while any is; counts added up, from the first start to the last finish."""
-    if not shares:
-        return None
-    if len(shares) == 1:
-        return shares[0]
-    failed = [s for s in shares if s["status"] == "failed"]
-    status = (
-        "failed"
-        if failed
-        else "running"
-        if any(s["status"] == "running" for s in shares)
-        else "stored"
-    )
-    finished = [s["finished_us"] for s in shares]
-    return {
-        "status": status,
-        "events_done": sum(s["events_done"] for s in shares),
-        "events_total": sum(s["events_total"] for s in shares),
-        "users": sum(s["users"] for s in shares),
-        "started_us": min(s["started_us"] for s in shares),
-        "finished_us": None if status == "running" or None in finished else max(finished),
-        "error": "; ".join(s["error"] for s in failed if s["error"]),
-    }
+        parts = self._fan.each(lambda store: feed(self._fan.index(store), store))
+        if len(parts) == 1:
+            return parts[0]
+        return first_page(parts, lambda item: item[1]["recorded_us"], limit * len(parts))

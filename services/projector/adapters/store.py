@@ -38,6 +38,8 @@ _WRITE_CLOCK = (
     f"INSERT INTO {schema.META_TABLE} (name, value, partition) VALUES ('now_us', %s, %s)"
     " ON CONFLICT (partition, name) DO UPDATE SET value = EXCLUDED.value"
 )
+# Advisory lock key serialising the change writes of the partitions of one database.
+CHANGE_ORDER_LOCK = 0x63686E67  # "chng"
 _TRACKED = (
     f"SELECT notification_id FROM {schema.TRACKING_TABLE} WHERE application_name = %s FOR UPDATE"
 )
@@ -113,7 +115,6 @@ class ProjectorStore(PostgresTrackingRecorder):
                     msg = f"{tracking.application_name} is at {tracked}, this batch follows {after}"
                     raise LostPartition(msg)
             profiles.write(curs, batch.profiles, partition)
-            changes.write(curs, batch.changes, partition)
             apps.write(curs, batch.apps, partition)
             apps.write_rfm_values(curs, batch.rfm_values, batch.rfm_gone, partition)
             facts.write(curs, batch.facts)
@@ -126,6 +127,12 @@ class ProjectorStore(PostgresTrackingRecorder):
                 curs.execute(_WRITE_RELAYED_THROUGH, (relayed.relayed_through, partition))
             if also is not None:
                 also(curs)
+            if batch.change_count and not self.scope.single:
+                # Partitions sharing this database take their change ids in the order they
+                # commit, so whatever reads the changes by id (rollups, watches) never
+                # passes a row that commits later: held from here to the commit.
+                curs.execute("SELECT pg_advisory_xact_lock(%s)", (CHANGE_ORDER_LOCK,))
+            changes.write(curs, batch.changes, partition)
             self._insert_tracking(curs, tracking)
         return batch.change_count
 

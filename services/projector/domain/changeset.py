@@ -64,6 +64,8 @@ class Elsewhere(NamedTuple):
     position: int  # where in this log the news arose (it names the letter)
     linked_us: int  # when the Identify that linked them took effect
     state: dict[str, Any] | None = None
+    event_id: str = ""  # that Identify, the cause of the merge's changes
+    event_time_us: int = 0
 
 
 class ConsumedBuild(NamedTuple):

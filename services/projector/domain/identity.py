@@ -15,7 +15,7 @@ from services.projector.domain.changes import EVENT
 from services.projector.domain.changeset import Elsewhere, Merge, UserKey
 from services.projector.domain.fold_state import FoldState
 from services.projector.domain.lifecycle_fold import LifecycleFold
-from services.projector.domain.rfm_fold import RfmFold
+from services.projector.domain.rfm_fold import CauseEvent, RfmFold
 from services.projector.domain.segments import live
 from services.projector.domain.segments import trackers as tr
 from services.projector.domain.segments.membership import NEW_USER, Membership
@@ -73,7 +73,16 @@ class Identity:
                 # Its history lives in another partition: ask for it (see link_elsewhere).
                 at = max(self._state.now_us, event.event_time_us)
                 self._state.changes.tell(
-                    Elsewhere("link", app_id, event.anonymous_id, event.user_id, position, at)
+                    Elsewhere(
+                        "link",
+                        app_id,
+                        event.anonymous_id,
+                        event.user_id,
+                        position,
+                        at,
+                        event_id=event.event_id,
+                        event_time_us=event.event_time_us,
+                    )
                 )
                 return user
             anonymous = self._state.users.pop((app_id, anonymous_key), None)
@@ -84,7 +93,12 @@ class Identity:
         return user
 
     def _take_over(
-        self, anonymous: User, user: User, at: int, position: int, event: UserIdentified | None
+        self,
+        anonymous: User,
+        user: User,
+        at: int,
+        position: int,
+        event: UserIdentified | CauseEvent | None,
     ) -> None:
         self._merge(anonymous, user)
         self._segments.note(NEW_USER)
@@ -105,7 +119,8 @@ class Identity:
         if anonymous is None:
             return
         at = max(self._state.now_us, event.linked_us)
-        self._segments.leave_all(anonymous, at, position, None)
+        cause = _identify_cause(event)
+        self._segments.leave_all(anonymous, at, position, cause)
         self._state.changes.deleted_user(anonymous.key)
         self._rfm.forget(app_id, anonymous.user_id)
         self._state.changes.tell(
@@ -117,6 +132,8 @@ class Identity:
                 position,
                 event.linked_us,
                 anonymous.to_dict(),
+                event.event_id,
+                event.event_time_us,
             )
         )
 
@@ -126,11 +143,12 @@ class Identity:
         far as the clock allows), and judge their segments."""
         key = (event.app_id, event.user_id)
         at = max(self._state.now_us, event.linked_us)
+        cause = _identify_cause(event)
         segments = self._state.segments.get(event.app_id)
         uses = self._segments.defer(key, (NEW_USER,))
         try:
             user = self._state.user(key)
-            self._take_over(User.from_dict(event.state), user, at, position, None)
+            self._take_over(User.from_dict(event.state), user, at, position, cause)
         finally:
             self._segments.stop_deferring()
         if segments is not None and segments.active:
@@ -140,6 +158,7 @@ class Identity:
                 self._segments.judged_at(user, at),
                 position,
                 cause=EVENT,
+                event=cause,
                 since_us=event.linked_us or None,
             )
 
@@ -207,3 +226,9 @@ def _earliest(a: int | None, b: int | None) -> int | None:
 
 def _latest(a: int | None, b: int | None) -> int | None:
     return b if a is None else a if b is None else max(a, b)
+
+
+def _identify_cause(event: AnonymousLinked | AnonymousHandedOver) -> CauseEvent | None:
+    """The Identify behind a hand-over, as the cause of the changes it makes (as in one
+    fold, where that Identify makes them); None from letters written before it was sent."""
+    return CauseEvent(event.event_id, "", event.event_time_us) if event.event_id else None

@@ -8,6 +8,8 @@ wrong premises) and queues the user's next lifecycle deadline.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from services.eventlog.events import EventTracked, UserIdentified
 from services.eventlog.vocabulary import LifecycleState
 from services.projector.domain import lifecycle
@@ -18,6 +20,9 @@ from services.projector.domain.policy import DAY_US, LifecyclePolicy
 from services.projector.domain.segments.compile import USES_LIFECYCLE
 from services.projector.domain.segments.membership import Membership
 from services.projector.domain.user import User, day_of
+
+if TYPE_CHECKING:
+    from services.projector.domain.rfm_fold import CauseEvent
 
 _S = LifecycleState
 _LIVELY = frozenset({_S.NEW.value, _S.ACTIVE.value, _S.LOYAL.value, _S.REACTIVATED.value})
@@ -81,7 +86,7 @@ class LifecycleFold:
         position: int,
         *,
         cause: str,
-        event: EventTracked | UserIdentified | None = None,
+        event: EventTracked | UserIdentified | CauseEvent | None = None,
         deadline_us: int | None = None,
     ) -> None:
         """Classify the user at `at`; publish a change of state; queue their next deadline."""

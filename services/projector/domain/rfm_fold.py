@@ -97,7 +97,7 @@ class RfmFold:
             self.app(user.app_id).purchasers.add(user.user_id)
 
     def purchased(
-        self, user: User, cause: EventTracked | UserIdentified | None, position: int
+        self, user: User, cause: EventTracked | UserIdentified | CauseEvent | None, position: int
     ) -> None:
         """The user's purchases changed (a purchase, or an anonymous history merged in;
         `cause` None: handed over from another partition): their values move in the app's

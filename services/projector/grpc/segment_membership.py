@@ -16,7 +16,8 @@ from cohortflow.segments.v1 import segments_pb2
 from services.common.domain_errors import FieldViolation, InvalidInput
 from services.common.grpc.auth import current_app_id
 from services.common.grpc.paging import BadPageToken, decode_token, encode_token, page_size
-from services.projector.adapters.segment_queries import HistoryQueries, SegmentQueries
+from services.projector.adapters.history_queries import HistoryQueries
+from services.projector.adapters.segment_queries import SegmentQueries
 from services.projector.grpc.history_calls import run_query
 from services.projector.grpc.segment_messages import membership_changed, us_to_timestamp
 from services.projector.service_layer.segment_commands import SegmentNotFound
@@ -34,6 +35,32 @@ def page_after(token: str, size: int, kind: type = str) -> Any:
     except BadPageToken as error:
         raise InvalidInput([FieldViolation("page_token", str(error))]) from None
     return cursor["after"] if cursor else None
+
+
+def watch_cursor(token: str, databases: int) -> list[int]:
+    """The last change id read from each database (one with one database, `{"id": n}`;
+    `{"ids": "n0.n1..."}` with several), from a cursor `watch_token` made."""
+    fields: dict[str, type] = {"id": int} if databases == 1 else {"ids": str}
+    try:
+        cursor = decode_token(token, fields)
+    except BadPageToken as error:
+        raise InvalidInput([FieldViolation("after_cursor", str(error))]) from None
+    if cursor is None:
+        return [0] * databases
+    if databases == 1:
+        return [cursor["id"]]
+    ids = cursor["ids"].split(".")
+    if len(ids) != databases or not all(i.isdigit() and len(i) < 19 for i in ids):
+        raise InvalidInput(
+            [FieldViolation("after_cursor", "not a cursor returned by this deployment")]
+        )
+    return [int(i) for i in ids]
+
+
+def watch_token(after_ids: list[int]) -> str:
+    if len(after_ids) == 1:
+        return encode_token({"id": after_ids[0]})
+    return encode_token({"ids": ".".join(str(i) for i in after_ids)})
 
 
 class MembershipCalls:
@@ -141,24 +168,20 @@ class MembershipCalls:
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[segments_pb2.WatchMembershipChangesResponse]:
         app_id = current_app_id()
-        try:
-            cursor = decode_token(request.after_cursor, {"id": int})
-        except BadPageToken as error:
-            raise InvalidInput([FieldViolation("after_cursor", str(error))]) from None
-        after_id = cursor["id"] if cursor else 0
+        after_ids = watch_cursor(request.after_cursor, self._queries.databases)
         while not context.done():
             rows = await asyncio.to_thread(
                 self._queries.membership_changes,
                 app_id,
                 request.segment_id,
-                after_id,
+                after_ids,
                 request.after_position,
                 WATCH_PAGE,
             )
-            for row in rows:
-                after_id = row["id"]
+            for database, row in rows:
+                after_ids[database] = row["id"]
                 yield segments_pb2.WatchMembershipChangesResponse(
-                    change=membership_changed(row), cursor=encode_token({"id": after_id})
+                    change=membership_changed(row), cursor=watch_token(after_ids)
                 )
             if len(rows) < WATCH_PAGE:
                 await asyncio.sleep(self._watch_poll_s)

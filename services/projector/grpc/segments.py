@@ -22,7 +22,8 @@ from services.common.domain_errors import FieldViolation, InvalidInput
 from services.common.grpc.auth import current_app_id
 from services.common.grpc.paging import encode_token, page_size
 from services.common.segment_wire import FINAL_BUILD_STATUSES, condition_to_dict
-from services.projector.adapters.segment_queries import HistoryQueries, SegmentQueries
+from services.projector.adapters.history_queries import HistoryQueries
+from services.projector.adapters.segment_queries import SegmentQueries
 from services.projector.grpc.history_calls import run_query
 from services.projector.grpc.segment_membership import MembershipCalls, page_after
 from services.projector.grpc.segment_messages import (

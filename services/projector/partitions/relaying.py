@@ -107,6 +107,8 @@ class Relaying:
                     anonymous_id=item.anonymous_id,
                     user_id=item.user_id,
                     linked_us=item.linked_us,
+                    event_id=item.event_id,
+                    event_time_us=item.event_time_us,
                 )
             else:
                 target = self._partition_of(item.app_id, item.user_id)
@@ -128,6 +130,8 @@ class Relaying:
                     user_id=item.user_id,
                     state=state,
                     linked_us=item.linked_us,
+                    event_id=item.event_id,
+                    event_time_us=item.event_time_us,
                     sealed=sealed,
                 )
             self._mail.append(Mail(target, self._mapper.to_stored_event(event)))

@@ -324,7 +324,7 @@ KILLED_CLIENT = textwrap.dedent(
     from services.common.jetstream import ChangeSubjects
     from services.eventlog.store import open_event_log
     from services.projector.adapters.builds import SegmentBuilder
-    from services.projector.adapters.segment_queries import HistoryQueries
+    from services.projector.adapters.history_queries import HistoryQueries
     from services.projector.adapters.store import open_store
     from services.common.segments.definition import parse
 

@@ -13,7 +13,8 @@ import psycopg
 import pytest
 
 from services.common.grpc.auth import ApiKeys
-from services.projector.adapters.segment_queries import HistoryQueries, SegmentQueries
+from services.projector.adapters.history_queries import HistoryQueries
+from services.projector.adapters.segment_queries import SegmentQueries
 from tests.support.logevents import DAY, HOUR, MINUTE, T0, tick, track
 from tests.support.projector import in_process_projector
 from tests.support.segment_history import SEGMENTS, save_segments, wait_settled

@@ -26,7 +26,8 @@ from services.common.grpc.server import Registration, create_server
 from services.common.jetstream import ChangeSubjects
 from services.common.segment_wire import condition_from_dict
 from services.eventlog.store import EventLog, open_event_log
-from services.projector.adapters.segment_queries import HistoryQueries, SegmentQueries
+from services.projector.adapters.history_queries import HistoryQueries
+from services.projector.adapters.segment_queries import SegmentQueries
 from services.projector.adapters.store import open_store
 from services.projector.bootstrap import SEGMENT_SERVICE
 from services.projector.grpc.segments import SegmentServicer
