@@ -22,6 +22,7 @@ import typer
 from services.admin.rebuild_command import (
     DEV_DATABASE_FILE,
     DatabaseOption,
+    PartitionOption,
     PoliciesOption,
     dev_address,
     policies_of,
@@ -56,10 +57,16 @@ def determinism(
     ] = None,
     policies: PoliciesOption = "",
     keep: Annotated[bool, typer.Option(help="Keep the rebuilt schema for inspection.")] = False,
+    partition: PartitionOption = None,
 ) -> None:
-    """Simulate users, record the change stream, rebuild from the log, compare the two."""
+    """Simulate users, record the change stream, rebuild from the log, compare the two.
+
+    On a partitioned deployment every partition (or the one --partition names) is replayed
+    from its own log and compared with the changes it published."""
+    from services.admin.partitioned import deployment_of, partitions_of, replay_partitioned
     from services.projector import rebuild as rebuilding
     from services.projector import replay_check
+    from services.projector.partitions import settled
 
     target = target_of(ctx)
     key = target.required_key()
@@ -75,6 +82,15 @@ def determinism(
         raise typer.BadParameter(str(problem)) from None
     console = output.stdout()
     say = lambda line: console.print(line, markup=False, highlight=False)  # noqa: E731
+    deployment = deployment_of(db)
+    partitions = partitions_of(deployment, partition)
+    heads: dict[int, int] = {}
+
+    async def settle() -> int:
+        if deployment.partitions == 1:
+            return await replay_check.wait_settled(db)
+        heads.update(await settled.wait_settled(deployment))
+        return sum(heads.values())
 
     async def record_and_simulate() -> tuple[list[replay_check.Published], int]:
         try:
@@ -89,11 +105,12 @@ def determinism(
             f" {summary.late_events:,} late"
         )
         try:
-            head = await replay_check.wait_settled(db)
+            head = await settle()
         except TimeoutError as problem:
             raise CliError(str(problem)) from None
         recorded = await replay_check.read_changes(bus, stream, mark)
-        say(f"recorded {len(recorded):,} published changes; the log head is {head:,}")
+        where = "the log head is" if deployment.partitions == 1 else "the partitions' heads add to"
+        say(f"recorded {len(recorded):,} published changes; {where} {head:,}")
         if not summary.accepted or not recorded:
             msg = (
                 "nothing to compare: the simulation added no events or no changes were"
@@ -104,6 +121,9 @@ def determinism(
 
     recorded, head = asyncio.run(record_and_simulate())
     name = f"determinism_{int(time.time())}_{chosen}"
+    if deployment.partitions > 1:
+        replay_partitioned(deployment, name, loaded, partitions, recorded, heads, keep=keep)
+        return
     done = rebuild_with_progress(db, name, loaded, until=head, keep=keep)
     say(f"rebuilt positions 1..{done.position:,} in {done.seconds:,.1f} s")
     try:

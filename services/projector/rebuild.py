@@ -27,11 +27,13 @@ from psycopg import sql
 
 from services.common.jetstream import ChangeSubjects
 from services.eventlog.keyring import ERASURES_TABLE
-from services.eventlog.store import LOG_NAME, open_event_log
+from services.eventlog.partitioned import PartitionLog
+from services.eventlog.store import EventLog, open_event_log
 from services.projector import read_contract, schema
 from services.projector.adapters.follower import LogFollower
-from services.projector.adapters.store import open_store
+from services.projector.adapters.store import ProjectorStore, open_store
 from services.projector.config import Policies
+from services.projector.partitions.scope import SINGLE, Scope
 from services.projector.rebuild_schema import (
     SUBJECT_PREFIX,
     SchemaExists,
@@ -120,26 +122,54 @@ def rebuild(
         )
         closing.callback(store.datastore.close)
         head = until if until is not None else log.head_position()
-        follower = LogFollower(log, database_url, batch_size=2000, wait_s=0.2)
-        stop = threading.Event()
         started = time.perf_counter()
-        last_report = [0.0]
-        projection = Projection(log, store, follower, policies)
-
-        def committed() -> None:
-            elapsed = time.perf_counter() - started
-            position = projection.position
-            if position >= head:
-                stop.set()
-            if position >= head or elapsed - last_report[0] >= 0.5:
-                last_report[0] = elapsed
-                on_progress(Progress(position, head, position / max(elapsed, 1e-6), elapsed))
-
-        projection._on_commit = committed
-        if head > 0:
-            projection.run(stop)
+        reported = Reporter(head, on_progress)
+        done = fold(log, store, database_url, policies, head, reported)
     elapsed = time.perf_counter() - started
-    return Progress(projection.position, head, projection.position / max(elapsed, 1e-6), elapsed)
+    return Progress(done, head, done / max(elapsed, 1e-6), elapsed)
+
+
+class Reporter:
+    """Progress over `head` positions in all, at most twice a second (and at the end)."""
+
+    def __init__(self, head: int, on_progress: Callable[[Progress], None]) -> None:
+        self.head = head
+        self._on_progress = on_progress
+        self._started = time.perf_counter()
+        self._last = 0.0
+
+    def __call__(self, position: int) -> None:
+        elapsed = time.perf_counter() - self._started
+        if position >= self.head or elapsed - self._last >= 0.5:
+            self._last = elapsed
+            rate = position / max(elapsed, 1e-6)
+            self._on_progress(Progress(position, self.head, rate, elapsed))
+
+
+def fold(
+    source: EventLog | PartitionLog,
+    store: ProjectorStore,
+    database_url: str,
+    policies: Policies,
+    head: int,
+    on_commit: Callable[[int], None] = lambda position: None,
+) -> int:
+    """Fold `source` (the log, or one partition's) into `store` up to notification `head`
+    with the projector's own engine; `on_commit(position)` after each commit. Returns the
+    position reached."""
+    follower = LogFollower(source, database_url, batch_size=2000, wait_s=0.2)
+    stop = threading.Event()
+    projection = Projection(source, store, follower, policies)
+
+    def committed() -> None:
+        if projection.position >= head:
+            stop.set()
+        on_commit(projection.position)
+
+    projection._on_commit = committed
+    if head > 0:
+        projection.run(stop)
+    return projection.position
 
 
 @dataclass
@@ -153,9 +183,14 @@ class CheckResult:
         return self.first_difference is None
 
 
-def check(database_url: str, name: str) -> CheckResult:
-    """Compare the rebuilt change sequence with the live one, up to where both are, but
-    for the changes of erased users (and their anonymous ids)."""
+def check(
+    database_url: str, name: str, scope: Scope = SINGLE, home_url: str | None = None
+) -> CheckResult:
+    """Compare the rebuilt change sequence with the live one, up to where both are (of the
+    partition `scope` names; the whole sequence in a one-partition deployment), but for the
+    changes of erased users (and their anonymous ids), whom the home database (`home_url`,
+    default `database_url`) records."""
+    erased = _erased(home_url or database_url)
     live_tracking = sql.SQL("public.{}").format(sql.Identifier(schema.TRACKING_TABLE))
     rebuilt_tracking = sql.SQL("{}.{}").format(
         sql.Identifier(name), sql.Identifier(schema.TRACKING_TABLE)
@@ -166,16 +201,15 @@ def check(database_url: str, name: str) -> CheckResult:
         for table in (live_tracking, rebuilt_tracking):
             row = conn.execute(
                 sql.SQL("SELECT notification_id FROM {} WHERE application_name = %s").format(table),
-                (LOG_NAME,),
+                (scope.log_name,),
             ).fetchone()
             positions.append(int(row[0]) if row else 0)
-        through = min(positions)
+        through = scope.position(min(positions))
         # An erased user's changes before their erasure differ by design (the live fold read
         # their personal fields, the rebuild reads them erased): everyone else's must not.
         query = sql.SQL(
-            "SELECT {cols} FROM {schema}.{table} c WHERE position <= %s AND NOT EXISTS ("
-            f" SELECT 1 FROM public.{ERASURES_TABLE} e WHERE e.app_id = c.app_id"
-            " AND (e.user_id = c.user_id OR c.user_id = ANY(e.subjects))) ORDER BY id"
+            "SELECT {cols} FROM {schema}.{table} c WHERE partition = %s AND position <= %s"
+            " AND NOT (c.app_id || chr(31) || c.user_id) = ANY(%s) ORDER BY id"
         )
         live = conn.cursor(name="live_changes")
         live.execute(
@@ -184,7 +218,7 @@ def check(database_url: str, name: str) -> CheckResult:
                 schema=sql.Identifier("public"),
                 table=sql.Identifier(schema.CHANGES_TABLE),
             ),
-            (through,),
+            (scope.partition, through, erased),
         )
         other = stack.enter_context(psycopg.connect(database_url)).cursor(name="rebuilt_changes")
         other.execute(
@@ -193,7 +227,7 @@ def check(database_url: str, name: str) -> CheckResult:
                 schema=sql.Identifier(name),
                 table=sql.Identifier(schema.CHANGES_TABLE),
             ),
-            (through,),
+            (scope.partition, through, erased),
         )
         compared = 0
         while True:
@@ -209,6 +243,13 @@ def check(database_url: str, name: str) -> CheckResult:
                 )
             if not a:
                 return CheckResult(compared, through, None)
+
+
+def _erased(home_url: str) -> list[str]:
+    """ "app<US>user" of every erased user and each of their anonymous ids."""
+    with psycopg.connect(home_url) as conn:
+        rows = conn.execute(f"SELECT app_id, user_id, subjects FROM public.{ERASURES_TABLE}")
+        return [f"{app}\x1f{user}" for app, u, s in rows for user in (u, *(s or []))]
 
 
 def _difference(index: int, live: tuple[Any, ...], rebuilt: tuple[Any, ...]) -> str:
@@ -272,6 +313,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = ProjectorSettings()
     url, name = settings.database_url, args.schema
+    if settings.deployment().partitions > 1:
+        print(
+            "rebuild: this deployment is partitioned; use `cohortflow rebuild --check"
+            " [--partition N]`",
+            file=sys.stderr,
+        )
+        return 2
 
     def show(p: Progress) -> None:
         print(

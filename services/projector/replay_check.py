@@ -174,14 +174,19 @@ async def wait_settled(database_url: str, *, timeout_s: float = 600.0) -> int:
         await asyncio.sleep(0.2)
 
 
-def rebuilt_changes(database_url: str, schema_name: str, prefix: str) -> Iterator[Published]:
-    """The changes a rebuild into `schema_name` produced, in the order it would publish."""
+def rebuilt_changes(
+    database_url: str, schema_name: str, prefix: str, partition: int = 0
+) -> Iterator[Published]:
+    """The changes a rebuild into `schema_name` produced (of `partition`; all of them in
+    a one-partition deployment), in the order it would publish."""
     with psycopg.connect(database_url) as conn:
         cursor = conn.cursor(name="rebuilt_outbox")
         cursor.execute(
-            sql.SQL("SELECT subject, msg_id, msg_type, payload FROM {}.{} ORDER BY id").format(
-                sql.Identifier(schema_name), sql.Identifier(schema.OUTBOX_TABLE)
-            )
+            sql.SQL(
+                "SELECT subject, msg_id, msg_type, payload FROM {}.{} WHERE partition = %s"
+                " ORDER BY id"
+            ).format(sql.Identifier(schema_name), sql.Identifier(schema.OUTBOX_TABLE)),
+            (partition,),
         )
         while rows := cursor.fetchmany(5000):
             for subject, msg_id, msg_type, payload in rows:

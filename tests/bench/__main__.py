@@ -20,6 +20,7 @@ from tests.bench import (
     history_import,
     ingest,
     memory,
+    partitions,
     projector,
     replay,
     sealing,
@@ -41,6 +42,7 @@ BENCHMARKS = {
     "console": console.run,
     "history": history_import.run,
     "sealing": sealing.run,
+    "partitions": partitions.run,
 }
 
 

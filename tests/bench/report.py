@@ -28,10 +28,16 @@ class Row:
 class Report:
     rows: list[Row] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
+    # Paragraphs under a benchmark's table (a reading of its figures).
+    texts: dict[str, list[str]] = field(default_factory=dict)
 
     def add(self, row: Row) -> None:
         self.rows.append(row)
         print(render_row(row), flush=True)
+
+    def say(self, benchmark: str, text: str) -> None:
+        self.texts.setdefault(benchmark, []).append(text)
+        print(f"[{benchmark}] {text}", flush=True)
 
     def to_markdown(self) -> str:
         out = [f"# cohortflow benchmarks ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)", ""]
@@ -48,6 +54,8 @@ class Report:
                 cells = [_fmt(r.figures.get(k, "")) for k in keys]
                 out.append(f"| {r.case} | " + " | ".join(cells) + f" | {r.note} |")
             out.append("")
+            for text in self.texts.get(benchmark, []):
+                out += [text, ""]
         if self.commands:
             out += ["Commands:", "", *(f"    {c}" for c in self.commands), ""]
         return "\n".join(out)
@@ -61,6 +69,7 @@ class Report:
                 {
                     "machine": machine_facts(),
                     "rows": [asdict(r) for r in self.rows],
+                    "texts": self.texts,
                     "commands": self.commands,
                 },
                 indent=2,
@@ -85,8 +94,9 @@ def render_row(row: Row) -> str:
 
 
 @contextlib.contextmanager
-def sibling_database(database_url: str, suffix: str) -> Iterator[str]:
-    """A fresh, migrated database next to `database_url`, dropped afterwards."""
+def sibling_database(database_url: str, suffix: str, *, migrated: bool = True) -> Iterator[str]:
+    """A fresh database next to `database_url` (migrated, one partition, unless not
+    `migrated`), dropped afterwards."""
     import psycopg
     from psycopg import sql
 
@@ -99,7 +109,8 @@ def sibling_database(database_url: str, suffix: str) -> Iterator[str]:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     url = with_database(database_url, name)
     try:
-        migrate(url)
+        if migrated:
+            migrate(url)
         yield url
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:

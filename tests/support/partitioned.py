@@ -17,9 +17,10 @@ from services.eventlog.events import (
     UserIdentified,
 )
 from services.eventlog.partitioned import PartitionedLog, open_partitioned_log
-from services.eventlog.partitions import user_key
+from services.eventlog.partitions import partition_of, user_key
 from services.migrate import migrate
 from tests.support.infra import PostgresForTests
+from tests.support.logevents import DAY, HOUR, T0, identify, tick, track
 
 
 @contextmanager
@@ -122,3 +123,32 @@ async def wait_live(log: PartitionedLog, segments: int, within: float = 90) -> N
         assert asyncio.get_running_loop().time() < deadline, "segments not built everywhere"
         await asyncio.sleep(0.1)
     await wait_folded(log, within)
+
+
+def apart(user: str, partitions: int) -> str:
+    """An anonymous id whose partition (of `partitions`) is not `user`'s."""
+    home = partition_of("app", user, partitions)
+    return next(
+        f"device-{i}"
+        for i in range(1000)
+        if partition_of("app", f"anonymous:device-{i}", partitions) != home
+    )
+
+
+def story(user: str, device: str) -> list[object]:
+    """An anonymous history on `device`, then its Identify as `user`, and a straggler."""
+    berlin = {"city": "Berlin", "country": "DE"}
+    return [
+        tick(T0),
+        track("", T0 + HOUR, anonymous_id=device, context=berlin),
+        track("", T0 + 2 * HOUR, "Added to Cart", anonymous_id=device),
+        track("", T0 + 3 * HOUR, "Added to Cart", anonymous_id=device),
+        tick(T0 + DAY),
+        identify(user, T0 + DAY + HOUR, anonymous_id=device, traits={"plan": "pro"}),
+        tick(T0 + DAY + 2 * HOUR),
+        # Routed to the device's partition (it does not know the link yet): sent on.
+        track("", T0 + DAY + 3 * HOUR, "Added to Cart", anonymous_id=device),
+        track(user, T0 + 2 * DAY),
+        tick(T0 + 3 * DAY),
+        tick(T0 + 20 * DAY),
+    ]

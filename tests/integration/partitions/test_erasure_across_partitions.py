@@ -13,26 +13,18 @@ from services.eventlog.partitioned import PartitionedLog
 from services.eventlog.partitions import partition_of
 from services.ingest.erasures import Erasures
 from services.ingest.sealer import Sealer
-from tests.integration.partitions.test_identity_across_partitions import (
-    SEGMENTS,
-    P,
-    _until,
-    apart,
-    partitioned,
-    story,
-)
-from tests.support.partitioned import route, wait_folded, wait_live
+from tests.integration.partitions.conftest import P
+from tests.integration.partitions.test_identity_across_partitions import SEGMENTS, _until
+from tests.support.partitioned import apart, route, story, wait_folded, wait_live
 from tests.support.projector import in_process_projector
 from tests.support.segment_history import save_segments
-
-__all__ = ["partitioned"]
 
 
 async def test_erasure_reaches_the_partitions_of_the_user_and_their_anonymous_id(
     partitioned: tuple[str, PartitionedLog], nats_server: Any
 ) -> None:
     url, log = partitioned
-    user, device = "ada", apart("ada")
+    user, device = "ada", apart("ada", P)
     keyring = Keyring(log.home.log_recorder.datastore)
     save_segments(log.home, SEGMENTS)
     events = Sealer(keyring).seal_all(story(user, device))

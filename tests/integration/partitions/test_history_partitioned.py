@@ -4,28 +4,17 @@ lifecycle ends, and changes, as one fold of the whole log would give."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-import pytest
 
 from services.eventlog.partitioned import PartitionedLog
 from services.projector.config import Policies
 from services.projector.domain.engine import Engine
 from tests.support.history_sim import simulated
-from tests.support.infra import PostgresForTests
 from tests.support.logevents import DAY, MINUTE, T0, history, tick, track
-from tests.support.partitioned import partitioned_database, route, wait_folded
+from tests.support.partitioned import route, wait_folded
 from tests.support.projector import in_process_projector
-
-P = 4
-
-
-@pytest.fixture
-def partitioned(postgres: PostgresForTests) -> Iterator[tuple[str, PartitionedLog]]:
-    with partitioned_database(postgres, P) as made:
-        yield made
 
 
 def _lifecycle(url: str) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:

@@ -4,24 +4,20 @@ exactly as one fold of the whole log merges them, and later anonymous events fol
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-import pytest
 
-from services.eventlog.partitioned import PartitionedLog, open_partitioned_log
+from services.eventlog.partitioned import PartitionedLog
 from services.eventlog.partitions import partition_of
-from services.migrate import migrate
 from services.projector.config import Policies
 from services.projector.domain.engine import Engine
-from tests.support.infra import PostgresForTests
-from tests.support.logevents import DAY, HOUR, MINUTE, T0, identify, tick, track
-from tests.support.partitioned import route, wait_folded, wait_live
+from tests.integration.partitions.conftest import P
+from tests.support.logevents import DAY, HOUR, MINUTE, T0, track
+from tests.support.partitioned import apart, route, story, wait_folded, wait_live
 from tests.support.projector import in_process_projector
 from tests.support.segment_history import save_segments
 
-P = 4
 SEGMENTS = {
     "carts-3-in-7d": {
         "events": {
@@ -36,49 +32,12 @@ SEGMENTS = {
 }
 
 
-@pytest.fixture
-def partitioned(postgres: PostgresForTests) -> Iterator[tuple[str, PartitionedLog]]:
-    url = postgres.create_database()
-    log = open_partitioned_log(migrate(url, partitions=P), pool_size=2)
-    yield url, log
-    log.close()
-    postgres.drop_database(url)
-
-
-def apart(user: str) -> str:
-    """An anonymous id whose partition is not `user`'s."""
-    home = partition_of("app", user, P)
-    return next(
-        f"device-{i}"
-        for i in range(1000)
-        if partition_of("app", f"anonymous:device-{i}", P) != home
-    )
-
-
-def story(user: str, device: str) -> list[object]:
-    berlin = {"city": "Berlin", "country": "DE"}
-    return [
-        tick(T0),
-        track("", T0 + HOUR, anonymous_id=device, context=berlin),
-        track("", T0 + 2 * HOUR, "Added to Cart", anonymous_id=device),
-        track("", T0 + 3 * HOUR, "Added to Cart", anonymous_id=device),
-        tick(T0 + DAY),
-        identify(user, T0 + DAY + HOUR, anonymous_id=device, traits={"plan": "pro"}),
-        tick(T0 + DAY + 2 * HOUR),
-        # Routed to the device's partition (it does not know the link yet): sent on.
-        track("", T0 + DAY + 3 * HOUR, "Added to Cart", anonymous_id=device),
-        track(user, T0 + 2 * DAY),
-        tick(T0 + 3 * DAY),
-        tick(T0 + 20 * DAY),
-    ]
-
-
 async def test_an_anonymous_history_is_handed_over_to_its_users_partition(
     partitioned: tuple[str, PartitionedLog], nats_server: Any
 ) -> None:
     url, log = partitioned
     user = "ada"
-    device = apart(user)
+    device = apart(user, P)
     save_segments(log.home, SEGMENTS)
     events = story(user, device)
     async with in_process_projector(url, nats_server.url):
@@ -166,7 +125,7 @@ async def test_an_event_routed_before_the_link_was_known_is_sent_on_to_the_user(
     for the user, once."""
     url, log = partitioned
     user = "grace"
-    device = apart(user)
+    device = apart(user, P)
     events = story(user, device)
     async with in_process_projector(url, nats_server.url):
         links: dict[tuple[str, str], str] = {}

@@ -4,38 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-import pytest
 
 from services.common.jetstream import ChangeStreamSettings
-from services.eventlog.partitioned import PartitionedLog, open_partitioned_log
+from services.eventlog.partitioned import PartitionedLog
 from services.eventlog.partitions import decode_position, partition_of
-from services.migrate import migrate
 from services.projector.config import Policies
 from services.projector.domain.engine import Engine
+from tests.integration.partitions.conftest import P
 from tests.support.changes import delete_stream, read_all, unique_streams
-from tests.support.infra import PostgresForTests
 from tests.support.logevents import DAY, HOUR, T0, tick, track
 from tests.support.partitioned import route, wait_folded, wait_live
 from tests.support.projector import in_process_projector
 from tests.support.segment_history import SEGMENTS, save_segments
 from tests.support.segment_history import history as segment_history
 from tests.support.segment_history import reference as segment_reference
-
-P = 4
-
-
-@pytest.fixture
-def partitioned(postgres: PostgresForTests) -> Iterator[tuple[str, PartitionedLog]]:
-    url = postgres.create_database()
-    deployment = migrate(url, partitions=P)
-    log = open_partitioned_log(deployment, pool_size=2)
-    yield url, log
-    log.close()
-    postgres.drop_database(url)
 
 
 def history(users: int, seed: int = 1) -> list[object]:

@@ -5,33 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import psycopg
-import pytest
 
-from services.eventlog.partitioned import PartitionedLog, open_partitioned_log
-from services.migrate import migrate
+from services.eventlog.partitioned import PartitionedLog
 from services.projector.config import Policies
 from services.projector.domain.engine import Engine
 from services.projector.domain.user import User
-from tests.support.infra import PostgresForTests
 from tests.support.logevents import DAY, HOUR, T0, purchase, tick, track
 from tests.support.partitioned import route, wait_folded
 from tests.support.projector import in_process_projector
-
-P = 4
-
-
-@pytest.fixture
-def partitioned(postgres: PostgresForTests) -> Iterator[tuple[str, PartitionedLog]]:
-    url = postgres.create_database()
-    log = open_partitioned_log(migrate(url, partitions=P), pool_size=2)
-    yield url, log
-    log.close()
-    postgres.drop_database(url)
 
 
 def purchases(users: int, seed: int) -> list[object]:
