@@ -46,7 +46,7 @@ from services.common.grpc.server import Registration, Served, create_server
 from services.common.jetstream import ChangeStreamSettings, connect
 from services.common.probes import DatabaseProbe, watch
 from services.common.readiness import Check, Readiness
-from services.eventlog.store import EventLog, open_event_log
+from services.eventlog.partitioned import PartitionedLog, open_partitioned_log
 
 CAMPAIGN_SERVICE = campaigns_pb2.DESCRIPTOR.services_by_name["CampaignService"].full_name
 INBOX_SERVICE = inbox_pb2.DESCRIPTOR.services_by_name["InboxService"].full_name
@@ -59,7 +59,7 @@ class CampaignApp:
     pool: AsyncConnectionPool
     store: CampaignStore
     catalog: CampaignCatalog
-    log: EventLog
+    log: PartitionedLog  # every partition's log: conversions and trigger events
     nc: NATS
     http: httpx.AsyncClient
     decider: Decider
@@ -186,14 +186,17 @@ async def start_campaign(
     store = open_campaign_store(settings.database_url)
     catalog = CampaignCatalog(store)
     await asyncio.to_thread(catalog.refresh)
-    log = open_event_log(settings.database_url, pool_size=2)
+    log = open_partitioned_log(contract.deployment, pool_size=2)
     if renderer is None:
         renderer = RenderPool(settings.render_limits())
         await renderer.start()
     if segments is None:
         segments = (
             GrpcSegmentDirectory(
-                settings.segments_address, log.head_position, settings.http_timeout_s
+                # Segment definitions are saved in partition 0: its head is their position.
+                settings.segments_address,
+                log.home.head_position,
+                settings.http_timeout_s,
             )
             if settings.segments_address
             else UncheckedSegments()

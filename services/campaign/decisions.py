@@ -198,13 +198,13 @@ class Decider:
     async def _trigger_events(
         self, work: list[tuple[Change, list[CampaignView]]]
     ) -> dict[tuple[str, str], TriggerEvent]:
-        wanted: dict[str, set[str]] = {}
+        wanted: dict[str, dict[str, str]] = {}
         for change, views in work:
             if change.event_ids and any(v.needs_event for v in views):
-                wanted.setdefault(change.app_id, set()).add(change.event_ids[0])
+                wanted.setdefault(change.app_id, {})[change.event_ids[0]] = change.user_id
         out: dict[tuple[str, str], TriggerEvent] = {}
-        for app_id, ids in wanted.items():
-            for event_id, found in (await self._events.events(app_id, sorted(ids))).items():
+        for app_id, users in wanted.items():
+            for event_id, found in (await self._events.events(app_id, users)).items():
                 out[(app_id, event_id)] = found
         return out
 

@@ -2,7 +2,9 @@
 
 The view is an eventsourcing tracking recorder: each batch of log events marks
 its conversions and moves the tracked position in ONE transaction, so a
-restart neither loses nor counts an event twice.
+restart neither loses nor counts an event twice. A partitioned log is followed
+partition by partition, each tracked under its partition's log name (with one
+partition that is the log's own name, as before partitions).
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from services.campaign.domain.model import ConversionGoal
 from services.campaign.schema import DELIVERIES
 from services.eventlog.events import EventTracked
 from services.eventlog.keyring import Keyring
+from services.eventlog.partitioned import PartitionedLog
 from services.eventlog.sealing import unseal_all
-from services.eventlog.store import LOG_NAME, EventLog
 
 VIEW_NAME = "campaign_conversions"  # tracking table: campaign_conversions_tracking
 _log = structlog.get_logger("campaign.conversions")
@@ -87,11 +89,11 @@ GoalsByApp = Callable[[], Mapping[str, Mapping[str, ConversionGoal]]]
 
 
 class ConversionFollower:
-    """Reads the log after its tracked position, in batches, until stopped."""
+    """Reads every partition's log after its tracked position, in batches, until stopped."""
 
     def __init__(
         self,
-        log: EventLog,
+        log: PartitionedLog,
         recorder: ConversionRecorder,
         goals: GoalsByApp,
         *,
@@ -104,15 +106,22 @@ class ConversionFollower:
         self._batch = batch
         self._poll_s = poll_s
         self._topics = [get_topic(EventTracked)]
-        self._keys = Keyring(log.log_recorder.datastore)
+        # Keys live in the home log's database (as ingest and the projector have them).
+        self._keys = Keyring(log.home.log_recorder.datastore)
 
     def close(self) -> None:
         self._recorder.datastore.close()
 
     def step(self) -> int:
-        """Process one batch; how many log events it covered (0: caught up)."""
-        position = self._recorder.max_tracking_id(LOG_NAME) or 0
-        notifications = self._log.recorder.select_notifications(
+        """Process one batch of each partition; how many log events they covered (0: caught
+        up; below `batch`: no partition had a full batch)."""
+        return sum(self.step_partition(p) for p in range(self._log.partitions))
+
+    def step_partition(self, partition: int) -> int:
+        """Process one batch of `partition`; how many of its log events it covered."""
+        name = self._log.deployment.log_name(partition)
+        position = self._recorder.max_tracking_id(name) or 0
+        notifications = self._log.recorder(partition).select_notifications(
             position, self._batch, topics=self._topics, inclusive_of_start=False
         )
         if not notifications:
@@ -142,16 +151,23 @@ class ConversionFollower:
             all_goals = {cid: g for by_id in goals.values() for cid, g in by_id.items()}
             exposures = self._recorder.exposures(keys, list(all_goals))
             found = conversions(exposures, tracked, all_goals)
-        self._recorder.record(found, Tracking(LOG_NAME, notifications[-1].id))
+        self._recorder.record(found, Tracking(name, notifications[-1].id))
         return len(notifications)
+
+    def _step_each(self) -> int:
+        """One batch of each partition; a partition whose batch fails keeps its position
+        and does not hold the others back."""
+        covered = 0
+        for partition in range(self._log.partitions):
+            try:
+                covered += self.step_partition(partition)
+            except Exception as error:  # keep following; its position did not move
+                _log.warning("conversion batch failed", partition=partition, error=repr(error))
+        return covered
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            try:
-                covered = await asyncio.to_thread(self.step)
-            except Exception as error:  # keep following; the position did not move
-                _log.warning("conversion batch failed", error=repr(error))
-                covered = 0
+            covered = await asyncio.to_thread(self._step_each)
             if covered < self._batch:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self._poll_s)

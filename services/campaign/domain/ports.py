@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -32,8 +32,9 @@ class TriggerEvent:
 
 
 class TriggerEvents(Protocol):
-    async def events(self, app_id: str, event_ids: Sequence[str]) -> dict[str, TriggerEvent]:
-        """The app's tracked events by client event id (missing ones left out)."""
+    async def events(self, app_id: str, users: Mapping[str, str]) -> dict[str, TriggerEvent]:
+        """The app's tracked events by client event id (missing ones left out); `users` maps
+        each wanted event id to the user it was for (whose partition holds it first)."""
         ...
 
 

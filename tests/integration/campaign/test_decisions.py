@@ -3,8 +3,6 @@ campaigns, pause, control, stats with conversions from the event log, ListDelive
 
 from __future__ import annotations
 
-import uuid
-
 import grpc
 import pytest
 from cohortflow.campaigns.v1 import campaigns_pb2 as pb
@@ -14,10 +12,16 @@ from cohortflow.types.v1 import types_pb2
 from services.campaign.adapters.change_messages import decode_change
 from services.campaign.bootstrap import CampaignApp
 from services.common.grpc.errors import bad_request_of
-from services.eventlog.events import EventTracked, event_uuid
 from services.eventlog.store import open_event_log
 from tests.integration.campaign.conftest import NEWS, SHOP
-from tests.integration.campaign.helpers import create, deliver, deliveries
+from tests.integration.campaign.helpers import (
+    create,
+    deliver,
+    deliveries,
+    purchase,
+    tracked_positions,
+    winback,
+)
 from tests.support.campaign import (
     FakeClock,
     campaign,
@@ -153,32 +157,12 @@ async def test_pause_cancels_what_is_pending_and_stops_new_decisions(
     assert (row["user_id"], row["status"], row["reason"]) == ("u1", "cancelled", "campaign_paused")
 
 
-def _purchase(app_id: str, user_id: str, at_us: int, plan: str) -> EventTracked:
-    event_id = f"buy-{uuid.uuid4().hex[:8]}"
-    return EventTracked(
-        originator_id=event_uuid(app_id, EventTracked.KIND, event_id),
-        originator_version=1,
-        app_id=app_id,
-        event_id=event_id,
-        user_id=user_id,
-        anonymous_id="",
-        name="Purchased",
-        event_time_us=at_us,
-        received_time_us=at_us,
-        properties={"plan": plan},
-    )
-
-
 async def test_stats_per_variant_and_control_with_conversions_from_the_log(
     campaign_app: CampaignApp, campaigns, database_url, nats_server, stream, clock: FakeClock
 ) -> None:
     campaign_id = await create(
         campaigns,
-        campaign(
-            name="winback",
-            trigger=pb.Trigger(
-                lifecycle=pb.LifecycleTrigger(to_states=[types_pb2.LIFECYCLE_STATE_DORMANT])
-            ),
+        winback(
             control_percent=30,
             variants=[
                 pb.Variant(name="A", template=pb.Template(body="Come back")),
@@ -211,9 +195,9 @@ async def test_stats_per_variant_and_control_with_conversions_from_the_log(
     clock.advance(3600)
     log = open_event_log(database_url, pool_size=1)
     try:
-        events = [_purchase("shop", u, clock.now, "pro") for u in users[::2]]
-        events.append(_purchase("shop", users[1], clock.now + 2 * 86_400 * 1_000_000, "pro"))
-        events.append(_purchase("shop", users[3], clock.now, "free"))
+        events = [purchase("shop", u, clock.now, "pro") for u in users[::2]]
+        events.append(purchase("shop", users[1], clock.now + 2 * 86_400 * 1_000_000, "pro"))
+        events.append(purchase("shop", users[3], clock.now, "free"))
         log.append_new([log.encode(e) for e in events])
     finally:
         log.close()
@@ -270,8 +254,10 @@ async def test_stats_per_variant_and_control_with_conversions_from_the_log(
         pb.ListDeliveriesRequest(campaign_id=campaign_id), metadata=NEWS
     )
     assert list(other.deliveries) == []
-    # Following the log again changes nothing (the position was tracked with the marks).
+    # Following the log again changes nothing (the position was tracked with the marks),
+    # tracked under the one log's name, as before partitions.
     assert campaign_app.follower.step() == 0
+    assert list(tracked_positions(database_url)) == ["cohortflow"]
 
 
 async def test_templates_read_the_triggering_event_from_the_log(
@@ -285,7 +271,7 @@ async def test_templates_read_the_triggering_event_from_the_log(
         ),
     )
     put_profile(database_url, "shop", "u1", traits={"first_name": "Uma"})
-    added = _purchase("shop", "u1", clock.now, "gold")
+    added = purchase("shop", "u1", clock.now, "gold")
     log = open_event_log(database_url, pool_size=1)
     try:
         log.append_new([log.encode(added)])

@@ -16,18 +16,9 @@ from cohortflow.segments.v1 import segments_pb2, segments_pb2_grpc
 from services.common.grpc.errors import bad_request_of
 from services.devstack.embedded import free_port
 from tests.integration.campaign.conftest import KEYS, NEWS, SHOP, AppFactory
-from tests.integration.campaign.helpers import create
+from tests.integration.campaign.helpers import BUYERS, create
 from tests.support.campaign import campaign
 from tests.support.projector import in_process_projector
-
-BUYERS = segments_pb2.Condition(
-    events=segments_pb2.EventCondition(
-        name="Order Completed",
-        aggregate=segments_pb2.EventCondition.AGGREGATE_COUNT,
-        op=">=",
-        value=1,
-    )
-)
 
 
 @pytest.fixture
