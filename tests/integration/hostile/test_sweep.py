@@ -15,7 +15,7 @@ import grpc
 import pytest
 from cohortflow.analytics.v1 import analytics_pb2
 from cohortflow.campaigns.v1 import campaigns_pb2, inbox_pb2
-from cohortflow.ingest.v1 import history_pb2, ingest_pb2
+from cohortflow.ingest.v1 import history_pb2, ingest_pb2, privacy_pb2
 from cohortflow.operations.v1 import operations_pb2
 from cohortflow.profiles.v1 import profiles_pb2
 from cohortflow.segments.v1 import segments_pb2
@@ -61,6 +61,13 @@ NORMAL: dict[str, tuple[str, Callable[[Tenant], Message]]] = {
     "cohortflow.ingest.v1.HistoryImportService": (
         "ListHistoryImports",
         lambda t: history_pb2.ListHistoryImportsRequest(page_size=1),
+    ),
+    # Idempotent by its request id: each tenant erases one user nobody uses, once.
+    "cohortflow.ingest.v1.PrivacyService": (
+        "EraseUser",
+        lambda t: privacy_pb2.EraseUserRequest(
+            user_id="sweep-nobody", requested_by="hostile sweep", request_id="sweep-normal"
+        ),
     ),
     "cohortflow.profiles.v1.ProfileService": (
         "GetLifecycleSummary",
