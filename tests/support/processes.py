@@ -17,6 +17,19 @@ from services.devstack.embedded import free_port
 REPO = Path(__file__).resolve().parents[2]
 
 
+def rebuild(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m services.projector.rebuild ARGS` on a database, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "services.projector.rebuild", *args],
+        env={"DATABASE_URL": database_url, "PATH": "/usr/bin:/bin"},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
 class ServiceProcess:
     """`python -m <module>` with the given environment, output captured to a file."""
 

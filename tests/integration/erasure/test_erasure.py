@@ -9,8 +9,6 @@ other user's changes exactly (`rebuild --check` and a row-by-row comparison).
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from typing import Any
 
 import grpc
@@ -28,7 +26,7 @@ from services.ingest.config import IngestSettings
 from services.ingest.sealer import Sealer
 from tests.support.eventlog import sealed_events, stored_events
 from tests.support.logevents import MINUTE, T0, identify, track
-from tests.support.processes import REPO
+from tests.support.processes import rebuild
 from tests.support.projector import in_process_projector
 from tests.support.segment_history import (
     PROFILE_SEGMENTS,
@@ -61,18 +59,6 @@ def victim_extras() -> list[object]:
             location={"country": "DE", "city": "Berlin"},
         ),
     ]
-
-
-def rebuild(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "services.projector.rebuild", *args],
-        env={"DATABASE_URL": database_url, "PATH": "/usr/bin:/bin"},
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def rows(database_url: str, query: str, *params: Any) -> list[tuple[Any, ...]]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from typing import Any
 
 import psycopg
@@ -15,25 +13,13 @@ from services.projector.bootstrap import start_projector
 from services.projector.config import ProjectorSettings
 from tests.support.changes import delete_stream, unique_streams
 from tests.support.logevents import HOUR, T0, track
-from tests.support.processes import REPO
+from tests.support.processes import rebuild
 from tests.support.segment_history import (
     PROFILE_SEGMENTS,
     SEGMENTS,
     profiled_history,
     save_segments,
 )
-
-
-def rebuild(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "services.projector.rebuild", *args],
-        env={"DATABASE_URL": database_url, "PATH": "/usr/bin:/bin"},
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 async def test_rebuild_is_identical_and_swaps_in(database_url: str, nats_server: Any) -> None:
